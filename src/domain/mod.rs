@@ -1,0 +1,9 @@
+//! Types that parse once and can only hold valid values.
+
+mod appid;
+mod metric;
+mod week;
+
+pub use appid::{AppId, AppIdError};
+pub use metric::{Metric, MAX_KEY};
+pub use week::{parse_date, yyyymmdd, NaturalWeek, WeekError, BEIJING};
