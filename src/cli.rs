@@ -1,0 +1,95 @@
+//! Command-line interface: parses arguments, loads the config, dispatches.
+
+use crate::commands;
+use crate::config::{Config, ConfigError, ProcessEnv};
+use crate::telemetry::{self, LogFormat};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Keeps a Postgres table of WeChat Mini Program weekly user retention.
+#[derive(Debug, Parser)]
+#[command(name = "wxretain", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: $WXRETAIN_CONFIG, else ./wxretain.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "WXRETAIN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if missing and apply migrations.
+    Migrate,
+    /// Fetch every natural week overlapping a date range.
+    Backfill(commands::backfill::BackfillArgs),
+    /// Run one scheduling pass (every app, every week due), then exit.
+    Once(commands::once::OnceArgs),
+    /// Run as a daemon: a pass at start-up and on every cron tick.
+    Run(commands::run::RunArgs),
+    /// Show per-app health from the ledger.
+    Status(commands::status::StatusArgs),
+    /// Serve the built-in WeChat simulator.
+    Simulate(crate::simulator::SimArgs),
+    /// First run: simulator, migrate, backfill a few apps, show what landed.
+    Demo(commands::demo::DemoArgs),
+}
+
+/// Exit codes: 0 done, 1 failed or incomplete, 2 bad config or arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<UsageError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// A bad argument value that clap could not catch (dates, ranges, apps).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = || -> Result<Config, ConfigError> {
+        let path = Config::locate(cli.config.as_deref(), &ProcessEnv);
+        Config::load(&path, &ProcessEnv)
+    };
+    match cli.command {
+        Command::Migrate => commands::migrate::run(&load()?).await,
+        Command::Backfill(args) => commands::backfill::run(load()?, args).await,
+        Command::Once(args) => commands::once::run(load()?, args).await,
+        Command::Run(args) => commands::run::run(load()?, args).await,
+        Command::Status(args) => commands::status::run(load()?, args).await,
+        Command::Simulate(args) => {
+            crate::simulator::serve_until_ctrl_c(&args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => commands::demo::run(args).await,
+    }
+}

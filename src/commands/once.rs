@@ -1,0 +1,34 @@
+//! `wxretain once`: one scheduling pass, as a cron tick would run it.
+
+use crate::config::Config;
+use crate::pass::{run_pass, PassOptions};
+use chrono::{DateTime, Utc};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+pub struct OnceArgs {
+    /// Act as if it were this instant (RFC 3339, e.g. 2026-11-23T10:30:00+08:00).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("{text:?} is not an RFC 3339 instant like 2026-11-23T10:30:00+08:00 ({e})")
+        })
+}
+
+pub async fn run(config: Config, args: OnceArgs) -> anyhow::Result<ExitCode> {
+    let p = super::pipeline(config).await?;
+    let opts = PassOptions {
+        as_of: args.as_of.unwrap_or_else(Utc::now),
+        scope: p.all_apps(),
+        plan: true,
+    };
+    let report = run_pass(&p, &opts, &CancellationToken::new(), None).await?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}

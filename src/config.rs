@@ -1,0 +1,577 @@
+//! Configuration: a TOML file, then the environment variables that win.
+//!
+//! Everything is checked here, before any network or database call, and every
+//! complaint names the key it is about, so a deployment fails at start-up with
+//! a message an operator can act on instead of mid-pass.
+
+use crate::domain::{AppId, NaturalWeek, BEIJING};
+use chrono_tz::Tz;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default database for a developer machine with a local Postgres.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/wxretain";
+pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
+/// Every 30 minutes: planning costs one indexed query, and the ledger only
+/// lets a week be fetched when a new key is expected, so frequent ticks cost
+/// no extra WeChat calls while each key lands within half an hour.
+pub const DEFAULT_CRON: &str = "0 7/30 * * * *";
+
+/// A configuration problem, always naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (missing, permissions).
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has a key we do not know.
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// A value is present but wrong.
+    #[error("config file {path}: {key}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from, for messages.
+    pub path: PathBuf,
+    pub database: DatabaseConfig,
+    pub wechat: WechatConfig,
+    pub schedule: ScheduleConfig,
+    pub server: ServerConfig,
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// Holds the password, if any: never printed.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url_password(self.url.expose_secret()))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// Which WeChat endpoint hands out access tokens for apps with a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenEndpoint {
+    /// `cgi-bin/stable_token`: does not invalidate the token the app's own
+    /// backend holds, so it is the default.
+    Stable,
+    /// `cgi-bin/token`: every call logs out the previous token after 5 minutes;
+    /// only for apps whose backend does not use tokens itself.
+    Classic,
+}
+
+/// The query parameter the token travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TokenParam {
+    #[serde(rename = "access_token")]
+    AccessToken,
+    /// For cloud-hosting callers (WeChat Cloud Run `getOpenData` tokens).
+    #[serde(rename = "cloudbase_access_token")]
+    CloudbaseAccessToken,
+}
+
+impl TokenParam {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenParam::AccessToken => "access_token",
+            TokenParam::CloudbaseAccessToken => "cloudbase_access_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WechatConfig {
+    pub base_url: String,
+    pub token_endpoint: TokenEndpoint,
+    pub token_param: TokenParam,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Answers are a few hundred bytes; anything far larger is not WeChat.
+    pub max_body_bytes: usize,
+    /// Requests to WeChat in flight at once, over all apps.
+    pub max_in_flight: usize,
+    /// Tries per call for transient failures (-1, 5xx, timeouts) within a pass.
+    pub retry_attempts: usize,
+    pub retry_min_delay: Duration,
+    /// How long a token printed by `token_command` is reused.
+    pub token_command_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    pub timezone: Tz,
+    pub cron: String,
+    pub start_week: Option<NaturalWeek>,
+    pub lookback_weeks: u32,
+    /// Hour (Beijing) from which WeChat is expected to have published a key.
+    pub publish_hour: u32,
+    /// How long after key 4 was due a week stops being asked for it.
+    pub final_grace: chrono::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+/// How an app proves itself to WeChat.
+#[derive(Clone)]
+pub enum Credential {
+    /// AppSecret: tokens come from WeChat's token endpoint.
+    Secret(SecretString),
+    /// A program that prints a current access token (third-party platforms,
+    /// central token services).
+    Command(Vec<String>),
+    /// An environment variable that holds a current access token.
+    Env(String),
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Secret(_) => f.write_str("Secret([REDACTED])"),
+            Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
+            Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub appid: AppId,
+    /// A human name for reports; defaults to the appid.
+    pub name: String,
+    pub credential: Credential,
+    pub token_param: TokenParam,
+}
+
+// ---- the file's shape -------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    wechat: RawWechat,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    apps: Vec<RawApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWechat {
+    base_url: Option<String>,
+    token_endpoint: Option<TokenEndpoint>,
+    token_param: Option<TokenParam>,
+    connect_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    max_in_flight: Option<usize>,
+    retry_attempts: Option<usize>,
+    retry_min_delay_ms: Option<u64>,
+    token_command_ttl_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    timezone: Option<String>,
+    cron: Option<String>,
+    start_week: Option<String>,
+    lookback_weeks: Option<u32>,
+    publish_hour: Option<u32>,
+    final_grace_days: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    appid: String,
+    name: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    token_command: Option<Vec<String>>,
+    token_env: Option<String>,
+    token_param: Option<TokenParam>,
+}
+
+/// Where environment variables come from: the process, or a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Config {
+    /// Which file to read: `--config`, else `WXRETAIN_CONFIG`, else `./wxretain.toml`.
+    pub fn locate(flag: Option<&Path>, env: &dyn Env) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| env.var("WXRETAIN_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("wxretain.toml"))
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        warn_if_readable_by_others(path);
+        Self::parse(&text, path, env)
+    }
+
+    /// Parses and validates TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let check = Checker { path };
+        let database = check.database(raw.database, env)?;
+        let wechat = check.wechat(raw.wechat, env)?;
+        let schedule = check.schedule(raw.schedule)?;
+        let server = check.server(raw.server)?;
+        let mut apps = Vec::with_capacity(raw.apps.len());
+        for (i, app) in raw.apps.into_iter().enumerate() {
+            let app = check.app(i, app, wechat.token_param, env)?;
+            if apps.iter().any(|a: &AppConfig| a.appid == app.appid) {
+                return Err(check.invalid(
+                    format!("apps[{i}].appid"),
+                    format!("{} is configured twice", app.appid),
+                ));
+            }
+            apps.push(app);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            database,
+            wechat,
+            schedule,
+            server,
+            apps,
+        })
+    }
+
+    /// The apps named by `--app`, or all; an unknown appid is an error.
+    pub fn select_apps(&self, wanted: &[String]) -> Result<Vec<AppConfig>, String> {
+        if wanted.is_empty() {
+            return Ok(self.apps.clone());
+        }
+        wanted
+            .iter()
+            .map(|w| {
+                self.apps
+                    .iter()
+                    .find(|a| a.appid.as_str() == w)
+                    .cloned()
+                    .ok_or_else(|| format!("--app {w}: not an app in {}", self.path.display()))
+            })
+            .collect()
+    }
+
+    /// The oldest week kept, given the most recently completed one.
+    pub fn oldest_week(&self, last_completed: NaturalWeek) -> NaturalWeek {
+        match self.schedule.start_week {
+            Some(week) => week,
+            None => last_completed.plus_weeks(1 - i64::from(self.schedule.lookback_weeks)),
+        }
+    }
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    fn positive<T: PartialOrd + Default + Copy>(
+        &self,
+        key: &str,
+        value: Option<T>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let v = value.unwrap_or(default);
+        if v > T::default() {
+            Ok(v)
+        } else {
+            Err(self.invalid(key, "must be greater than 0"))
+        }
+    }
+
+    fn database(&self, raw: RawDatabase, env: &dyn Env) -> Result<DatabaseConfig, ConfigError> {
+        let url = env
+            .var("DATABASE_URL")
+            .or(raw.url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(self.invalid(
+                "database.url",
+                format!("{} is not a postgres:// URL", redact_url_password(&url)),
+            ));
+        }
+        Ok(DatabaseConfig {
+            url: SecretString::from(url),
+            max_connections: self.positive("database.max_connections", raw.max_connections, 10)?,
+        })
+    }
+
+    fn wechat(&self, raw: RawWechat, env: &dyn Env) -> Result<WechatConfig, ConfigError> {
+        let base_url = env
+            .var("WXRETAIN_WECHAT_BASE_URL")
+            .or(raw.base_url)
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let base_url = base_url.trim_end_matches('/').to_string();
+        if reqwest::Url::parse(&base_url).map(|u| u.has_host()) != Ok(true)
+            || !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            return Err(self.invalid(
+                "wechat.base_url",
+                format!("{base_url:?} is not an http(s) URL"),
+            ));
+        }
+        Ok(WechatConfig {
+            base_url,
+            token_endpoint: raw.token_endpoint.unwrap_or(TokenEndpoint::Stable),
+            token_param: raw.token_param.unwrap_or(TokenParam::AccessToken),
+            connect_timeout: Duration::from_secs(self.positive(
+                "wechat.connect_timeout_secs",
+                raw.connect_timeout_secs,
+                5,
+            )?),
+            request_timeout: Duration::from_secs(self.positive(
+                "wechat.request_timeout_secs",
+                raw.request_timeout_secs,
+                20,
+            )?),
+            max_body_bytes: self.positive("wechat.max_body_bytes", raw.max_body_bytes, 1 << 20)?,
+            max_in_flight: self.positive("wechat.max_in_flight", raw.max_in_flight, 8)?,
+            retry_attempts: self.positive("wechat.retry_attempts", raw.retry_attempts, 4)?,
+            retry_min_delay: Duration::from_millis(raw.retry_min_delay_ms.unwrap_or(500)),
+            token_command_ttl: Duration::from_secs(raw.token_command_ttl_secs.unwrap_or(300)),
+        })
+    }
+
+    fn schedule(&self, raw: RawSchedule) -> Result<ScheduleConfig, ConfigError> {
+        let timezone = match raw.timezone {
+            None => BEIJING,
+            Some(name) => name.parse::<Tz>().map_err(|_| {
+                self.invalid(
+                    "schedule.timezone",
+                    format!("{name:?} is not an IANA time zone (e.g. \"Asia/Shanghai\")"),
+                )
+            })?,
+        };
+        let cron = raw.cron.unwrap_or_else(|| DEFAULT_CRON.to_string());
+        if cron.split_whitespace().count() != 6 {
+            return Err(self.invalid(
+                "schedule.cron",
+                format!("{cron:?} must have 6 fields (sec min hour day month weekday)"),
+            ));
+        }
+        let start_week = match raw.start_week {
+            None => None,
+            Some(text) => Some(
+                NaturalWeek::parse_monday(&text)
+                    .map_err(|e| self.invalid("schedule.start_week", e.to_string()))?,
+            ),
+        };
+        if start_week.is_some() && raw.lookback_weeks.is_some() {
+            return Err(self.invalid(
+                "schedule.lookback_weeks",
+                "set start_week or lookback_weeks, not both",
+            ));
+        }
+        let publish_hour = raw.publish_hour.unwrap_or(10);
+        if publish_hour > 23 {
+            return Err(self.invalid(
+                "schedule.publish_hour",
+                format!("{publish_hour} is not an hour (0-23)"),
+            ));
+        }
+        Ok(ScheduleConfig {
+            timezone,
+            cron,
+            start_week,
+            lookback_weeks: self.positive("schedule.lookback_weeks", raw.lookback_weeks, 26)?,
+            publish_hour,
+            final_grace: chrono::Duration::days(i64::from(raw.final_grace_days.unwrap_or(14))),
+        })
+    }
+
+    fn server(&self, raw: RawServer) -> Result<ServerConfig, ConfigError> {
+        let text = raw.listen.unwrap_or_else(|| "127.0.0.1:9187".to_string());
+        let listen = text.parse().map_err(|_| {
+            self.invalid(
+                "server.listen",
+                format!("{text:?} is not an address like 127.0.0.1:9187"),
+            )
+        })?;
+        Ok(ServerConfig { listen })
+    }
+
+    fn app(
+        &self,
+        i: usize,
+        raw: RawApp,
+        default_param: TokenParam,
+        env: &dyn Env,
+    ) -> Result<AppConfig, ConfigError> {
+        let key = |field: &str| format!("apps[{i}].{field}");
+        let appid: AppId = raw
+            .appid
+            .parse()
+            .map_err(|e: crate::domain::AppIdError| self.invalid(key("appid"), e.to_string()))?;
+        let given = [
+            raw.secret_env.is_some(),
+            raw.secret_file.is_some(),
+            raw.token_command.is_some(),
+            raw.token_env.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given != 1 {
+            return Err(self.invalid(
+                format!("apps[{i}] ({appid})"),
+                "set exactly one of secret_env, secret_file, token_command, token_env",
+            ));
+        }
+        let credential = if let Some(var) = raw.secret_env {
+            let secret = env.var(&var).ok_or_else(|| {
+                self.invalid(
+                    key("secret_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?;
+            Credential::Secret(SecretString::from(secret.trim().to_string()))
+        } else if let Some(file) = raw.secret_file {
+            let secret = std::fs::read_to_string(&file).map_err(|e| {
+                self.invalid(
+                    key("secret_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            if secret.trim().is_empty() {
+                return Err(
+                    self.invalid(key("secret_file"), format!("{} is empty", file.display()))
+                );
+            }
+            warn_if_readable_by_others(&file);
+            Credential::Secret(SecretString::from(secret.trim().to_string()))
+        } else if let Some(argv) = raw.token_command {
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(self.invalid(
+                    key("token_command"),
+                    "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
+                ));
+            }
+            Credential::Command(argv)
+        } else if let Some(var) = raw.token_env {
+            if env.var(&var).is_none() {
+                return Err(self.invalid(
+                    key("token_env"),
+                    format!("environment variable {var} is not set"),
+                ));
+            }
+            Credential::Env(var)
+        } else {
+            unreachable!("exactly one credential was counted above")
+        };
+        Ok(AppConfig {
+            name: raw.name.unwrap_or_else(|| appid.to_string()),
+            appid,
+            credential,
+            token_param: raw.token_param.unwrap_or(default_param),
+        })
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // set_password only fails for URLs that cannot have one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<unparseable URL>".to_string(),
+    }
+}
+
+/// Secrets in a file others can read are half-public: say so, but go on.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "file may hold secrets but other users can read it; chmod 600 it"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! One pass: plan → claim → fetch → validate → store.
+//!
+//! The scheduler's ticks, `once`, `backfill` and the tests all call
+//! [`run_pass`]; only what they put in [`PassOptions`] differs.
+
+use crate::config::{AppConfig, Config};
+use crate::domain::{AppId, NaturalWeek};
+use crate::planner::{Rule, Verdict, WeekState};
+use crate::store::{Claim, Scope, Store};
+use crate::validate::validate;
+use crate::wechat::{ErrorClass, FetchError, WeChatClient};
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Everything a pass needs; built once per process.
+pub struct Pipeline {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub client: WeChatClient,
+    pub rule: Rule,
+    /// This process's name in `lease_owner`.
+    pub owner: String,
+}
+
+/// What a pass is asked to do.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// The instant the pass acts as if it were (`--as-of`, or now).
+    pub as_of: DateTime<Utc>,
+    pub scope: Scope,
+    /// Add the configured range's missing weeks to the ledger first.
+    pub plan: bool,
+}
+
+/// What a pass did, counted per week attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PassReport {
+    pub planned: u64,
+    pub attempted: u64,
+    pub stored: u64,
+    pub rows_written: u64,
+    pub not_ready: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    /// Weeks put off because their app was paused (quota, broken setup).
+    pub deferred: u64,
+    /// Weeks whose result could not be written (database trouble); their lease
+    /// runs out and a later pass takes them again.
+    pub unsaved: u64,
+}
+
+/// Apps paused for the rest of the pass, and until when.
+type Pauses = Mutex<HashMap<AppId, DateTime<Utc>>>;
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>, store: Store) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: WeChatClient::new(&config.wechat)?,
+            rule: Rule::from_config(&config.schedule),
+            owner: replica_name(),
+            config,
+            store,
+        })
+    }
+
+    /// The configured apps as a scope over every week.
+    pub fn all_apps(&self) -> Scope {
+        Scope {
+            apps: self.config.apps.iter().map(|a| a.appid.clone()).collect(),
+            first: None,
+            last: None,
+        }
+    }
+
+    /// The weeks a pass at `as_of` keeps: oldest kept to last completed.
+    pub fn kept_weeks(&self, as_of: DateTime<Utc>) -> (NaturalWeek, NaturalWeek) {
+        let last = NaturalWeek::last_completed_at(as_of, self.config.schedule.timezone);
+        (self.config.oldest_week(last), last)
+    }
+
+    fn lease(&self) -> Duration {
+        let w = &self.config.wechat;
+        let worst = (w.request_timeout + w.connect_timeout) * (2 * w.retry_attempts as u32 + 2);
+        worst.max(Duration::from_secs(300))
+    }
+}
+
+/// Runs one pass. Stops claiming when `shutdown` fires; weeks in flight finish
+/// and commit first.
+pub async fn run_pass(
+    p: &Pipeline,
+    opts: &PassOptions,
+    shutdown: &CancellationToken,
+    progress: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<PassReport> {
+    let mut report = PassReport::default();
+    if opts.plan {
+        let (first, last) = p.kept_weeks(opts.as_of);
+        report.planned = p.store.plan(&opts.scope.apps, first, last, &p.rule).await?;
+    }
+    let max_in_flight = p.config.wechat.max_in_flight;
+    let batch = max_in_flight as i64 * 2;
+    let lease = p.lease();
+    let pauses: Pauses = Mutex::new(HashMap::new());
+    let mut queue: VecDeque<Claim> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut exhausted = false;
+    let mut claim_error = None;
+    loop {
+        // Keep `max_in_flight` weeks going; claim more only when the queue is empty.
+        while in_flight.len() < max_in_flight && !shutdown.is_cancelled() {
+            if queue.is_empty() && !exhausted {
+                match p
+                    .store
+                    .claim(&p.owner, &opts.scope, opts.as_of, batch, lease)
+                    .await
+                {
+                    Ok(claims) if claims.is_empty() => exhausted = true,
+                    Ok(claims) => queue.extend(claims),
+                    Err(e) => {
+                        claim_error = Some(e);
+                        exhausted = true;
+                    }
+                }
+            }
+            let Some(claim) = queue.pop_front() else {
+                break;
+            };
+            in_flight.push(process(p, claim, opts.as_of, &pauses));
+        }
+        let Some(outcome) = in_flight.next().await else {
+            break;
+        };
+        if let Some(bar) = progress {
+            bar.inc(1);
+        }
+        outcome.count(&mut report);
+    }
+
+    if let Err(e) = p.store.release(&p.owner).await {
+        tracing::warn!(error = %e, "could not release leases; they expire by themselves");
+    }
+    if let Some(e) = claim_error {
+        return Err(anyhow::Error::new(e).context("claiming due weeks"));
+    }
+    metrics::gauge!("wxretain_last_pass_timestamp_seconds").set(Utc::now().timestamp() as f64);
+    Ok(report)
+}
+
+/// What happened to one claimed week.
+enum Outcome {
+    Stored { rows: u64, state: WeekState },
+    Failed(ErrorClass),
+    Rejected,
+    Deferred,
+    Unsaved,
+}
+
+impl Outcome {
+    fn count(&self, r: &mut PassReport) {
+        match self {
+            Outcome::Deferred => r.deferred += 1,
+            Outcome::Unsaved => {
+                r.attempted += 1;
+                r.unsaved += 1
+            }
+            Outcome::Stored { rows, state } => {
+                r.attempted += 1;
+                r.rows_written += rows;
+                if *state == WeekState::NotReady {
+                    r.not_ready += 1
+                } else {
+                    r.stored += 1
+                }
+            }
+            Outcome::Failed(class) => {
+                r.attempted += 1;
+                match class {
+                    ErrorClass::NotReady | ErrorClass::DateRange => r.not_ready += 1,
+                    _ => r.failed += 1,
+                }
+            }
+            Outcome::Rejected => {
+                r.attempted += 1;
+                r.rejected += 1
+            }
+        }
+    }
+}
+
+async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Pauses) -> Outcome {
+    let claim = &claim;
+    let Some(app) = p.config.apps.iter().find(|a| a.appid == claim.appid) else {
+        return Outcome::Deferred; // scope only holds configured apps
+    };
+    let paused_until = lock(pauses).get(&claim.appid).copied();
+    if let Some(until) = paused_until {
+        let verdict = Verdict {
+            state: claim.before.state,
+            next_due: Some(until),
+            attempts: claim.before.attempts,
+        };
+        return match p.store.defer(claim, &verdict).await {
+            Ok(()) => Outcome::Deferred,
+            Err(_) => Outcome::Unsaved,
+        };
+    }
+    let started = Instant::now();
+    let fetched = fetch_with_retry(p, app, claim.week).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let (outcome, written) = match fetched {
+        Ok(raw) => match validate(claim.week, &raw.body) {
+            Ok(answer) => {
+                let keys = answer.keys();
+                let verdict = p.rule.after_answer(claim.week, &keys, claim.before, as_of);
+                let saved = p
+                    .store
+                    .save_answer(claim, &answer, &raw.body, &verdict)
+                    .await;
+                tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?keys,
+                    state = verdict.state.as_str(), next_due = ?verdict.next_due, latency_ms, "fetched week");
+                match saved {
+                    Ok(stats) => (
+                        Outcome::Stored {
+                            rows: stats.rows_written,
+                            state: verdict.state,
+                        },
+                        Ok(()),
+                    ),
+                    Err(e) => (Outcome::Unsaved, Err(e)),
+                }
+            }
+            Err(rejection) => {
+                let verdict =
+                    p.rule
+                        .after_failure(claim.week, ErrorClass::Transient, claim.before, as_of);
+                tracing::warn!(appid = %claim.appid, week = %claim.week, outcome = "rejected", reason = %rejection, latency_ms, "answer failed validation; nothing written");
+                let body = crate::wechat::scrub(&raw.body.to_string(), &[]);
+                let saved = p
+                    .store
+                    .record_rejection(claim, &verdict, &rejection.to_string(), &body)
+                    .await;
+                (Outcome::Rejected, saved)
+            }
+        },
+        Err(error) => {
+            let class = error.class();
+            let verdict = p.rule.after_failure(claim.week, class, claim.before, as_of);
+            log_failure(claim, &error, &verdict, latency_ms);
+            match class {
+                ErrorClass::MinuteQuota | ErrorClass::DailyQuota | ErrorClass::Config => {
+                    if let Some(until) = verdict.next_due {
+                        lock(pauses).insert(claim.appid.clone(), until);
+                    }
+                }
+                _ => {}
+            }
+            let saved = p
+                .store
+                .record_failure(claim, &verdict, error.errcode(), &error.to_string())
+                .await;
+            (Outcome::Failed(class), saved)
+        }
+    };
+    let label = match &outcome {
+        Outcome::Stored {
+            state: WeekState::NotReady,
+            ..
+        } => "not_ready",
+        Outcome::Stored { .. } => "stored",
+        Outcome::Failed(ErrorClass::NotReady | ErrorClass::DateRange) => "not_ready",
+        Outcome::Failed(_) => "failed",
+        Outcome::Rejected => "rejected",
+        Outcome::Deferred => "deferred",
+        Outcome::Unsaved => "unsaved",
+    };
+    metrics::counter!("wxretain_fetches_total", "appid" => claim.appid.to_string(), "outcome" => label).increment(1);
+    match written {
+        Ok(()) => {
+            if let Outcome::Stored { rows, .. } = outcome {
+                metrics::counter!("wxretain_rows_written_total").increment(rows);
+                metrics::gauge!("wxretain_last_success_timestamp_seconds", "appid" => claim.appid.to_string())
+                    .set(Utc::now().timestamp() as f64);
+            }
+            outcome
+        }
+        Err(e) => {
+            tracing::error!(appid = %claim.appid, week = %claim.week, error = %e, "could not record the result; the week will be taken again when its lease ends");
+            Outcome::Unsaved
+        }
+    }
+}
+
+/// Transient failures are retried here with exponential backoff and jitter,
+/// a bounded number of times; everything else goes straight to the ledger.
+async fn fetch_with_retry(
+    p: &Pipeline,
+    app: &AppConfig,
+    week: NaturalWeek,
+) -> Result<crate::wechat::RawAnswer, FetchError> {
+    let w = &p.config.wechat;
+    let policy = ExponentialBuilder::default()
+        .with_min_delay(w.retry_min_delay)
+        .with_max_delay(w.retry_min_delay * 16)
+        .with_max_times(w.retry_attempts.saturating_sub(1))
+        .with_jitter();
+    (|| p.client.weekly_retain(app, week))
+        .retry(policy)
+        .when(|e: &FetchError| e.class() == ErrorClass::Transient)
+        .notify(|e: &FetchError, pause: Duration| {
+            tracing::debug!(appid = %app.appid, %week, error = %e, ?pause, "transient failure; retrying");
+        })
+        .await
+}
+
+fn log_failure(claim: &Claim, error: &FetchError, verdict: &Verdict, latency_ms: u64) {
+    let (appid, week) = (&claim.appid, claim.week);
+    let errcode = error.errcode();
+    match error.class() {
+        ErrorClass::NotReady | ErrorClass::DateRange => {
+            tracing::info!(%appid, %week, outcome = "not_ready", errcode, next_due = ?verdict.next_due, latency_ms, "week not ready at WeChat")
+        }
+        ErrorClass::Config => {
+            tracing::error!(%appid, %week, outcome = "broken", errcode, error = %error, next_due = ?verdict.next_due, latency_ms, "app configuration problem: fix it; other apps go on")
+        }
+        ErrorClass::Bug => {
+            tracing::error!(%appid, %week, outcome = "failed", errcode, error = %error, request = %format!("begin_date={} end_date={}", week.begin_date(), week.end_date()), latency_ms, "WeChat refused our request as malformed; not retried")
+        }
+        _ => {
+            tracing::warn!(%appid, %week, outcome = "failed", errcode, error = %error, state = verdict.state.as_str(), next_due = ?verdict.next_due, latency_ms, "fetch failed")
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock means a panic elsewhere; the counters are still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `host:pid:random`, so leases say who holds them.
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &id[..8])
+}

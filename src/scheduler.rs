@@ -1,0 +1,101 @@
+//! The daemon: a pass at start-up, then one per cron tick, never two at once.
+
+use crate::pass::{run_pass, PassOptions, Pipeline};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+/// How long a shutdown waits for the pass in flight to commit its weeks.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs until `shutdown` fires, then lets the pass in flight finish.
+pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    wait_for_database(&p, &shutdown).await;
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
+    // tokio-cron-scheduler starts a tick even while the last one runs: this
+    // gate makes a tick that finds a pass in flight skip instead of overlap.
+    let gate = Arc::new(Mutex::new(()));
+    let mut scheduler = JobScheduler::new().await?;
+    let tz = p.config.schedule.timezone;
+    let cron = p.config.schedule.cron.clone();
+    let job = {
+        let (p, gate, shutdown) = (p.clone(), gate.clone(), shutdown.clone());
+        Job::new_async_tz(cron.as_str(), tz, move |_id, _sched| {
+            let (p, gate, shutdown) = (p.clone(), gate.clone(), shutdown.clone());
+            Box::pin(async move { tick(&p, &gate, &shutdown, "cron").await })
+        })
+        .map_err(|e| anyhow::anyhow!("schedule.cron {cron:?}: {e}"))?
+    };
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    tracing::info!(cron = %p.config.schedule.cron, timezone = %tz, apps = p.config.apps.len(), "scheduler started");
+    // Weeks missed while the daemon was down are due now: fetch them at once.
+    tick(&p, &gate, &shutdown, "start-up").await;
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new work; waiting for weeks in flight");
+    let _ = scheduler.shutdown().await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, gate.lock())
+        .await
+        .is_err()
+    {
+        tracing::warn!("a pass did not finish within {DRAIN_TIMEOUT:?}; its weeks will be taken again when their leases end");
+    }
+    Ok(())
+}
+
+async fn tick(p: &Pipeline, gate: &Mutex<()>, shutdown: &CancellationToken, why: &str) {
+    let Ok(_held) = gate.try_lock() else {
+        tracing::info!(why, "previous pass still running; skipping this tick");
+        return;
+    };
+    if shutdown.is_cancelled() {
+        return;
+    }
+    let opts = PassOptions {
+        as_of: Utc::now(),
+        scope: p.all_apps(),
+        plan: true,
+    };
+    let started = std::time::Instant::now();
+    match run_pass(p, &opts, shutdown, None).await {
+        Ok(report) => {
+            metrics::gauge!("wxretain_last_successful_pass_timestamp_seconds")
+                .set(Utc::now().timestamp() as f64);
+            tracing::info!(
+                why,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                ?report,
+                "pass done"
+            );
+        }
+        Err(e) => tracing::error!(
+            why,
+            error = format!("{e:#}"),
+            "pass failed; the next tick tries again"
+        ),
+    }
+    crate::metrics::update_week_gauges(p).await;
+}
+
+/// Start-up with the database down waits for it instead of crashing.
+async fn wait_for_database(p: &Pipeline, shutdown: &CancellationToken) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match p.store.migrate().await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), retry_in = ?pause, "database not available; waiting");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}

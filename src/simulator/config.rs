@@ -1,0 +1,221 @@
+//! Simulator settings, from code (`SimConfig`) or the command line (`SimArgs`).
+
+use super::faults::Faults;
+use super::SimClock;
+use crate::domain::AppId;
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+
+/// Everything a simulator needs to start.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub faults: Faults,
+    /// Beijing hour at which a key is published on its Monday (default 10,
+    /// after the community's "ready after 09:00").
+    pub publish_hour: u32,
+    /// How many weeks before the current one are served (older: 61501).
+    pub history_weeks: u32,
+    pub clock: SimClock,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            faults: Faults::default(),
+            publish_hour: 10,
+            history_weeks: 160,
+            clock: SimClock::real(),
+        }
+    }
+}
+
+/// Flags of `wxretain simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: SocketAddr,
+    /// Milliseconds added to every data call.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// CODE=P: answer errcode CODE with probability P per data call (repeatable;
+    /// `--error-rate -1=0.1` works: values may start with a hyphen).
+    #[arg(long = "error-rate", value_name = "CODE=P", allow_hyphen_values = true)]
+    pub error_rates: Vec<String>,
+    /// Probability of an HTTP 502 per data call.
+    #[arg(long, default_value_t = 0.0)]
+    pub http_5xx_rate: f64,
+    /// Probability of a non-JSON HTTP 200 body per data call.
+    #[arg(long, default_value_t = 0.0)]
+    pub garbage_rate: f64,
+    /// Probability of answering another week's data per data call.
+    #[arg(long, default_value_t = 0.0)]
+    pub wrong_ref_date_rate: f64,
+    /// A token answers 42001 after N data calls.
+    #[arg(long = "token-expire-after", value_name = "N")]
+    pub token_expire_after: Option<u32>,
+    /// Data calls per app per minute before 45011.
+    #[arg(long, value_name = "N")]
+    pub minute_quota: Option<u32>,
+    /// Data calls per app per Beijing day before 45009.
+    #[arg(long, value_name = "N")]
+    pub daily_quota: Option<u32>,
+    /// APPID=CODE: that app always gets errcode CODE (repeatable).
+    #[arg(
+        long = "app-error",
+        value_name = "APPID=CODE",
+        allow_hyphen_values = true
+    )]
+    pub app_errors: Vec<String>,
+    /// Seed of the fault RNG.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Beijing hour (0..=23) at which keys are published on Mondays.
+    #[arg(long, default_value_t = 10)]
+    pub publish_hour: u32,
+    /// Weeks before the current one that are served.
+    #[arg(long, default_value_t = 160)]
+    pub history_weeks: u32,
+    /// Freeze the clock at this RFC 3339 instant (default: real time).
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+}
+
+fn probability(flag: &str, p: f64) -> anyhow::Result<f64> {
+    if !(0.0..=1.0).contains(&p) {
+        bail!("--{flag} {p}: a probability must be between 0 and 1");
+    }
+    Ok(p)
+}
+
+fn errcode(text: &str, flag: &str, whole: &str) -> anyhow::Result<i64> {
+    match text.trim().parse::<i64>() {
+        Ok(0) => bail!("--{flag} {whole:?}: errcode 0 means success, not an error"),
+        Ok(code) => Ok(code),
+        Err(_) => bail!("--{flag} {whole:?}: {text:?} is not an errcode (e.g. 45011, -1)"),
+    }
+}
+
+fn split_pair<'a>(flag: &str, whole: &'a str, shape: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    whole
+        .split_once('=')
+        .with_context(|| format!("--{flag} {whole:?}: expected {shape}"))
+}
+
+impl SimArgs {
+    /// Checks every value and builds the configuration.
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        let mut error_rates = Vec::new();
+        for whole in &self.error_rates {
+            let (code, p) = split_pair("error-rate", whole, "CODE=P, e.g. 45011=0.1")?;
+            let code = errcode(code, "error-rate", whole)?;
+            let p: f64 = p
+                .trim()
+                .parse()
+                .with_context(|| format!("--error-rate {whole:?}: {p:?} is not a number"))?;
+            error_rates.push((code, probability("error-rate", p)?));
+        }
+        let mut app_errors = Vec::new();
+        for whole in &self.app_errors {
+            let (appid, code) = split_pair(
+                "app-error",
+                whole,
+                "APPID=CODE, e.g. wx0123456789abcdef=48001",
+            )?;
+            let appid: AppId = appid
+                .trim()
+                .parse()
+                .with_context(|| format!("--app-error {whole:?}"))?;
+            app_errors.push((appid, errcode(code, "app-error", whole)?));
+        }
+        if self.publish_hour > 23 {
+            bail!("--publish-hour {}: must be 0..=23", self.publish_hour);
+        }
+        if self.token_expire_after == Some(0) {
+            bail!("--token-expire-after 0 would make every token useless; use 1 or more");
+        }
+        let clock = match &self.now {
+            None => SimClock::real(),
+            Some(text) => {
+                let at = chrono::DateTime::parse_from_rfc3339(text).with_context(|| {
+                    format!("--now {text:?}: expected RFC 3339, e.g. 2024-03-11T10:00:00+08:00")
+                })?;
+                SimClock::frozen_at(at.to_utc())
+            }
+        };
+        Ok(SimConfig {
+            faults: Faults {
+                latency_ms: self.latency_ms,
+                error_rates,
+                http_5xx_rate: probability("http-5xx-rate", self.http_5xx_rate)?,
+                garbage_rate: probability("garbage-rate", self.garbage_rate)?,
+                wrong_ref_date_rate: probability("wrong-ref-date-rate", self.wrong_ref_date_rate)?,
+                token_expire_after_calls: self.token_expire_after,
+                minute_quota: self.minute_quota,
+                daily_quota: self.daily_quota,
+                app_errors,
+                seed: self.seed,
+            },
+            publish_hour: self.publish_hour,
+            history_weeks: self.history_weeks,
+            clock,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<SimConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("sim").chain(args.iter().copied()))?;
+        cli.sim.to_config()
+    }
+
+    #[test]
+    fn good_flags_build_a_config() {
+        let c = config(&[
+            "--error-rate",
+            "45011=0.25",
+            "--error-rate",
+            "-1=1",
+            "--app-error",
+            "wx0123456789abcdef=48001",
+            "--now",
+            "2024-03-11T10:00:00+08:00",
+            "--minute-quota",
+            "5",
+        ])
+        .expect("valid flags");
+        assert_eq!(c.faults.error_rates, vec![(45011, 0.25), (-1, 1.0)]);
+        assert_eq!(c.faults.app_errors.len(), 1);
+        assert_eq!(c.faults.minute_quota, Some(5));
+        assert!(c.clock.is_frozen());
+        assert_eq!(c.publish_hour, 10);
+        assert_eq!(c.history_weeks, 160);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        for bad in [
+            &["--error-rate", "45011=1.5"][..],
+            &["--error-rate", "45011"],
+            &["--error-rate", "busy=0.1"],
+            &["--garbage-rate", "-0.1"],
+            &["--app-error", "wxNOPE=48001"],
+            &["--app-error", "wx0123456789abcdef=x"],
+            &["--publish-hour", "24"],
+            &["--now", "yesterday"],
+        ] {
+            let err = config(bad).err().map(|e| format!("{e:#}"));
+            assert!(err.is_some(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! What the simulator answers, independent of HTTP.
+//!
+//! All mutable state sits behind one short-lived `std` mutex; the only await
+//! (the injected latency) happens with the lock released.
+
+use super::faults::{errmsg, Faults, TOKEN_CALL_ERRORS};
+use super::quota::Quotas;
+use super::request::{parse_week, TokenRequest};
+use super::stats::SimStats;
+use super::tokens::{TokenKind, TokenStore};
+use super::truth::{publication, truth_answer, Publication};
+use super::{SimClock, SimConfig};
+use crate::domain::{AppId, NaturalWeek, BEIJING};
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// An answer before it becomes an HTTP response.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// HTTP 200 with this JSON (data or `{"errcode","errmsg"}`).
+    Json(Value),
+    /// An injected gateway failure: HTTP 502.
+    GatewayError,
+    /// An injected non-JSON HTTP 200 body.
+    Garbage,
+}
+
+struct State {
+    faults: Faults,
+    rng: StdRng,
+    tokens: TokenStore,
+    quotas: Quotas,
+    stats: SimStats,
+}
+
+impl State {
+    /// True with probability `p`; draws nothing when `p <= 0` so that
+    /// unused faults do not shift the random stream of the others.
+    fn draw(&mut self, p: f64) -> bool {
+        p > 0.0 && self.rng.random::<f64>() < p
+    }
+}
+
+pub(crate) struct Engine {
+    pub(crate) clock: SimClock,
+    publish_hour: u32,
+    history_weeks: u32,
+    state: Mutex<State>,
+    rids: AtomicU64,
+}
+
+impl Engine {
+    pub(crate) fn new(config: SimConfig) -> Self {
+        let rng = StdRng::seed_from_u64(config.faults.seed);
+        Self {
+            clock: config.clock,
+            publish_hour: config.publish_hour,
+            history_weeks: config.history_weeks,
+            state: Mutex::new(State {
+                faults: config.faults,
+                rng,
+                tokens: TokenStore::default(),
+                quotas: Quotas::default(),
+                stats: SimStats::default(),
+            }),
+            rids: AtomicU64::new(0x6000_0000),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Critical sections only update counters; a panic elsewhere must not
+        // turn every later request into a panic too.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+
+    /// Replaces the faults and reseeds the RNG with their `seed`.
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        let mut st = self.lock();
+        st.rng = StdRng::seed_from_u64(faults.seed);
+        st.faults = faults;
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// `{"errcode","errmsg"}` with a fresh `rid:` tail, as WeChat sends.
+    pub(crate) fn error(&self, code: i64) -> Value {
+        let n = self.rids.fetch_add(1, Ordering::Relaxed);
+        let rid = format!(
+            "{:08x}-{:08x}-{:08x}",
+            n as u32,
+            (n.wrapping_mul(0x9E37_79B9) >> 7) as u32,
+            (n.wrapping_mul(0x85EB_CA6B) >> 3) as u32
+        );
+        json!({"errcode": code, "errmsg": format!("{} rid: {rid}", errmsg(code))})
+    }
+
+    pub(crate) fn token_call(&self, kind: TokenKind, req: &TokenRequest) -> Value {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        match kind {
+            TokenKind::Stable => st.stats.token_calls.stable += 1,
+            TokenKind::Classic => st.stats.token_calls.classic += 1,
+        }
+        if req.grant_type.as_deref() != Some("client_credential") {
+            return self.error(40002);
+        }
+        let Some(appid) = req.appid.as_deref().and_then(|a| a.parse::<AppId>().ok()) else {
+            return self.error(40013);
+        };
+        *st.stats
+            .token_calls_by_app
+            .entry(appid.clone())
+            .or_default() += 1;
+        let app_error = st.faults.app_error(&appid);
+        if let Some(code) = app_error.filter(|c| TOKEN_CALL_ERRORS.contains(c)) {
+            return self.error(code);
+        }
+        if req.secret.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            return self.error(40125);
+        }
+        let seed = st.faults.seed;
+        let (token, expires_in) = match kind {
+            TokenKind::Stable => st.tokens.stable(&appid, now, req.force_refresh, seed),
+            TokenKind::Classic => st.tokens.classic(&appid, now, seed),
+        };
+        json!({"access_token": token, "expires_in": expires_in})
+    }
+
+    /// One `getWeeklyRetain` call; counted before anything can fail.
+    pub(crate) async fn data_call(&self, token: Option<&str>, body: &[u8]) -> Answer {
+        let week = parse_week(body);
+        let (latency, appid) = {
+            let mut st = self.lock();
+            st.stats.total_data_calls += 1;
+            let appid = token.and_then(|t| st.tokens.owner(t));
+            if let (Some(app), Ok(w)) = (&appid, &week) {
+                st.stats
+                    .per_week
+                    .entry((app.clone(), *w))
+                    .or_default()
+                    .calls += 1;
+            }
+            (st.faults.latency_ms, appid)
+        };
+        tracing::debug!(
+            appid = appid.as_ref().map(AppId::as_str),
+            week = ?week.as_ref().ok().map(ToString::to_string),
+            "simulator data call"
+        );
+        if latency > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+        }
+        let now = self.clock.now();
+        let mut st = self.lock();
+        self.decide(&mut st, token, week, now)
+    }
+
+    fn decide(
+        &self,
+        st: &mut State,
+        token: Option<&str>,
+        week: Result<NaturalWeek, i64>,
+        now: DateTime<Utc>,
+    ) -> Answer {
+        let fail = |code| Answer::Json(self.error(code));
+        let (p5xx, pgarbage) = (st.faults.http_5xx_rate, st.faults.garbage_rate);
+        if st.draw(p5xx) {
+            return Answer::GatewayError;
+        }
+        if st.draw(pgarbage) {
+            return Answer::Garbage;
+        }
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return fail(41001);
+        };
+        let expire_after = st.faults.token_expire_after_calls;
+        let appid = match st.tokens.use_for_data(token, now, expire_after) {
+            Ok(appid) => appid,
+            Err(code) => return fail(code),
+        };
+        if let Some(code) = st.faults.app_error(&appid) {
+            return fail(code);
+        }
+        let (daily, per_minute) = (st.faults.daily_quota, st.faults.minute_quota);
+        if let Err(code) = st.quotas.spend(&appid, now, daily, per_minute) {
+            return fail(code);
+        }
+        for i in 0..st.faults.error_rates.len() {
+            let (code, p) = st.faults.error_rates[i];
+            if st.draw(p) {
+                return fail(code);
+            }
+        }
+        let week = match week {
+            Ok(week) => week,
+            Err(code) => return fail(code),
+        };
+        let current = NaturalWeek::current_at(now, BEIJING);
+        if week.weeks_until(current) > i64::from(self.history_weeks) {
+            return fail(61501);
+        }
+        let max_key = match publication(week, now, self.publish_hour) {
+            Publication::NotEnded => return fail(61501),
+            Publication::Computing => return fail(61503),
+            Publication::Keys(k) => k,
+        };
+        let pwrong = st.faults.wrong_ref_date_rate;
+        if st.draw(pwrong) {
+            return Answer::Json(truth_answer(&appid, week.prev(), max_key));
+        }
+        st.stats.ok_answers += 1;
+        st.stats
+            .per_week
+            .entry((appid.clone(), week))
+            .or_default()
+            .ok += 1;
+        Answer::Json(truth_answer(&appid, week, max_key))
+    }
+}

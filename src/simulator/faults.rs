@@ -1,0 +1,69 @@
+//! Misbehaviour the simulator can inject, to exercise a collector's retries.
+
+use crate::domain::AppId;
+
+/// Faults applied to data calls (and, for a few app errors, token calls).
+///
+/// Rates are probabilities per data call, drawn from one RNG seeded with
+/// `seed`, so a run with the same calls in the same order sees the same faults.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Added before every data call is answered.
+    pub latency_ms: u64,
+    /// `(errcode, probability)`: the first that fires answers that errcode.
+    pub error_rates: Vec<(i64, f64)>,
+    /// Answers HTTP 502 with an HTML body, as a failing gateway would.
+    pub http_5xx_rate: f64,
+    /// Answers HTTP 200 with an HTML error page instead of JSON.
+    pub garbage_rate: f64,
+    /// Answers the week before's data and `ref_date` instead of the asked week.
+    pub wrong_ref_date_rate: f64,
+    /// A token answers 42001 from its (N+1)-th data call on.
+    pub token_expire_after_calls: Option<u32>,
+    /// Data calls per app per minute before 45011.
+    pub minute_quota: Option<u32>,
+    /// Data calls per app per Beijing day before 45009.
+    pub daily_quota: Option<u32>,
+    /// That app always gets that errcode on data calls; 40013, 40125 and
+    /// 40164 are also answered on token calls.
+    pub app_errors: Vec<(AppId, i64)>,
+    pub seed: u64,
+}
+
+/// Errcodes that `app_errors` also answers on token calls.
+pub(crate) const TOKEN_CALL_ERRORS: [i64; 3] = [40013, 40125, 40164];
+
+impl Faults {
+    /// The configured errcode for `appid`, if any.
+    pub(crate) fn app_error(&self, appid: &AppId) -> Option<i64> {
+        self.app_errors
+            .iter()
+            .find(|(app, _)| app == appid)
+            .map(|&(_, code)| code)
+    }
+}
+
+/// The `errmsg` WeChat sends with `code` (without the `rid:` tail).
+pub(crate) fn errmsg(code: i64) -> &'static str {
+    match code {
+        -1 => "system error",
+        40001 => "invalid credential, access_token is invalid or not latest",
+        40002 => "invalid grant_type",
+        40013 => "invalid appid",
+        40014 => "invalid access_token",
+        40125 => "invalid appsecret",
+        40164 => "invalid ip 10.0.0.1 ipv6 ::ffff:10.0.0.1, not in whitelist",
+        41001 => "access_token missing",
+        42001 => "access_token expired",
+        45009 => "reach max api daily quota limit",
+        45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        47001 => "data format error",
+        48001 => "api unauthorized",
+        61007 => "api is unauthorized to component",
+        61500 => "date format error",
+        61501 => "date range error",
+        61503 => "计算延迟,请稍后再试",
+        _ => "simulated error",
+    }
+}

@@ -1,0 +1,250 @@
+//! The ledger: which `(appid, week)` exist, which are due, who holds them.
+
+use super::Store;
+use crate::domain::{AppId, NaturalWeek};
+use crate::planner::{Before, Rule, Verdict, WeekState};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::time::Duration;
+
+/// Which part of the ledger a pass may touch.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only these apps (always set: apps no longer configured are left alone).
+    pub apps: Vec<AppId>,
+    /// Only weeks from this one on.
+    pub first: Option<NaturalWeek>,
+    /// Only weeks up to this one.
+    pub last: Option<NaturalWeek>,
+}
+
+/// A week this process holds the lease on.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub appid: AppId,
+    pub week: NaturalWeek,
+    pub before: Before,
+}
+
+fn app_strings(apps: &[AppId]) -> Vec<String> {
+    apps.iter().map(ToString::to_string).collect()
+}
+
+impl Store {
+    /// Adds every week of `first..=last` for `apps` that the ledger lacks, due
+    /// when key 0 should be out. Idempotent: every replica's tick may plan.
+    pub async fn plan(
+        &self,
+        apps: &[AppId],
+        first: NaturalWeek,
+        last: NaturalWeek,
+        rule: &Rule,
+    ) -> sqlx::Result<u64> {
+        if last < first || apps.is_empty() {
+            return Ok(0);
+        }
+        let result = sqlx::query(
+            "INSERT INTO retention_ledger (appid, week_start, next_due_at)
+             SELECT a, w::date, ((w::date + 7)::timestamp + make_interval(hours => $4)) AT TIME ZONE 'Asia/Shanghai'
+             FROM unnest($1::text[]) AS a
+             CROSS JOIN generate_series($2::date, $3::date, interval '7 days') AS w
+             ON CONFLICT (appid, week_start) DO NOTHING",
+        )
+        .bind(app_strings(apps))
+        .bind(first.monday())
+        .bind(last.monday())
+        .bind(rule.publish_hour as i32)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Makes `first..=last` due at `as_of` for `apps`: weeks never stored,
+    /// failing or given up; with `refetch`, every week.
+    pub async fn enqueue(
+        &self,
+        apps: &[AppId],
+        first: NaturalWeek,
+        last: NaturalWeek,
+        as_of: DateTime<Utc>,
+        refetch: bool,
+    ) -> sqlx::Result<u64> {
+        let result = sqlx::query(
+            "INSERT INTO retention_ledger (appid, week_start, next_due_at)
+             SELECT a, w::date, $4
+             FROM unnest($1::text[]) AS a
+             CROSS JOIN generate_series($2::date, $3::date, interval '7 days') AS w
+             ON CONFLICT (appid, week_start) DO UPDATE
+                SET next_due_at = LEAST(retention_ledger.next_due_at, EXCLUDED.next_due_at),
+                    attempts = 0, updated_at = now()
+                WHERE $5 OR retention_ledger.state NOT IN ('maturing', 'complete')",
+        )
+        .bind(app_strings(apps))
+        .bind(first.monday())
+        .bind(last.monday())
+        .bind(as_of)
+        .bind(refetch)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Leases up to `limit` due weeks for `owner`. `FOR UPDATE SKIP LOCKED`
+    /// keeps replicas off each other's rows; the lease (wall clock, not
+    /// `as_of`) hands a dead replica's weeks to the others once it runs out.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        scope: &Scope,
+        as_of: DateTime<Utc>,
+        limit: i64,
+        lease: Duration,
+    ) -> sqlx::Result<Vec<Claim>> {
+        let rows: Vec<(String, NaiveDate, String, Vec<i16>, i32)> = sqlx::query_as(
+            "WITH due AS (
+                 SELECT appid, week_start FROM retention_ledger
+                 WHERE next_due_at <= $2
+                   AND appid = ANY($1)
+                   AND ($3::date IS NULL OR week_start >= $3)
+                   AND ($4::date IS NULL OR week_start <= $4)
+                   AND (lease_until IS NULL OR lease_until < now())
+                 ORDER BY next_due_at, week_start, appid
+                 LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE retention_ledger l
+                SET lease_owner = $6, lease_until = now() + make_interval(secs => $7)
+               FROM due
+              WHERE l.appid = due.appid AND l.week_start = due.week_start
+             RETURNING l.appid, l.week_start, l.state, l.keys, l.attempts",
+        )
+        .bind(app_strings(&scope.apps))
+        .bind(as_of)
+        .bind(scope.first.map(NaturalWeek::monday))
+        .bind(scope.last.map(NaturalWeek::monday))
+        .bind(limit)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .fetch_all(self.pool())
+        .await?;
+        let mut claims: Vec<Claim> = rows
+            .into_iter()
+            .filter_map(|(appid, monday, state, keys, attempts)| {
+                Some(Claim {
+                    appid: appid.parse().ok()?,
+                    week: NaturalWeek::starting(monday).ok()?,
+                    before: Before {
+                        state: WeekState::parse(&state)?,
+                        has_keys: !keys.is_empty(),
+                        attempts,
+                    },
+                })
+            })
+            .collect();
+        // RETURNING does not keep the CTE's order; interleave apps week by week.
+        claims.sort_by(|a, b| (a.week, &a.appid).cmp(&(b.week, &b.appid)));
+        Ok(claims)
+    }
+
+    /// Gives back every lease `owner` still holds (end of a pass, shutdown).
+    pub async fn release(&self, owner: &str) -> sqlx::Result<u64> {
+        let result = sqlx::query("UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Records a failed attempt: the error (already free of secrets) and the verdict.
+    pub async fn record_failure(
+        &self,
+        claim: &Claim,
+        verdict: &Verdict,
+        errcode: Option<i64>,
+        error: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE retention_ledger
+                SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
+                    last_attempt_at = now(), last_errcode = $6, last_error = $7,
+                    lease_owner = NULL, lease_until = NULL, updated_at = now()
+              WHERE appid = $1 AND week_start = $2",
+        )
+        .bind(claim.appid.as_str())
+        .bind(claim.week.monday())
+        .bind(verdict.state.as_str())
+        .bind(verdict.next_due)
+        .bind(verdict.attempts)
+        .bind(errcode)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records an answer that failed validation: nothing goes to the table,
+    /// the body is kept for inspection, the ledger says why.
+    pub async fn record_rejection(
+        &self,
+        claim: &Claim,
+        verdict: &Verdict,
+        reason: &str,
+        body: &str,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO rejected_answers (appid, week_start, reason, body) VALUES ($1, $2, $3, $4)")
+            .bind(claim.appid.as_str())
+            .bind(claim.week.monday())
+            .bind(reason)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE retention_ledger
+                SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
+                    last_attempt_at = now(), last_errcode = NULL, last_error = $6,
+                    lease_owner = NULL, lease_until = NULL, updated_at = now()
+              WHERE appid = $1 AND week_start = $2",
+        )
+        .bind(claim.appid.as_str())
+        .bind(claim.week.monday())
+        .bind(verdict.state.as_str())
+        .bind(verdict.next_due)
+        .bind(verdict.attempts)
+        .bind(format!("rejected answer: {reason}"))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+}
+
+impl Store {
+    /// Puts a claimed week off without an attempt (its app is paused).
+    pub async fn defer(&self, claim: &Claim, verdict: &Verdict) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE retention_ledger
+                SET next_due_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = now()
+              WHERE appid = $1 AND week_start = $2",
+        )
+        .bind(claim.appid.as_str())
+        .bind(claim.week.monday())
+        .bind(verdict.next_due)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// How many weeks in `scope` are due at `as_of` (for progress bars).
+    pub async fn count_due(&self, scope: &Scope, as_of: DateTime<Utc>) -> sqlx::Result<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM retention_ledger
+              WHERE next_due_at <= $2 AND appid = ANY($1)
+                AND ($3::date IS NULL OR week_start >= $3)
+                AND ($4::date IS NULL OR week_start <= $4)",
+        )
+        .bind(app_strings(&scope.apps))
+        .bind(as_of)
+        .bind(scope.first.map(NaturalWeek::monday))
+        .bind(scope.last.map(NaturalWeek::monday))
+        .fetch_one(self.pool())
+        .await
+    }
+}

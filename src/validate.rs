@@ -1,0 +1,207 @@
+//! Checks an answer before anything is written: a wrong answer must never
+//! reach `weekly_retention`, where dashboards would trust it.
+
+use crate::domain::{Metric, NaturalWeek, MAX_KEY};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A week's answer that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeekAnswer {
+    pub week: NaturalWeek,
+    /// Every value WeChat sent, by metric and key.
+    pub values: BTreeMap<(Metric, u8), i64>,
+}
+
+impl WeekAnswer {
+    /// Keys present in both series: what the week can be said to "have".
+    pub fn keys(&self) -> Vec<u8> {
+        (0..=MAX_KEY)
+            .filter(|k| {
+                Metric::ALL
+                    .iter()
+                    .all(|m| self.values.contains_key(&(*m, *k)))
+            })
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// Why an answer was refused; stored with the raw body for inspection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("ref_date is missing or not a string")]
+    NoRefDate,
+    #[error("ref_date {got:?} is not the week asked for ({wanted})")]
+    WrongWeek { got: String, wanted: String },
+    #[error("{0} is missing or not an array")]
+    MissingSeries(Metric),
+    #[error("{metric}[{index}] is not an object with integer key and value")]
+    BadEntry { metric: Metric, index: usize },
+    #[error("{metric}[{index}].key {key} is outside 0..=4")]
+    KeyOutOfRange {
+        metric: Metric,
+        index: usize,
+        key: i64,
+    },
+    #[error("{metric} has key {key} twice")]
+    DuplicateKey { metric: Metric, key: u8 },
+    #[error("{metric} key {key}: value {value} is not a non-negative integer that fits i64")]
+    BadValue {
+        metric: Metric,
+        key: u8,
+        value: String,
+    },
+}
+
+/// Checks `body` as the answer for `week`. Unknown extra fields are fine.
+pub fn validate(week: NaturalWeek, body: &Value) -> Result<WeekAnswer, Rejection> {
+    let ref_date = body
+        .get("ref_date")
+        .and_then(Value::as_str)
+        .ok_or(Rejection::NoRefDate)?;
+    if NaturalWeek::parse_ref_date(ref_date) != Ok(week) {
+        return Err(Rejection::WrongWeek {
+            got: ref_date.chars().take(40).collect(),
+            wanted: week.ref_date(),
+        });
+    }
+    let mut values = BTreeMap::new();
+    for metric in Metric::ALL {
+        let entries = body
+            .get(metric.as_str())
+            .and_then(Value::as_array)
+            .ok_or(Rejection::MissingSeries(metric))?;
+        for (index, entry) in entries.iter().enumerate() {
+            let key = entry
+                .get("key")
+                .and_then(Value::as_i64)
+                .ok_or(Rejection::BadEntry { metric, index })?;
+            let key = u8::try_from(key)
+                .ok()
+                .filter(|k| *k <= MAX_KEY)
+                .ok_or(Rejection::KeyOutOfRange { metric, index, key })?;
+            let raw = entry
+                .get("value")
+                .ok_or(Rejection::BadEntry { metric, index })?;
+            // as_i64 refuses floats, strings and anything beyond i64.
+            let value = raw
+                .as_i64()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| Rejection::BadValue {
+                    metric,
+                    key,
+                    value: raw.to_string().chars().take(40).collect(),
+                })?;
+            if values.insert((metric, key), value).is_some() {
+                return Err(Rejection::DuplicateKey { metric, key });
+            }
+        }
+    }
+    Ok(WeekAnswer { week, values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn week() -> NaturalWeek {
+        NaturalWeek::parse_monday("20170306").expect("monday")
+    }
+
+    #[test]
+    fn accepts_the_official_sample_with_extra_fields() {
+        let body = json!({
+            "ref_date": "20170306-20170312",
+            "visit_uv_new": [{"key": 0, "value": 0}, {"key": 1, "value": 16853}],
+            "visit_uv": [{"key": 0, "value": 0}, {"key": 1, "value": 99310}],
+            "errcode": 0, "extra": "ignored"
+        });
+        let answer = validate(week(), &body).expect("valid");
+        assert_eq!(answer.keys(), vec![0, 1]);
+        assert_eq!(answer.values[&(Metric::VisitUv, 1)], 99310);
+        assert_eq!(answer.values[&(Metric::VisitUvNew, 0)], 0);
+    }
+
+    #[test]
+    fn keys_are_those_in_both_series() {
+        let body = json!({
+            "ref_date": "20170306-20170312",
+            "visit_uv_new": [{"key": 0, "value": 5}, {"key": 1, "value": 2}],
+            "visit_uv": [{"key": 0, "value": 9}]
+        });
+        assert_eq!(validate(week(), &body).expect("valid").keys(), vec![0]);
+    }
+
+    #[test]
+    fn empty_series_are_an_answer_with_no_keys() {
+        let body = json!({"ref_date": "20170306-20170312", "visit_uv_new": [], "visit_uv": []});
+        assert!(validate(week(), &body).expect("valid").is_empty());
+    }
+
+    #[test]
+    fn refuses_every_kind_of_bad_answer() {
+        let ok_series = json!([{"key": 0, "value": 1}]);
+        let cases = [
+            (
+                json!({"visit_uv_new": ok_series, "visit_uv": ok_series}),
+                "NoRefDate",
+            ),
+            (
+                json!({"ref_date": "20170313-20170319", "visit_uv_new": ok_series, "visit_uv": ok_series}),
+                "WrongWeek",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv": ok_series}),
+                "MissingSeries",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": {}, "visit_uv": ok_series}),
+                "MissingSeries",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": 5, "value": 1}], "visit_uv": ok_series}),
+                "KeyOutOfRange",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": -1, "value": 1}], "visit_uv": ok_series}),
+                "KeyOutOfRange",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": "0", "value": 1}], "visit_uv": ok_series}),
+                "BadEntry",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": 0, "value": 1}, {"key": 0, "value": 2}], "visit_uv": ok_series}),
+                "DuplicateKey",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": 0, "value": -3}], "visit_uv": ok_series}),
+                "BadValue",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": 0, "value": 1.5}], "visit_uv": ok_series}),
+                "BadValue",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": 0, "value": 18446744073709551615u64}], "visit_uv": ok_series}),
+                "BadValue",
+            ),
+            (
+                json!({"ref_date": "20170306-20170312", "visit_uv_new": [{"key": 0, "value": "12"}], "visit_uv": ok_series}),
+                "BadValue",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = validate(week(), &body).expect_err(expected);
+            assert!(
+                format!("{err:?}").starts_with(expected),
+                "{body}: got {err:?}, wanted {expected}"
+            );
+        }
+    }
+}

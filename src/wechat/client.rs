@@ -1,0 +1,115 @@
+//! The `getWeeklyRetain` call, with the token dance around it.
+
+use super::error::{Endpoint, ErrorClass, FetchError};
+use super::http::{post_json, send_and_read};
+use super::token::{TokenCache, TokenOrigin};
+use crate::config::{AppConfig, WechatConfig};
+use crate::domain::NaturalWeek;
+use secrecy::{ExposeSecret, SecretString};
+use std::time::{Duration, Instant};
+
+/// A raw successful answer: a JSON object without a non-zero errcode.
+/// Whether it is *right* is for [`crate::validate`] to say.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub body: serde_json::Value,
+    /// Time spent in the data call itself (not the token call).
+    pub latency: Duration,
+}
+
+/// WeChat's API as wxretain uses it. Cheap to share (`Arc`) across tasks.
+pub struct WeChatClient {
+    http: reqwest::Client,
+    base_url: String,
+    max_body_bytes: usize,
+    tokens: TokenCache,
+}
+
+impl std::fmt::Debug for WeChatClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeChatClient")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WeChatClient {
+    pub fn new(config: &WechatConfig) -> anyhow::Result<Self> {
+        // rustls with the platform-independent webpki roots; certificates are
+        // always verified: there is deliberately no switch to turn that off.
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.max_in_flight)
+            .user_agent(concat!("wxretain/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            tokens: TokenCache::new(http.clone(), config.clone()),
+            http,
+            base_url: config.base_url.clone(),
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    /// Asks WeChat for one week of one app.
+    ///
+    /// A token WeChat refuses (40001/40014/42001) is replaced and the call is
+    /// retried exactly once: WxJava's unbounded loop (issue #1381) is the
+    /// cautionary tale.
+    pub async fn weekly_retain(
+        &self,
+        app: &AppConfig,
+        week: NaturalWeek,
+    ) -> Result<RawAnswer, FetchError> {
+        let (token, origin) = self.tokens.get(app).await?;
+        match self.call(app, week, &token).await {
+            Err(e) if e.class() == ErrorClass::Token => {
+                tracing::info!(appid = %app.appid, %week, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
+                let token = self.tokens.replace(app, &token).await?;
+                self.call(app, week, &token).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call(
+        &self,
+        app: &AppConfig,
+        week: NaturalWeek,
+        token: &SecretString,
+    ) -> Result<RawAnswer, FetchError> {
+        let url = format!(
+            "{}/datacube/getweanalysisappidweeklyretaininfo",
+            self.base_url
+        );
+        let body =
+            serde_json::json!({ "begin_date": week.begin_date(), "end_date": week.end_date() });
+        let request = post_json(&self.http, &url, &body)
+            .query(&[(app.token_param.as_str(), token.expose_secret())]);
+        let started = Instant::now();
+        let result = send_and_read(
+            request,
+            Endpoint::WeeklyRetain,
+            self.max_body_bytes,
+            &[token.expose_secret()],
+        )
+        .await;
+        let latency = started.elapsed();
+        metrics::histogram!("wxretain_api_latency_seconds").record(latency.as_secs_f64());
+        let body = result?;
+        match body.get("errcode").and_then(serde_json::Value::as_i64) {
+            Some(code) if code != 0 => Err(FetchError::Api {
+                endpoint: Endpoint::WeeklyRetain,
+                code: super::ApiErrorCode::from_code(code),
+                errmsg: body
+                    .get("errmsg")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect(),
+            }),
+            _ => Ok(RawAnswer { body, latency }),
+        }
+    }
+}

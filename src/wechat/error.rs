@@ -1,0 +1,283 @@
+//! WeChat's errcodes and what a collector does about each: one table, here.
+//!
+//! Callers branch on [`ErrorClass`], never on `errmsg` (its tail changes from
+//! `hint: [...]` to `rid: ...` between WeChat versions).
+
+use std::fmt;
+
+/// An errcode WeChat answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiErrorCode {
+    /// -1: system busy.
+    SystemBusy,
+    /// 40001: invalid credential (bad secret, or a token that is not valid).
+    InvalidCredential,
+    /// 40014: invalid access_token (not the latest).
+    InvalidAccessToken,
+    /// 42001: access_token expired.
+    AccessTokenExpired,
+    /// 45009: the daily quota of this API is used up.
+    DailyQuota,
+    /// 45011: called too often this minute.
+    MinuteQuota,
+    /// 47001: the request body is malformed.
+    DataFormat,
+    /// 48001: the app has no permission for this API.
+    ApiUnauthorized,
+    /// 61007: a third-party platform lacks the datacube permission set.
+    ThirdPartyUnauthorized,
+    /// 40013: invalid appid.
+    InvalidAppId,
+    /// 40125: invalid AppSecret.
+    InvalidSecret,
+    /// 40164: the caller's IP is not on the app's whitelist.
+    IpNotWhitelisted,
+    /// 61500: date format error.
+    DateFormat,
+    /// 61501: date range error (the week has not ended, or is not served).
+    DateRange,
+    /// 61503: data still being computed ("计算延迟,请稍后再试").
+    NotReady,
+    /// Any other code: treated as transient, but kept verbatim.
+    Other(i64),
+}
+
+/// What the collector does about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Retry with backoff within the pass, then due again later.
+    Transient,
+    /// The token was refused: refresh once and retry once.
+    Token,
+    /// Per-minute quota: pause the app until the next minute.
+    MinuteQuota,
+    /// Daily quota: pause the app until the next Beijing day.
+    DailyQuota,
+    /// WeChat has not computed the week yet: due later, not a failure.
+    NotReady,
+    /// 61501: not ended yet (recent week) or not served (old week).
+    DateRange,
+    /// The app's setup is wrong: mark it broken, leave the other apps alone.
+    Config,
+    /// Our request is wrong: report it with the request, never retry.
+    Bug,
+}
+
+impl ApiErrorCode {
+    pub fn from_code(code: i64) -> Self {
+        use ApiErrorCode::*;
+        match code {
+            -1 => SystemBusy,
+            40001 => InvalidCredential,
+            40014 => InvalidAccessToken,
+            42001 => AccessTokenExpired,
+            45009 => DailyQuota,
+            45011 => MinuteQuota,
+            47001 => DataFormat,
+            48001 => ApiUnauthorized,
+            61007 => ThirdPartyUnauthorized,
+            40013 => InvalidAppId,
+            40125 => InvalidSecret,
+            40164 => IpNotWhitelisted,
+            61500 => DateFormat,
+            61501 => DateRange,
+            61503 => NotReady,
+            other => Other(other),
+        }
+    }
+
+    pub fn code(self) -> i64 {
+        use ApiErrorCode::*;
+        match self {
+            SystemBusy => -1,
+            InvalidCredential => 40001,
+            InvalidAccessToken => 40014,
+            AccessTokenExpired => 42001,
+            DailyQuota => 45009,
+            MinuteQuota => 45011,
+            DataFormat => 47001,
+            ApiUnauthorized => 48001,
+            ThirdPartyUnauthorized => 61007,
+            InvalidAppId => 40013,
+            InvalidSecret => 40125,
+            IpNotWhitelisted => 40164,
+            DateFormat => 61500,
+            DateRange => 61501,
+            NotReady => 61503,
+            Other(code) => code,
+        }
+    }
+
+    pub fn class(self) -> ErrorClass {
+        use ApiErrorCode::*;
+        match self {
+            SystemBusy | Other(_) => ErrorClass::Transient,
+            InvalidCredential | InvalidAccessToken | AccessTokenExpired => ErrorClass::Token,
+            MinuteQuota => ErrorClass::MinuteQuota,
+            DailyQuota => ErrorClass::DailyQuota,
+            NotReady => ErrorClass::NotReady,
+            DateRange => ErrorClass::DateRange,
+            ApiUnauthorized
+            | ThirdPartyUnauthorized
+            | InvalidAppId
+            | InvalidSecret
+            | IpNotWhitelisted => ErrorClass::Config,
+            DateFormat | DataFormat => ErrorClass::Bug,
+        }
+    }
+
+    /// What an operator should do, in words, for logs and `status`.
+    pub fn meaning(self) -> &'static str {
+        use ApiErrorCode::*;
+        match self {
+            SystemBusy => "WeChat is busy",
+            InvalidCredential => "access token refused (invalid credential)",
+            InvalidAccessToken => "access token is not the latest",
+            AccessTokenExpired => "access token expired",
+            DailyQuota => "daily API quota used up",
+            MinuteQuota => "per-minute API quota used up",
+            DataFormat => "WeChat could not parse the request body",
+            ApiUnauthorized => "the app lacks permission for the datacube API",
+            ThirdPartyUnauthorized => {
+                "the third-party platform lacks the datacube permission set (18)"
+            }
+            InvalidAppId => "WeChat does not know this appid",
+            InvalidSecret => "the AppSecret is wrong",
+            IpNotWhitelisted => "this machine's IP is not on the app's IP whitelist",
+            DateFormat => "WeChat refused the date format",
+            DateRange => "WeChat refused the week (not ended yet, or too old)",
+            NotReady => "WeChat is still computing this week",
+            Other(_) => "unknown errcode",
+        }
+    }
+}
+
+impl fmt::Display for ApiErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "errcode {} ({})", self.code(), self.meaning())
+    }
+}
+
+/// Which call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    WeeklyRetain,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Endpoint::Token => "token",
+            Endpoint::WeeklyRetain => "getweanalysisappidweeklyretaininfo",
+        })
+    }
+}
+
+/// A failed call. Its text never holds a token, a secret, or a URL with either.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// WeChat answered with an errcode.
+    #[error("{endpoint}: {code}: {errmsg}")]
+    Api {
+        endpoint: Endpoint,
+        code: ApiErrorCode,
+        errmsg: String,
+    },
+    /// A non-2xx HTTP status (a gateway in front of WeChat, usually).
+    #[error("{endpoint}: HTTP {status}")]
+    Http { endpoint: Endpoint, status: u16 },
+    /// Timeouts, refused or reset connections, TLS failures.
+    #[error("{endpoint}: {message}")]
+    Transport { endpoint: Endpoint, message: String },
+    /// A 2xx answer that is not a JSON object.
+    #[error("{endpoint}: answer is not JSON ({detail}); body starts {body:?}")]
+    Garbage {
+        endpoint: Endpoint,
+        detail: String,
+        body: String,
+    },
+    /// An answer larger than `wechat.max_body_bytes`.
+    #[error("{endpoint}: answer larger than {limit} bytes")]
+    TooLarge { endpoint: Endpoint, limit: usize },
+    /// `token_command` / `token_env` did not yield a token.
+    #[error("token source: {0}")]
+    TokenSource(String),
+}
+
+impl FetchError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            FetchError::Api { code, .. } => code.class(),
+            FetchError::Http { status, .. } if *status >= 500 || *status == 429 => {
+                ErrorClass::Transient
+            }
+            // 4xx from a gateway: most often a wrong base_url.
+            FetchError::Http { .. } => ErrorClass::Config,
+            FetchError::Transport { .. }
+            | FetchError::Garbage { .. }
+            | FetchError::TooLarge { .. } => ErrorClass::Transient,
+            FetchError::TokenSource(_) => ErrorClass::Config,
+        }
+    }
+
+    /// The errcode, when WeChat gave one (what the ledger's `last_errcode` holds).
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            FetchError::Api { code, .. } => Some(code.code()),
+            _ => None,
+        }
+    }
+
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self.class() {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Token => "token",
+            ErrorClass::MinuteQuota | ErrorClass::DailyQuota => "quota",
+            ErrorClass::NotReady => "not_ready",
+            ErrorClass::DateRange => "date_range",
+            ErrorClass::Config => "config",
+            ErrorClass::Bug => "bug",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every errcode in the reference notes, with the class the notes prescribe.
+    const NOTES: &[(i64, ErrorClass)] = &[
+        (-1, ErrorClass::Transient),
+        (40001, ErrorClass::Token),
+        (40014, ErrorClass::Token),
+        (42001, ErrorClass::Token),
+        (45009, ErrorClass::DailyQuota),
+        (45011, ErrorClass::MinuteQuota),
+        (61500, ErrorClass::Bug),
+        (61501, ErrorClass::DateRange),
+        (61503, ErrorClass::NotReady),
+        (48001, ErrorClass::Config),
+        (61007, ErrorClass::Config),
+        (40013, ErrorClass::Config),
+        (40125, ErrorClass::Config),
+        (40164, ErrorClass::Config),
+        (47001, ErrorClass::Bug),
+    ];
+
+    #[test]
+    fn every_errcode_of_the_notes_maps_to_its_class_and_back() {
+        for &(code, class) in NOTES {
+            let parsed = ApiErrorCode::from_code(code);
+            assert!(
+                !matches!(parsed, ApiErrorCode::Other(_)),
+                "{code} has no variant"
+            );
+            assert_eq!(parsed.code(), code);
+            assert_eq!(parsed.class(), class, "class of {code}");
+        }
+        assert_eq!(ApiErrorCode::from_code(12345), ApiErrorCode::Other(12345));
+        assert_eq!(ApiErrorCode::Other(12345).class(), ErrorClass::Transient);
+    }
+}

@@ -1,0 +1,10 @@
+//! WeChat's API: tokens, the weekly retain call, and its error taxonomy.
+
+mod client;
+mod error;
+mod http;
+mod token;
+
+pub use client::{RawAnswer, WeChatClient};
+pub use error::{ApiErrorCode, Endpoint, ErrorClass, FetchError};
+pub use http::scrub;

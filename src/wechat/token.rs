@@ -1,0 +1,250 @@
+//! Access tokens: fetched from WeChat with the app's secret, or taken from a
+//! command or an environment variable, and cached per app.
+//!
+//! One refresh at a time per app (a per-app async mutex), so a hundred weeks
+//! in flight for one app cost one token call, not a hundred.
+
+use super::error::{ApiErrorCode, Endpoint, FetchError};
+use super::http::{post_json, send_and_read};
+use crate::config::{AppConfig, Credential, TokenEndpoint, WechatConfig};
+use crate::domain::AppId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Refresh this long before WeChat says a token expires: `expires_in` can be
+/// as low as ~300 s near renewal, and requests take time to arrive.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
+/// `force_refresh` is allowed at most once per 30 s (20 a day).
+const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A token and when to stop using it.
+#[derive(Clone)]
+struct Cached {
+    token: SecretString,
+    fresh_until: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    cached: Option<Cached>,
+    last_forced: Option<Instant>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+    errcode: Option<i64>,
+    errmsg: Option<String>,
+}
+
+/// Where tokens come from, per app; shared by every call of the client.
+pub struct TokenCache {
+    http: reqwest::Client,
+    config: WechatConfig,
+    slots: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+/// How a token was obtained, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOrigin {
+    Cache,
+    Fetched,
+}
+
+impl TokenCache {
+    pub fn new(http: reqwest::Client, config: WechatConfig) -> Self {
+        Self {
+            http,
+            config,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, appid: &AppId) -> Arc<tokio::sync::Mutex<Slot>> {
+        // A poisoned map only means another thread panicked mid-insert; the map is still usable.
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(appid.clone()).or_default().clone()
+    }
+
+    /// A token for `app`: the cached one while fresh, else a new one.
+    pub async fn get(&self, app: &AppConfig) -> Result<(SecretString, TokenOrigin), FetchError> {
+        let slot = self.slot(&app.appid);
+        let mut slot = slot.lock().await;
+        if let Some(cached) = &slot.cached {
+            if Instant::now() < cached.fresh_until {
+                return Ok((cached.token.clone(), TokenOrigin::Cache));
+            }
+        }
+        let fresh = self.obtain(app, false, &mut slot).await?;
+        Ok((fresh, TokenOrigin::Fetched))
+    }
+
+    /// WeChat refused `failed`: get a different token, unless another task
+    /// already replaced it (then that one is returned without a call).
+    pub async fn replace(
+        &self,
+        app: &AppConfig,
+        failed: &SecretString,
+    ) -> Result<SecretString, FetchError> {
+        let slot = self.slot(&app.appid);
+        let mut slot = slot.lock().await;
+        if let Some(cached) = &slot.cached {
+            if cached.token.expose_secret() != failed.expose_secret()
+                && Instant::now() < cached.fresh_until
+            {
+                return Ok(cached.token.clone());
+            }
+        }
+        // Drop it only now that we know it is still the one that failed.
+        slot.cached = None;
+        let fresh = self.obtain(app, false, &mut slot).await?;
+        if fresh.expose_secret() != failed.expose_secret() {
+            return Ok(fresh);
+        }
+        // stable_token hands back the same token while WeChat thinks it valid;
+        // force a new one, within WeChat's limit on forced refreshes.
+        let spaced = slot
+            .last_forced
+            .is_none_or(|t| t.elapsed() >= FORCE_REFRESH_SPACING);
+        if matches!(app.credential, Credential::Secret(_))
+            && self.config.token_endpoint == TokenEndpoint::Stable
+            && spaced
+        {
+            slot.last_forced = Some(Instant::now());
+            return self.obtain(app, true, &mut slot).await;
+        }
+        Ok(fresh)
+    }
+
+    async fn obtain(
+        &self,
+        app: &AppConfig,
+        force: bool,
+        slot: &mut Slot,
+    ) -> Result<SecretString, FetchError> {
+        let (token, lifetime) = match &app.credential {
+            Credential::Secret(secret) => self.fetch_from_wechat(&app.appid, secret, force).await?,
+            Credential::Command(argv) => (
+                run_token_command(argv).await?,
+                self.config.token_command_ttl,
+            ),
+            Credential::Env(var) => {
+                let token = std::env::var(var)
+                    .ok()
+                    .filter(|t| !t.trim().is_empty())
+                    .ok_or_else(|| {
+                        FetchError::TokenSource(format!("environment variable {var} is not set"))
+                    })?;
+                // Re-read each time: cheap, and never stale.
+                (SecretString::from(token.trim().to_string()), Duration::ZERO)
+            }
+        };
+        metrics::counter!("wxretain_token_refreshes_total", "appid" => app.appid.to_string())
+            .increment(1);
+        slot.cached = Some(Cached {
+            token: token.clone(),
+            fresh_until: Instant::now() + lifetime,
+        });
+        Ok(token)
+    }
+
+    async fn fetch_from_wechat(
+        &self,
+        appid: &AppId,
+        secret: &SecretString,
+        force: bool,
+    ) -> Result<(SecretString, Duration), FetchError> {
+        let base = &self.config.base_url;
+        let request = match self.config.token_endpoint {
+            TokenEndpoint::Stable => post_json(
+                &self.http,
+                &format!("{base}/cgi-bin/stable_token"),
+                &serde_json::json!({
+                    "grant_type": "client_credential",
+                    "appid": appid.as_str(),
+                    "secret": secret.expose_secret(),
+                    "force_refresh": force,
+                }),
+            ),
+            TokenEndpoint::Classic => self.http.get(format!("{base}/cgi-bin/token")).query(&[
+                ("grant_type", "client_credential"),
+                ("appid", appid.as_str()),
+                ("secret", secret.expose_secret()),
+            ]),
+        };
+        let body = send_and_read(
+            request,
+            Endpoint::Token,
+            self.config.max_body_bytes,
+            &[secret.expose_secret()],
+        )
+        .await?;
+        let answer: TokenAnswer =
+            serde_json::from_value(body).map_err(|e| FetchError::Garbage {
+                endpoint: Endpoint::Token,
+                detail: e.to_string(),
+                body: String::new(),
+            })?;
+        match (answer.errcode, answer.access_token) {
+            (Some(code), _) if code != 0 => Err(FetchError::Api {
+                endpoint: Endpoint::Token,
+                code: ApiErrorCode::from_code(code),
+                errmsg: answer.errmsg.unwrap_or_default(),
+            }),
+            (_, Some(token)) if !token.is_empty() => {
+                let expires_in = Duration::from_secs(answer.expires_in.unwrap_or(7200));
+                // Keep at least half the lifetime when WeChat hands out a short one.
+                let lifetime = expires_in.saturating_sub(EXPIRY_MARGIN).max(expires_in / 2);
+                Ok((SecretString::from(token), lifetime))
+            }
+            _ => Err(FetchError::Garbage {
+                endpoint: Endpoint::Token,
+                detail: "no access_token and no errcode".to_string(),
+                body: String::new(),
+            }),
+        }
+    }
+}
+
+/// Runs `token_command` and takes the first line it prints as the token.
+async fn run_token_command(argv: &[String]) -> Result<SecretString, FetchError> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| FetchError::TokenSource("token_command is empty".to_string()))?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+        .await
+        .map_err(|_| {
+            FetchError::TokenSource(format!(
+                "{program} did not finish within {COMMAND_TIMEOUT:?}"
+            ))
+        })?
+        .map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
+    if !output.status.success() {
+        // stderr may echo the token it failed to produce: show only its size.
+        return Err(FetchError::TokenSource(format!(
+            "{program} exited with {} ({} bytes on stderr)",
+            output.status,
+            output.stderr.len()
+        )));
+    }
+    let stdout = String::from_utf8(output.stdout).map_err(|_| {
+        FetchError::TokenSource(format!("{program} printed something that is not UTF-8"))
+    })?;
+    let token = stdout.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(FetchError::TokenSource(format!(
+            "{program} printed no token"
+        )));
+    }
+    Ok(SecretString::from(token))
+}

@@ -1,0 +1,211 @@
+//! Shared test harness: a fresh Postgres database per test, an in-process
+//! simulator, and configs pointing one at the other.
+#![allow(dead_code)] // each test crate uses a different part of it
+
+use chrono::{DateTime, TimeZone, Utc};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use wxretain::config::Config;
+use wxretain::domain::{AppId, Metric, NaturalWeek, BEIJING, MAX_KEY};
+use wxretain::pass::{run_pass, PassOptions, PassReport, Pipeline};
+use wxretain::simulator::{
+    publication, sim_appid, truth_value, Publication, SimClock, SimConfig, Simulator,
+    SimulatorHandle,
+};
+use wxretain::store::{Scope, Store};
+
+/// The server every test database lives on (`DATABASE_URL` overrides).
+pub fn server_url() -> String {
+    std::env::var("WXRETAIN_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
+        let mut url = reqwest::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        let url = url.to_string();
+        Store::create_database_if_missing(&secrecy::SecretString::from(url.clone()))
+            .await
+            .expect("test database created (is Postgres running on 127.0.0.1:5432?)");
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (server, name) = (server_url(), self.name.clone());
+        // Drop runs outside async: use a thread with its own small runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// An instant written as Beijing wall time.
+pub fn beijing(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    BEIJING
+        .with_ymd_and_hms(y, m, d, h, 0, 0)
+        .single()
+        .expect("valid instant")
+        .with_timezone(&Utc)
+}
+
+pub fn apps(n: u32) -> Vec<AppId> {
+    (1..=n).map(sim_appid).collect()
+}
+
+/// A simulator whose clock is frozen at `now`.
+pub async fn simulator(now: DateTime<Utc>, tweak: impl FnOnce(&mut SimConfig)) -> SimulatorHandle {
+    let mut config = SimConfig {
+        clock: SimClock::frozen_at(now),
+        ..SimConfig::default()
+    };
+    tweak(&mut config);
+    Simulator::start(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator starts")
+}
+
+/// The TOML of a config for `apps`, each with secret `secret-<appid>` in `SECRET_<n>`.
+pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, String>) {
+    let mut env = HashMap::new();
+    let mut toml = format!("{extra}\n");
+    for (i, appid) in apps.iter().enumerate() {
+        let var = format!("SECRET_{i}");
+        env.insert(var.clone(), format!("secret-{appid}"));
+        toml.push_str(&format!(
+            "[[apps]]\nappid = \"{appid}\"\nsecret_env = \"{var}\"\n"
+        ));
+    }
+    (toml, env)
+}
+
+/// Fast retries: tests should not sleep for real backoffs.
+pub const FAST: &str = "[wechat]\nretry_min_delay_ms = 5\nmax_in_flight = 8\n";
+
+pub fn config(db: &TestDb, sim: &SimulatorHandle, apps: &[AppId], extra: &str) -> Config {
+    let (toml, mut env) = config_toml(apps, extra);
+    env.insert("DATABASE_URL".into(), db.url.clone());
+    env.insert("WXRETAIN_WECHAT_BASE_URL".into(), sim.base_url());
+    Config::parse(&toml, Path::new("test.toml"), &env).expect("test config is valid")
+}
+
+pub async fn pipeline(config: Config) -> Pipeline {
+    let store = Store::connect(&config.database.url, 8)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    Pipeline::new(Arc::new(config), store).expect("pipeline")
+}
+
+/// What `backfill` does: mark the weeks due, then one pass over them.
+pub async fn backfill(
+    p: &Pipeline,
+    first: NaturalWeek,
+    last: NaturalWeek,
+    as_of: DateTime<Utc>,
+    refetch: bool,
+) -> PassReport {
+    let scope = Scope {
+        apps: p.all_apps().apps,
+        first: Some(first),
+        last: Some(last),
+    };
+    p.store
+        .enqueue(&scope.apps, first, last, as_of, refetch)
+        .await
+        .expect("enqueue");
+    run_pass(
+        p,
+        &PassOptions {
+            as_of,
+            scope,
+            plan: false,
+        },
+        &Default::default(),
+        None,
+    )
+    .await
+    .expect("pass")
+}
+
+/// What `once --as-of` does.
+pub async fn once(p: &Pipeline, as_of: DateTime<Utc>) -> PassReport {
+    run_pass(
+        p,
+        &PassOptions {
+            as_of,
+            scope: p.all_apps(),
+            plan: true,
+        },
+        &Default::default(),
+        None,
+    )
+    .await
+    .expect("pass")
+}
+
+pub type Row = (String, chrono::NaiveDate, String, i16, i64);
+
+pub async fn table(store: &Store) -> Vec<Row> {
+    sqlx::query_as(
+        "SELECT appid, week_start, metric, key, value FROM weekly_retention ORDER BY 1, 2, 3, 4",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("read weekly_retention")
+}
+
+/// The rows the table must hold for `apps` × `first..=last` at `now`, per the
+/// simulator's publication rule (keys not published yet are absent, never 0).
+pub fn truth(
+    apps: &[AppId],
+    first: NaturalWeek,
+    last: NaturalWeek,
+    now: DateTime<Utc>,
+    publish_hour: u32,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for appid in apps {
+        for week in NaturalWeek::range(first, last) {
+            let Publication::Keys(max) = publication(week, now, publish_hour) else {
+                continue;
+            };
+            for metric in Metric::ALL {
+                for key in 0..=max.min(MAX_KEY) {
+                    rows.push((
+                        appid.to_string(),
+                        week.monday(),
+                        metric.as_str().to_string(),
+                        i16::from(key),
+                        truth_value(appid, week, metric, key),
+                    ));
+                }
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
