@@ -48,7 +48,12 @@ pub enum Command {
 /// Exit codes: 0 done, 1 failed or incomplete, 2 bad config or arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The demo prints its own story; per-fetch lines would drown it.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => telemetry::DEFAULT_FILTER,
+    };
+    telemetry::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,6 +13,8 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -103,43 +105,73 @@ pub async fn run_pass(
         let (first, last) = p.kept_weeks(opts.as_of);
         report.planned = p.store.plan(&opts.scope.apps, first, last, &p.rule).await?;
     }
+    // Leases this process still holds are left from an earlier pass that lost
+    // the database mid-way: one process runs one pass at a time.
+    if let Err(e) = p.store.release(&p.owner).await {
+        tracing::warn!(error = %e, "could not release this process's stale leases");
+    }
+    match p.store.release_dead_local(&p.owner).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            weeks = n,
+            "took back weeks leased by a process of this host that died"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not check for leases of dead processes"),
+    }
     let max_in_flight = p.config.wechat.max_in_flight;
     let batch = max_in_flight as i64 * 2;
     let lease = p.lease();
     let pauses: Pauses = Mutex::new(HashMap::new());
     let mut queue: VecDeque<Claim> = VecDeque::new();
-    let mut in_flight = FuturesUnordered::new();
-    let mut exhausted = false;
+    // Claims and fetches are polled together: awaiting a claim on its own
+    // would stall fetches that hold a pooled connection mid-transaction, and
+    // with a small pool the claim would then wait for them forever.
+    let mut events: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send + '_>>> =
+        FuturesUnordered::new();
+    let (mut fetching, mut claiming, mut exhausted) = (0usize, false, false);
     let mut claim_error = None;
     loop {
-        // Keep `max_in_flight` weeks going; claim more only when the queue is empty.
-        while in_flight.len() < max_in_flight && !shutdown.is_cancelled() {
-            if queue.is_empty() && !exhausted {
-                match p
-                    .store
-                    .claim(&p.owner, &opts.scope, opts.as_of, batch, lease)
-                    .await
-                {
-                    Ok(claims) if claims.is_empty() => exhausted = true,
-                    Ok(claims) => queue.extend(claims),
-                    Err(e) => {
-                        claim_error = Some(e);
-                        exhausted = true;
-                    }
-                }
-            }
+        if !claiming && !exhausted && queue.len() < max_in_flight && !shutdown.is_cancelled() {
+            claiming = true;
+            let scope = &opts.scope;
+            events.push(Box::pin(async move {
+                Event::Claimed(
+                    p.store
+                        .claim(&p.owner, scope, opts.as_of, batch, lease)
+                        .await,
+                )
+            }));
+        }
+        while fetching < max_in_flight && !shutdown.is_cancelled() {
             let Some(claim) = queue.pop_front() else {
                 break;
             };
-            in_flight.push(process(p, claim, opts.as_of, &pauses));
+            fetching += 1;
+            let pauses = &pauses;
+            events.push(Box::pin(async move {
+                Event::Done(process(p, claim, opts.as_of, pauses).await)
+            }));
         }
-        let Some(outcome) = in_flight.next().await else {
-            break;
-        };
-        if let Some(bar) = progress {
-            bar.inc(1);
+        match events.next().await {
+            None => break,
+            Some(Event::Claimed(Ok(claims))) => {
+                claiming = false;
+                exhausted = claims.is_empty();
+                queue.extend(claims);
+            }
+            Some(Event::Claimed(Err(e))) => {
+                claiming = false;
+                exhausted = true;
+                claim_error = Some(e);
+            }
+            Some(Event::Done(outcome)) => {
+                fetching -= 1;
+                if let Some(bar) = progress {
+                    bar.inc(1);
+                }
+                outcome.count(&mut report);
+            }
         }
-        outcome.count(&mut report);
     }
 
     if let Err(e) = p.store.release(&p.owner).await {
@@ -150,6 +182,12 @@ pub async fn run_pass(
     }
     metrics::gauge!("wxretain_last_pass_timestamp_seconds").set(Utc::now().timestamp() as f64);
     Ok(report)
+}
+
+/// What finished among the futures a pass polls together.
+enum Event {
+    Claimed(sqlx::Result<Vec<Claim>>),
+    Done(Outcome),
 }
 
 /// What happened to one claimed week.
@@ -222,16 +260,19 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     .store
                     .save_answer(claim, &answer, &raw.body, &verdict)
                     .await;
-                tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?keys,
-                    state = verdict.state.as_str(), next_due = ?verdict.next_due, latency_ms, "fetched week");
                 match saved {
-                    Ok(stats) => (
-                        Outcome::Stored {
-                            rows: stats.rows_written,
-                            state: verdict.state,
-                        },
-                        Ok(()),
-                    ),
+                    Ok(stats) => {
+                        tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?keys,
+                            rows_written = stats.rows_written, state = verdict.state.as_str(),
+                            next_due = ?verdict.next_due, latency_ms, "fetched week");
+                        (
+                            Outcome::Stored {
+                                rows: stats.rows_written,
+                                state: verdict.state,
+                            },
+                            Ok(()),
+                        )
+                    }
                     Err(e) => (Outcome::Unsaved, Err(e)),
                 }
             }
@@ -240,7 +281,7 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     p.rule
                         .after_failure(claim.week, ErrorClass::Transient, claim.before, as_of);
                 tracing::warn!(appid = %claim.appid, week = %claim.week, outcome = "rejected", reason = %rejection, latency_ms, "answer failed validation; nothing written");
-                let body = crate::wechat::scrub(&raw.body.to_string(), &[]);
+                let body = raw.body.to_string();
                 let saved = p
                     .store
                     .record_rejection(claim, &verdict, &rejection.to_string(), &body)
@@ -252,6 +293,9 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             let class = error.class();
             let verdict = p.rule.after_failure(claim.week, class, claim.before, as_of);
             log_failure(claim, &error, &verdict, latency_ms);
+            if class == ErrorClass::Config {
+                metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(1.0);
+            }
             match class {
                 ErrorClass::MinuteQuota | ErrorClass::DailyQuota | ErrorClass::Config => {
                     if let Some(until) = verdict.next_due {
@@ -283,6 +327,7 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
     match written {
         Ok(()) => {
             if let Outcome::Stored { rows, .. } = outcome {
+                metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(0.0);
                 metrics::counter!("wxretain_rows_written_total").increment(rows);
                 metrics::gauge!("wxretain_last_success_timestamp_seconds", "appid" => claim.appid.to_string())
                     .set(Utc::now().timestamp() as f64);

@@ -10,7 +10,10 @@ use wxretain::domain::{NaturalWeek, BEIJING};
 use wxretain::simulator::{Faults, SimClock};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 async fn get(url: &str) -> Option<(u16, String)> {
@@ -25,11 +28,17 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
     // Real clock; slow answers so the start-up pass is still running when we signal.
     let sim = simulator(chrono::Utc::now(), |c| {
         c.clock = SimClock::real();
-        c.faults = Faults { latency_ms: 150, ..Faults::default() };
+        c.faults = Faults {
+            latency_ms: 150,
+            ..Faults::default()
+        };
     })
     .await;
     let apps = apps(3);
-    let (toml, env) = config_toml(&apps, "[wechat]\nmax_in_flight = 4\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 20\n");
+    let (toml, env) = config_toml(
+        &apps,
+        "[wechat]\nmax_in_flight = 4\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 20\n",
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wxretain.toml");
     std::fs::write(&path, toml).expect("write config");
@@ -61,23 +70,38 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
     assert_eq!(get(&format!("{base}/livez")).await.map(|r| r.0), Some(200));
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
-        let (_, body) = get(&format!("{base}/metrics")).await.expect("/metrics answers");
+        let (_, body) = get(&format!("{base}/metrics"))
+            .await
+            .expect("/metrics answers");
         if body.contains("wxretain_fetches_total") {
             break body;
         }
-        assert!(Instant::now() < deadline, "no fetch counted in /metrics:\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "no fetch counted in /metrics:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(metrics.contains("wxretain_api_latency_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("wxretain_api_latency_seconds_bucket"),
+        "{metrics}"
+    );
 
     // SIGTERM mid-pass (60 weeks at 4 in flight × 150 ms take ~2.5 s).
     let pid = child.id().expect("pid");
-    let stored_before: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE cardinality(keys) > 0")
-        .fetch_one(&sqlx::PgPool::connect(&db.url).await.expect("pool"))
-        .await
-        .expect("count");
-    assert!(stored_before < 60, "the pass should still be running ({stored_before} weeks stored)");
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    let stored_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE cardinality(keys) > 0")
+            .fetch_one(&sqlx::PgPool::connect(&db.url).await.expect("pool"))
+            .await
+            .expect("count");
+    assert!(
+        stored_before < 60,
+        "the pass should still be running ({stored_before} weeks stored)"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
@@ -86,15 +110,25 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
     assert!(status.success(), "exit status {status:?}");
 
     // Nothing half-written, no lease left behind; a re-run completes the table.
-    let p = pipeline(config(&db, &sim, &apps, "[wechat]\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 20\n")).await;
-    let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE lease_owner IS NOT NULL")
-        .fetch_one(p.store.pool())
-        .await
-        .expect("count");
+    let p = pipeline(config(
+        &db,
+        &sim,
+        &apps,
+        "[wechat]\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 20\n",
+    ))
+    .await;
+    let leased: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE lease_owner IS NOT NULL")
+            .fetch_one(p.store.pool())
+            .await
+            .expect("count");
     assert_eq!(leased, 0, "leases released at shutdown");
     let now = chrono::Utc::now();
     once(&p, now).await;
     let (first, last) = p.kept_weeks(now);
     assert_eq!(NaturalWeek::last_completed_at(now, BEIJING), last);
-    assert_eq!(table(&p.store).await, truth(&apps, first, last, sim.clock().now(), 10));
+    assert_eq!(
+        table(&p.store).await,
+        truth(&apps, first, last, sim.clock().now(), 10)
+    );
 }

@@ -248,3 +248,39 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// Frees leases held by processes of this host that no longer run (a
+    /// `kill -9`, a crash), so a re-run need not wait for their leases to end.
+    /// Owners are `host:pid:nonce`; a live pid with another nonce is only
+    /// ours if it is this very process (a restarted container keeps its pid).
+    pub async fn release_dead_local(&self, me: &str) -> sqlx::Result<u64> {
+        let mut parts = me.splitn(3, ':');
+        let (Some(host), Some(my_pid)) = (parts.next(), parts.next()) else {
+            return Ok(0);
+        };
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM retention_ledger
+              WHERE lease_owner LIKE $1 || ':%' AND lease_owner <> $2 AND lease_until > now()",
+        )
+        .bind(host)
+        .bind(me)
+        .fetch_all(self.pool())
+        .await?;
+        let dead: Vec<String> = owners
+            .into_iter()
+            .filter(|owner| {
+                let pid = owner.split(':').nth(1).unwrap_or_default();
+                pid == my_pid || !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
+            .collect();
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        let result = sqlx::query("UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ANY($1)")
+            .bind(&dead)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

@@ -31,6 +31,14 @@ impl Store {
     /// Connects with a bounded pool. Fails fast if the server is unreachable.
     pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<Self> {
         let options = connect_options(url)?;
+        // The pool retries a refused connection until acquire_timeout and then
+        // says only "pool timed out": one direct connection first fails fast,
+        // with the cause (refused, auth, no such database).
+        let probe = options
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to the database {}", describe(url)))?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))

@@ -156,3 +156,19 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// The last successful fetch of each app that has one.
+    pub async fn last_success_by_app(
+        &self,
+        apps: &[AppId],
+    ) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+        sqlx::query_as(
+            "SELECT appid, max(last_success_at) FROM retention_ledger
+              WHERE appid = ANY($1) AND last_success_at IS NOT NULL GROUP BY appid",
+        )
+        .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .fetch_all(self.pool())
+        .await
+    }
+}

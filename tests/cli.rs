@@ -1,0 +1,671 @@
+//! The real `wxretain` binary, run as an operator would: a config file, env
+//! vars, exit codes, stdout/stderr, and what lands in Postgres.
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use wxretain::domain::{AppId, NaturalWeek, BEIJING};
+use wxretain::simulator::{publication, Faults, Publication, SimulatorHandle};
+use wxretain::store::Store;
+
+/// Nothing listens here: a command that reaches for the database or WeChat fails.
+const CLOSED_DB: &str = "postgres://postgres@127.0.0.1:1/wxretain_unreachable";
+const CLOSED_HTTP: &str = "http://127.0.0.1:1";
+/// A password trust auth ignores: it must never be printed.
+const DB_PASSWORD: &str = "S3cretDbPassw0rd";
+/// No command may take longer than this; a hang is a failure, not a stuck test.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What one run of the binary left behind.
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn expect_code(&self, code: i32, what: &str) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{what}: exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn expect_stderr_has(&self, needle: &str, what: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "{what}: stderr should mention {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout and stderr together, for "never appears anywhere" checks.
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// A config file in a temp dir plus the environment the binary runs with.
+struct Wxretain {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Wxretain {
+    /// `toml` as the config file; `env` on top of a cleared environment.
+    fn new(toml: &str, env: HashMap<String, String>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the config");
+        let config = dir.path().join("wxretain.toml");
+        std::fs::write(&config, toml).expect("config written");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))
+                .expect("config chmod 600");
+        }
+        Self { dir, config, env }
+    }
+
+    /// `apps` with secrets in env vars (see `config_toml`), the database at
+    /// `database_url`, WeChat at `base_url`.
+    fn with_apps(database_url: &str, base_url: &str, apps: &[AppId], extra: &str) -> Self {
+        let (toml, mut env) = config_toml(apps, extra);
+        env.insert("DATABASE_URL".into(), database_url.into());
+        env.insert("WXRETAIN_WECHAT_BASE_URL".into(), base_url.into());
+        Self::new(&toml, env)
+    }
+
+    fn against(db: &TestDb, sim: &SimulatorHandle, apps: &[AppId]) -> Self {
+        Self::with_apps(&db.url, &sim.base_url(), apps, FAST)
+    }
+
+    /// Neither the database nor WeChat can be reached.
+    fn offline(apps: &[AppId], extra: &str) -> Self {
+        Self::with_apps(CLOSED_DB, CLOSED_HTTP, apps, extra)
+    }
+
+    fn set_env(&mut self, name: &str, value: &str) -> &mut Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Runs `wxretain --config FILE ARGS...`.
+    async fn run(&self, args: &[&str]) -> Output {
+        let config = self.config.to_str().expect("utf-8 temp path");
+        let mut full = vec!["--config", config];
+        full.extend_from_slice(args);
+        self.run_raw(&full).await
+    }
+
+    /// Runs `wxretain ARGS...` exactly as given (no `--config`).
+    async fn run_raw(&self, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("wxretain {args:?} did not finish in {RUN_LIMIT:?}"))
+            .expect("wxretain binary runs");
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// The 12 weeks ending with the last one completed at `now`.
+fn twelve_weeks(now: DateTime<Utc>) -> (NaturalWeek, NaturalWeek) {
+    let last = NaturalWeek::last_completed_at(now, BEIJING);
+    (last.plus_weeks(-11), last)
+}
+
+fn backfill_args(first: NaturalWeek, last: NaturalWeek) -> Vec<String> {
+    vec![
+        "backfill".into(),
+        "--from".into(),
+        first.monday().to_string(),
+        "--to".into(),
+        last.sunday().to_string(),
+    ]
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+async fn store(db: &TestDb) -> Store {
+    Store::connect(&SecretString::from(db.url.clone()), 2)
+        .await
+        .expect("test connects to its database")
+}
+
+async fn stamps(store: &Store) -> Vec<(String, chrono::NaiveDate, String, i16, DateTime<Utc>)> {
+    sqlx::query_as(
+        "SELECT appid, week_start, metric, key, last_changed_at FROM weekly_retention ORDER BY 1, 2, 3, 4",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("read last_changed_at")
+}
+
+/// Expected `(stored, complete, maturing, not published)` weeks at `now`.
+fn expected_weeks(first: NaturalWeek, last: NaturalWeek, now: DateTime<Utc>) -> [i64; 4] {
+    let mut counts = [0; 4];
+    for week in NaturalWeek::range(first, last) {
+        match publication(week, now, 10) {
+            Publication::Keys(4) => {
+                counts[0] += 1;
+                counts[1] += 1;
+            }
+            Publication::Keys(_) => {
+                counts[0] += 1;
+                counts[2] += 1;
+            }
+            _ => counts[3] += 1,
+        }
+    }
+    counts
+}
+
+/// The lines of `stdout` that start with `prefix`.
+fn lines_starting<'a>(stdout: &'a str, prefix: &str) -> Vec<&'a str> {
+    stdout.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+// ---- 1. backfill over HTTP ----------------------------------------------------
+
+#[tokio::test]
+async fn backfill_stores_the_simulators_values_and_a_rerun_changes_nothing() {
+    let now = Utc::now();
+    let sim = simulator(now, |_| {}).await;
+    let db = TestDb::new().await;
+    let apps = apps(3);
+    let (first, last) = twelve_weeks(now);
+    let cli = Wxretain::against(&db, &sim, &apps);
+    let args = backfill_args(first, last);
+
+    let out = cli.run(&strs(&args)).await;
+    out.expect_code(0, "first backfill");
+    // 12 unless run on a Monday before WeChat publishes the last week's key 0.
+    let [stored, ..] = expected_weeks(first, last, now);
+    for appid in &apps {
+        let lines = lines_starting(&out.stdout, &format!("{appid}: "));
+        assert_eq!(
+            lines.len(),
+            1,
+            "one summary line for {appid}:\n{}",
+            out.stdout
+        );
+        assert!(
+            lines[0].starts_with(&format!("{appid}: 12 weeks: {stored} stored")),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].ends_with(", 0 not stored"), "{}", lines[0]);
+    }
+    let store = store(&db).await;
+    let expected = truth(&apps, first, last, now, 10);
+    assert_eq!(table(&store).await, expected);
+    let before = stamps(&store).await;
+
+    let again = cli.run(&strs(&args)).await;
+    again.expect_code(0, "second backfill");
+    assert!(
+        again.stdout.contains(" 0 rows written,"),
+        "second run writes nothing:\n{}",
+        again.stdout
+    );
+    assert_eq!(table(&store).await, expected);
+    assert_eq!(
+        stamps(&store).await,
+        before,
+        "a second run must not touch a row"
+    );
+}
+
+// ---- 2. bad arguments ----------------------------------------------------------
+
+#[tokio::test]
+async fn bad_backfill_arguments_are_refused_before_any_network_or_database_call() {
+    let cli = Wxretain::offline(&apps(1), "");
+    let today = Utc::now().with_timezone(&BEIJING).date_naive().to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--from", "2026-13-01", "--to", "2026-01-04"], "--from"),
+        (&["--from", "2026-01-05", "--to", "2026-02-30"], "--to"),
+        (&["--from", "2026-03-09", "--to", "2026-03-01"], "--from"),
+        (&["--from", "2026-01-05", "--to", today.as_str()], "--to"),
+        (
+            &[
+                "--from",
+                "2026-01-05",
+                "--to",
+                "2026-01-11",
+                "--app",
+                "wx0000000000000bad",
+            ],
+            "--app wx0000000000000bad",
+        ),
+    ];
+    for (args, flag) in cases {
+        let mut full = vec!["backfill"];
+        full.extend_from_slice(args);
+        let out = cli.run(&full).await;
+        let what = format!("backfill {args:?}");
+        out.expect_code(2, &what).expect_stderr_has(flag, &what);
+        assert!(
+            !out.stderr.contains("database"),
+            "{what}: refused before touching the database:\n{}",
+            out.stderr
+        );
+    }
+    // The two sides of a reversed range are both named.
+    cli.run(&["backfill", "--from", "2026-03-09", "--to", "2026-03-01"])
+        .await
+        .expect_stderr_has("after --to", "reversed range");
+    cli.run(&["backfill", "--from", "2026-01-05", "--to", today.as_str()])
+        .await
+        .expect_stderr_has("has not ended", "unfinished week");
+}
+
+// ---- 3. config errors ----------------------------------------------------------
+
+#[tokio::test]
+async fn config_errors_exit_2_and_name_the_key_before_any_network_or_database_call() {
+    let app = |appid: &str, extra: &str| format!("[[apps]]\nappid = \"{appid}\"\n{extra}\n");
+    let good = "wx0123456789abcdef";
+    let secret = "secret_env = \"SECRET\"";
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown key",
+            format!("[wechat]\nbase_ulr = \"http://x\"\n{}", app(good, secret)),
+            "base_ulr",
+        ),
+        (
+            "duplicate appid",
+            format!("{}{}", app(good, secret), app(good, secret)),
+            "apps[1].appid",
+        ),
+        ("malformed appid", app("wxNOPE", secret), "apps[0].appid"),
+        (
+            "missing secret variable",
+            app(good, "secret_env = \"NO_SUCH_SECRET_VAR\""),
+            "apps[0].secret_env",
+        ),
+        (
+            "two credentials",
+            app(good, "secret_env = \"SECRET\"\ntoken_env = \"SECRET\""),
+            "apps[0]",
+        ),
+        (
+            "bad time zone",
+            format!(
+                "[schedule]\ntimezone = \"Mars/Olympus\"\n{}",
+                app(good, secret)
+            ),
+            "schedule.timezone",
+        ),
+        (
+            "start_week not a Monday",
+            format!(
+                "[schedule]\nstart_week = \"2026-01-06\"\n{}",
+                app(good, secret)
+            ),
+            "schedule.start_week",
+        ),
+    ];
+    for (what, toml, key) in cases {
+        let mut cli = Wxretain::new(&toml, HashMap::new());
+        cli.set_env("SECRET", "s3cret")
+            .set_env("DATABASE_URL", CLOSED_DB)
+            .set_env("WXRETAIN_WECHAT_BASE_URL", CLOSED_HTTP);
+        for command in ["status", "once", "migrate"] {
+            let what = format!("{what} ({command})");
+            cli.run(&[command])
+                .await
+                .expect_code(2, &what)
+                .expect_stderr_has(key, &what)
+                .expect_stderr_has("wxretain.toml", &what);
+        }
+    }
+    // Two credentials: the message says what to do.
+    let cli = Wxretain::new(
+        &app(good, "secret_env = \"SECRET\"\ntoken_env = \"SECRET\""),
+        HashMap::from([("SECRET".to_string(), "s3cret".to_string())]),
+    );
+    cli.run(&["status"])
+        .await
+        .expect_stderr_has("exactly one", "two credentials");
+
+    // A missing file is named by its path, from --config and from WXRETAIN_CONFIG.
+    let mut cli = Wxretain::offline(&apps(1), "");
+    let missing = cli.dir.path().join("nope.toml");
+    let missing = missing.to_str().expect("utf-8 temp path");
+    cli.run_raw(&["--config", missing, "status"])
+        .await
+        .expect_code(2, "missing --config file")
+        .expect_stderr_has(missing, "missing --config file");
+    cli.set_env("WXRETAIN_CONFIG", missing);
+    cli.run_raw(&["status"])
+        .await
+        .expect_code(2, "missing $WXRETAIN_CONFIG file")
+        .expect_stderr_has(missing, "missing $WXRETAIN_CONFIG file");
+}
+
+// ---- 4. secrets never reach the logs ---------------------------------------------
+
+/// Every token the simulator can have minted so far: it mints
+/// sha256(seed, n, appid) for its n-th token, and mints at most once per call.
+fn possible_tokens(sim: &SimulatorHandle, seed: u64, apps: &[AppId]) -> Vec<String> {
+    let stats = sim.stats();
+    let calls = stats.token_calls.stable + stats.token_calls.classic;
+    let mut tokens = Vec::new();
+    for n in 1..=calls + 1 {
+        for appid in apps {
+            let mut hasher = Sha256::new();
+            hasher.update(seed.to_le_bytes());
+            hasher.update(n.to_le_bytes());
+            hasher.update(appid.as_str().as_bytes());
+            tokens.push(
+                hasher
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            );
+        }
+    }
+    tokens
+}
+
+/// The token the simulator currently holds for `appid`, as WeChat would hand it out.
+async fn current_token(sim: &SimulatorHandle, appid: &AppId, secret: &str) -> String {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/cgi-bin/stable_token", sim.base_url()))
+        .json(&serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": appid.as_str(),
+            "secret": secret,
+            "force_refresh": false,
+        }))
+        .send()
+        .await
+        .expect("stable_token call")
+        .json()
+        .await
+        .expect("stable_token answer is JSON");
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {answer}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn secrets_tokens_and_the_database_password_never_reach_stdout_or_stderr() {
+    const SEED: u64 = 7;
+    let now = Utc::now();
+    let sim = simulator(now, |c| {
+        c.faults = Faults {
+            token_expire_after_calls: Some(3),
+            garbage_rate: 0.2,
+            seed: SEED,
+            ..Default::default()
+        }
+    })
+    .await;
+    let db = TestDb::new().await;
+    let apps = apps(2);
+    let secrets: Vec<String> = apps
+        .iter()
+        .map(|a| format!("AppS3cret-{}-do-not-log", &a.as_str()[10..]))
+        .collect();
+    let mut url = reqwest::Url::parse(&db.url).expect("test database URL");
+    url.set_password(Some(DB_PASSWORD))
+        .expect("postgres URL takes a password");
+    // Garbage answers are retried: enough tries that every week gets through.
+    let extra = "[wechat]\nretry_min_delay_ms = 1\nretry_attempts = 12\nmax_in_flight = 4\n";
+    let mut cli = Wxretain::with_apps(url.as_str(), &sim.base_url(), &apps, extra);
+    for (i, secret) in secrets.iter().enumerate() {
+        cli.set_env(&format!("SECRET_{i}"), secret);
+    }
+    cli.set_env("RUST_LOG", "debug");
+    let (first, last) = twelve_weeks(now);
+    let mut args = backfill_args(first, last);
+    args.push("--refetch".into());
+
+    let mut outputs = Vec::new();
+    for format in ["text", "json"] {
+        let mut full = vec!["--log-format", format];
+        full.extend(strs(&args));
+        let out = cli.run(&full).await;
+        out.expect_code(0, &format!("backfill with {format} logs"));
+        assert!(
+            out.stderr.contains("token refused"),
+            "the faults forced token refreshes ({format}):\n{}",
+            out.stderr
+        );
+        outputs.push(out);
+        for status in [&["status"][..], &["status", "--json"]] {
+            let mut full = vec!["--log-format", format];
+            full.extend_from_slice(status);
+            let out = cli.run(&full).await;
+            out.expect_code(0, &format!("{status:?} with {format} logs"));
+            outputs.push(out);
+        }
+    }
+    let stats = sim.stats();
+    assert!(
+        stats.token_calls.stable > apps.len() as u64,
+        "tokens were refreshed: {stats:?}"
+    );
+
+    let mut current = Vec::new();
+    for (appid, secret) in apps.iter().zip(&secrets) {
+        current.push(current_token(&sim, appid, secret).await);
+    }
+    let minted = possible_tokens(&sim, SEED, &apps);
+    for token in &current {
+        assert!(
+            minted.contains(token),
+            "the token derivation matches the simulator's"
+        );
+    }
+    let mut forbidden: Vec<(&str, &str)> = vec![("database password", DB_PASSWORD)];
+    forbidden.extend(secrets.iter().map(|s| ("app secret", s.as_str())));
+    forbidden.extend(current.iter().map(|t| ("current token", t.as_str())));
+    forbidden.extend(minted.iter().map(|t| ("minted token", t.as_str())));
+    for out in &outputs {
+        let all = out.all();
+        for (what, value) in &forbidden {
+            assert!(!all.contains(value), "{what} {value} leaked:\n{all}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_fast_with_the_cause_and_without_its_password() {
+    let mut url = reqwest::Url::parse(CLOSED_DB).expect("closed URL");
+    url.set_password(Some(DB_PASSWORD))
+        .expect("postgres URL takes a password");
+    let cli = Wxretain::with_apps(url.as_str(), CLOSED_HTTP, &apps(1), "");
+    let week = NaturalWeek::last_completed_at(Utc::now(), BEIJING);
+    let backfill = backfill_args(week, week);
+    for command in [
+        strs(&backfill),
+        vec!["status"],
+        vec!["once"],
+        vec!["migrate"],
+    ] {
+        let what = format!("{command:?} with the database down");
+        let started = std::time::Instant::now();
+        let out = cli.run(&command).await;
+        out.expect_code(1, &what)
+            .expect_stderr_has("postgres://postgres:***@127.0.0.1:1/", &what)
+            .expect_stderr_has("refused", &what);
+        assert!(!out.all().contains(DB_PASSWORD), "{what}: {}", out.all());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: took {:?} to notice",
+            started.elapsed()
+        );
+    }
+}
+
+// ---- 5. status ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn status_prints_a_row_per_app_and_json_with_the_counts() {
+    let now = Utc::now();
+    let sim = simulator(now, |_| {}).await;
+    let db = TestDb::new().await;
+    let apps = apps(2);
+    let (first, last) = twelve_weeks(now);
+    let cli = Wxretain::with_apps(
+        &db.url,
+        &sim.base_url(),
+        &apps,
+        &format!("{FAST}[schedule]\nlookback_weeks = 12\n"),
+    );
+    // Only the first app is backfilled: the second shows 12 missing weeks.
+    let mut args = backfill_args(first, last);
+    args.extend(["--app".into(), apps[0].to_string()]);
+    cli.run(&strs(&args)).await.expect_code(0, "backfill");
+    let [_, complete, maturing, unpublished] = expected_weeks(first, last, now);
+    let expected = [
+        (apps[0].as_str(), complete, maturing, unpublished),
+        (apps[1].as_str(), 0, 0, 12),
+    ];
+
+    let out = cli.run(&["status"]).await;
+    out.expect_code(0, "status");
+    assert!(
+        out.stdout
+            .starts_with(&format!("weeks {first} .. {} (12 weeks)\n", last.sunday())),
+        "{}",
+        out.stdout
+    );
+    for (appid, complete, maturing, missing) in expected {
+        let rows = lines_starting(&out.stdout, appid);
+        assert_eq!(rows.len(), 1, "one row for {appid}:\n{}", out.stdout);
+        let cells: Vec<&str> = rows[0].split_whitespace().collect();
+        let counts = [complete, maturing, missing, 0, 0].map(|n| n.to_string());
+        assert_eq!(cells[1..6], counts, "{}", rows[0]);
+    }
+
+    let out = cli.run(&["status", "--json"]).await;
+    out.expect_code(0, "status --json");
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("status --json prints JSON");
+    let rows = json.as_array().expect("a JSON array");
+    assert_eq!(rows.len(), 2, "{json}");
+    for (row, (appid, complete, maturing, missing)) in rows.iter().zip(expected) {
+        assert_eq!(row["appid"], appid, "{row}");
+        assert_eq!(row["complete"], complete, "{row}");
+        assert_eq!(row["maturing"], maturing, "{row}");
+        assert_eq!(row["missing"], missing, "{row}");
+        assert_eq!(row["failing"], 0, "{row}");
+        assert_eq!(row["unavailable"], 0, "{row}");
+    }
+    assert!(rows[0]["last_success"].is_string(), "{}", rows[0]);
+    assert!(rows[1]["last_success"].is_null(), "{}", rows[1]);
+    assert_eq!(rows[1]["oldest_gap"], first.monday().to_string());
+}
+
+// ---- 6. once --as-of and --help ------------------------------------------------------
+
+#[tokio::test]
+async fn once_refuses_a_malformed_instant_naming_the_flag() {
+    let cli = Wxretain::offline(&apps(1), "");
+    for bad in ["yesterday", "2026-11-23", "2026-11-23T25:00:00+08:00"] {
+        let what = format!("once --as-of {bad}");
+        let out = cli.run(&["once", "--as-of", bad]).await;
+        out.expect_code(2, &what)
+            .expect_stderr_has("--as-of", &what)
+            .expect_stderr_has("RFC 3339", &what);
+    }
+}
+
+#[tokio::test]
+async fn every_subcommand_has_help() {
+    // No config file and nothing reachable: --help needs neither.
+    let cli = Wxretain::new("", HashMap::new());
+    for command in [
+        "migrate", "backfill", "once", "run", "status", "simulate", "demo",
+    ] {
+        let out = cli.run_raw(&[command, "--help"]).await;
+        out.expect_code(0, &format!("{command} --help"));
+        assert!(
+            out.stdout.contains(&format!("Usage: wxretain {command}")),
+            "{command} --help:\n{}",
+            out.stdout
+        );
+    }
+    let out = cli.run_raw(&["--help"]).await;
+    out.expect_code(0, "--help");
+}
+
+// ---- 7. migrate creates the database ---------------------------------------------------
+
+#[tokio::test]
+async fn migrate_creates_a_missing_database() {
+    let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
+    let mut url = reqwest::Url::parse(&server_url()).expect("server URL");
+    url.set_path(&format!("/{name}"));
+    // Not created: TestDb's Drop only drops it (WITH (FORCE)) when the test ends.
+    let db = TestDb {
+        name,
+        url: url.to_string(),
+    };
+    let exists = || async {
+        let admin = Store::connect(&SecretString::from(server_url()), 1)
+            .await
+            .expect("connect to the server");
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+        )
+        .bind(&db.name)
+        .fetch_one(admin.pool())
+        .await
+        .expect("query pg_database")
+    };
+    assert!(!exists().await, "the database does not exist yet");
+
+    let cli = Wxretain::with_apps(&db.url, CLOSED_HTTP, &apps(1), "");
+    let out = cli.run(&["migrate"]).await;
+    out.expect_code(0, "migrate");
+    assert!(
+        out.stdout.contains("database is up to date"),
+        "{}",
+        out.stdout
+    );
+    assert!(exists().await, "migrate created {}", db.name);
+    let store = store(&db).await;
+    store.ready().await.expect("every migration applied");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM weekly_retention")
+        .fetch_one(store.pool())
+        .await
+        .expect("weekly_retention exists");
+    assert_eq!(rows, 0);
+
+    // Again: nothing to do, still 0.
+    cli.run(&["migrate"]).await.expect_code(0, "second migrate");
+    store.pool().close().await;
+}
