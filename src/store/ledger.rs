@@ -161,23 +161,7 @@ impl Store {
         errcode: Option<i64>,
         error: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE retention_ledger
-                SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
-                    last_attempt_at = now(), last_errcode = $6, last_error = $7,
-                    lease_owner = NULL, lease_until = NULL, updated_at = now()
-              WHERE appid = $1 AND week_start = $2",
-        )
-        .bind(claim.appid.as_str())
-        .bind(claim.week.monday())
-        .bind(verdict.state.as_str())
-        .bind(verdict.next_due)
-        .bind(verdict.attempts)
-        .bind(errcode)
-        .bind(error)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        mark_failed(self.pool(), claim, verdict, errcode, error).await
     }
 
     /// Records an answer that failed validation: nothing goes to the table,
@@ -197,23 +181,43 @@ impl Store {
             .bind(body)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE retention_ledger
-                SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
-                    last_attempt_at = now(), last_errcode = NULL, last_error = $6,
-                    lease_owner = NULL, lease_until = NULL, updated_at = now()
-              WHERE appid = $1 AND week_start = $2",
+        mark_failed(
+            &mut *tx,
+            claim,
+            verdict,
+            None,
+            &format!("rejected answer: {reason}"),
         )
-        .bind(claim.appid.as_str())
-        .bind(claim.week.monday())
-        .bind(verdict.state.as_str())
-        .bind(verdict.next_due)
-        .bind(verdict.attempts)
-        .bind(format!("rejected answer: {reason}"))
-        .execute(&mut *tx)
         .await?;
         tx.commit().await
     }
+}
+
+/// The ledger's side of an unsuccessful attempt; the lease is given back.
+async fn mark_failed<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    claim: &Claim,
+    verdict: &Verdict,
+    errcode: Option<i64>,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE retention_ledger
+            SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
+                last_attempt_at = now(), last_errcode = $6, last_error = $7,
+                lease_owner = NULL, lease_until = NULL, updated_at = now()
+          WHERE appid = $1 AND week_start = $2",
+    )
+    .bind(claim.appid.as_str())
+    .bind(claim.week.monday())
+    .bind(verdict.state.as_str())
+    .bind(verdict.next_due)
+    .bind(verdict.attempts)
+    .bind(errcode)
+    .bind(error)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 impl Store {
