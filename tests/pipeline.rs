@@ -222,3 +222,45 @@ async fn every_errcode_lands_in_the_ledger_with_its_class() {
     }
     assert!(table(&p.store).await.is_empty());
 }
+
+#[tokio::test]
+async fn weeks_wechat_no_longer_serves_become_unavailable_after_a_few_tries() {
+    let db = TestDb::new().await;
+    // The simulator serves only the 4 weeks before the current one: older ones answer 61501.
+    let sim = simulator(now(), |c| c.history_weeks = 4).await;
+    let apps = apps(1);
+    let p = pipeline(config(&db, &sim, &apps, FAST)).await;
+    let last = NaturalWeek::last_completed_at(now(), wxretain::domain::BEIJING);
+    let first = last.plus_weeks(-7);
+    backfill(&p, first, last, now(), false).await;
+    for day in 1..=3 {
+        let as_of = now() + chrono::Duration::days(day);
+        sim.clock().set(as_of);
+        let scope = wxretain::store::Scope {
+            apps: apps.clone(),
+            first: Some(first),
+            last: Some(last),
+        };
+        let opts = wxretain::pass::PassOptions {
+            as_of,
+            scope,
+            plan: false,
+        };
+        wxretain::pass::run_pass(&p, &opts, &Default::default(), None)
+            .await
+            .expect("pass");
+    }
+    let rows = p.store.weeks(&apps, first, last).await.expect("ledger");
+    let states: Vec<(&str, i32)> = rows.iter().map(|r| (r.state.as_str(), r.calls)).collect();
+    // 4 old weeks: 3 tries each, then final; the 4 served weeks are stored.
+    assert_eq!(&states[..4], &[("unavailable", 3); 4], "{rows:?}");
+    assert!(rows[..4]
+        .iter()
+        .all(|r| r.next_due_at.is_none() && r.last_errcode == Some(61501)));
+    assert!(
+        states[4..]
+            .iter()
+            .all(|(s, _)| matches!(*s, "maturing" | "complete")),
+        "{states:?}"
+    );
+}
