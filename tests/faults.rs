@@ -12,7 +12,6 @@ use tokio::net::{TcpListener, TcpStream};
 use wxretain::domain::{NaturalWeek, BEIJING};
 use wxretain::pass::{run_pass, PassOptions};
 use wxretain::simulator::Faults;
-use wxretain::store::Scope;
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]
@@ -80,23 +79,7 @@ async fn soak_good_apps_end_equal_to_the_truth_and_the_log_holds_no_secret() {
     let mut as_of = now();
     for _ in 0..8 {
         as_of += chrono::Duration::hours(7);
-        let scope = Scope {
-            apps: apps.clone(),
-            first: Some(first),
-            last: Some(last),
-        };
-        run_pass(
-            &p,
-            &PassOptions {
-                as_of,
-                scope,
-                plan: false,
-            },
-            &Default::default(),
-            None,
-        )
-        .await
-        .expect("pass");
+        pass_over(&p, first, last, as_of).await;
     }
 
     let good: Vec<_> = apps.iter().filter(|a| **a != broken).cloned().collect();

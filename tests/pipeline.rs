@@ -236,19 +236,7 @@ async fn weeks_wechat_no_longer_serves_become_unavailable_after_a_few_tries() {
     for day in 1..=3 {
         let as_of = now() + chrono::Duration::days(day);
         sim.clock().set(as_of);
-        let scope = wxretain::store::Scope {
-            apps: apps.clone(),
-            first: Some(first),
-            last: Some(last),
-        };
-        let opts = wxretain::pass::PassOptions {
-            as_of,
-            scope,
-            plan: false,
-        };
-        wxretain::pass::run_pass(&p, &opts, &Default::default(), None)
-            .await
-            .expect("pass");
+        pass_over(&p, first, last, as_of).await;
     }
     let rows = p.store.weeks(&apps, first, last).await.expect("ledger");
     let states: Vec<(&str, i32)> = rows.iter().map(|r| (r.state.as_str(), r.calls)).collect();

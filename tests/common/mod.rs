@@ -128,27 +128,35 @@ pub async fn backfill(
     as_of: DateTime<Utc>,
     refetch: bool,
 ) -> PassReport {
+    let apps = p.all_apps().apps;
+    p.store
+        .enqueue(&apps, first, last, as_of, refetch)
+        .await
+        .expect("enqueue");
+    pass_over(p, first, last, as_of).await
+}
+
+/// One pass over the configured apps' weeks `first..=last`, planning nothing:
+/// what a backfill runs after marking its weeks due.
+pub async fn pass_over(
+    p: &Pipeline,
+    first: NaturalWeek,
+    last: NaturalWeek,
+    as_of: DateTime<Utc>,
+) -> PassReport {
     let scope = Scope {
         apps: p.all_apps().apps,
         first: Some(first),
         last: Some(last),
     };
-    p.store
-        .enqueue(&scope.apps, first, last, as_of, refetch)
+    let opts = PassOptions {
+        as_of,
+        scope,
+        plan: false,
+    };
+    run_pass(p, &opts, &Default::default(), None)
         .await
-        .expect("enqueue");
-    run_pass(
-        p,
-        &PassOptions {
-            as_of,
-            scope,
-            plan: false,
-        },
-        &Default::default(),
-        None,
-    )
-    .await
-    .expect("pass")
+        .expect("pass")
 }
 
 /// What `once --as-of` does.
