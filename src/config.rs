@@ -117,6 +117,20 @@ pub struct WechatConfig {
     pub retry_min_delay: Duration,
     /// How long a token printed by `token_command` is reused.
     pub token_command_ttl: Duration,
+    /// Data calls per second over all apps, per process.
+    pub rate_per_second: f64,
+    /// Data calls per second to any one app, per process.
+    pub app_rate_per_second: f64,
+}
+
+impl WechatConfig {
+    /// The longest one fetch can take: every try timing out, plus the
+    /// backoff between tries and the one token retry.
+    pub fn worst_fetch_time(&self) -> Duration {
+        let per_try = self.request_timeout + self.connect_timeout;
+        let tries = 2 * self.retry_attempts as u32 + 2;
+        per_try * tries + self.retry_min_delay * 16 * self.retry_attempts as u32
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +143,9 @@ pub struct ScheduleConfig {
     pub publish_hour: u32,
     /// How long after key 4 was due a week stops being asked for it.
     pub final_grace: chrono::Duration,
+    /// How long a claimed week stays reserved for the replica that took it;
+    /// longer than any fetch can take, so a live replica never loses one.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +221,8 @@ struct RawWechat {
     retry_attempts: Option<usize>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
+    rate_per_second: Option<f64>,
+    app_rate_per_second: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -215,6 +234,7 @@ struct RawSchedule {
     lookback_weeks: Option<u32>,
     publish_hour: Option<u32>,
     final_grace_days: Option<u32>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -282,7 +302,7 @@ impl Config {
         let check = Checker { path };
         let database = check.database(raw.database, env)?;
         let wechat = check.wechat(raw.wechat, env)?;
-        let schedule = check.schedule(raw.schedule)?;
+        let schedule = check.schedule(raw.schedule, &wechat)?;
         let server = check.server(raw.server)?;
         let mut apps = Vec::with_capacity(raw.apps.len());
         for (i, app) in raw.apps.into_iter().enumerate() {
@@ -408,10 +428,34 @@ impl Checker<'_> {
             retry_attempts: self.positive("wechat.retry_attempts", raw.retry_attempts, 4)?,
             retry_min_delay: Duration::from_millis(raw.retry_min_delay_ms.unwrap_or(500)),
             token_command_ttl: Duration::from_secs(raw.token_command_ttl_secs.unwrap_or(300)),
+            rate_per_second: self.rate("wechat.rate_per_second", raw.rate_per_second, 100.0)?,
+            app_rate_per_second: self.rate(
+                "wechat.app_rate_per_second",
+                raw.app_rate_per_second,
+                5.0,
+            )?,
         })
     }
 
-    fn schedule(&self, raw: RawSchedule) -> Result<ScheduleConfig, ConfigError> {
+    /// A rate in calls per second: positive, finite, and not beyond what a
+    /// rate limiter can space (a microsecond apart).
+    fn rate(&self, key: &str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
+        let v = value.unwrap_or(default);
+        if v.is_finite() && v > 0.0 && v <= 1e6 {
+            Ok(v)
+        } else {
+            Err(self.invalid(
+                key,
+                format!("{v} is not a rate between 0 (excluded) and 1000000 calls per second"),
+            ))
+        }
+    }
+
+    fn schedule(
+        &self,
+        raw: RawSchedule,
+        wechat: &WechatConfig,
+    ) -> Result<ScheduleConfig, ConfigError> {
         let timezone = match raw.timezone {
             None => BEIJING,
             Some(name) => name.parse::<Tz>().map_err(|_| {
@@ -448,7 +492,24 @@ impl Checker<'_> {
                 format!("{publish_hour} is not an hour (0-23)"),
             ));
         }
+        // A lease shorter than a fetch could hand a live replica's week to
+        // another one: both would fetch it.
+        let worst = wechat.worst_fetch_time();
+        let lease = match raw.lease_secs {
+            None => worst.max(Duration::from_secs(300)),
+            Some(secs) if Duration::from_secs(secs) > worst => Duration::from_secs(secs),
+            Some(secs) => {
+                return Err(self.invalid(
+                    "schedule.lease_secs",
+                    format!(
+                        "{secs} s is not longer than the longest a fetch can take ({} s with these [wechat] timeouts and retries); raise it or lower those",
+                        worst.as_secs()
+                    ),
+                ))
+            }
+        };
         Ok(ScheduleConfig {
+            lease,
             timezone,
             cron,
             start_week,

@@ -6,7 +6,7 @@
 use crate::config::{AppConfig, Config};
 use crate::domain::{AppId, NaturalWeek};
 use crate::planner::{Rule, Verdict, WeekState};
-use crate::store::{Claim, Scope, Store};
+use crate::store::{Answered, Claim, SaveStats, Scope, Store};
 use crate::validate::validate;
 use crate::wechat::{ErrorClass, FetchError, WeChatClient};
 use backon::{ExponentialBuilder, Retryable};
@@ -84,12 +84,6 @@ impl Pipeline {
         let last = NaturalWeek::last_completed_at(as_of, self.config.schedule.timezone);
         (self.config.oldest_week(last), last)
     }
-
-    fn lease(&self) -> Duration {
-        let w = &self.config.wechat;
-        let worst = (w.request_timeout + w.connect_timeout) * (2 * w.retry_attempts as u32 + 2);
-        worst.max(Duration::from_secs(300))
-    }
 }
 
 /// Runs one pass. Stops claiming when `shutdown` fires; weeks in flight finish
@@ -119,16 +113,21 @@ pub async fn run_pass(
         Err(e) => tracing::warn!(error = %e, "could not check for leases of dead processes"),
     }
     let max_in_flight = p.config.wechat.max_in_flight;
-    let batch = max_in_flight as i64 * 2;
-    let lease = p.lease();
+    let claim_batch = max_in_flight as i64 * 2;
+    // Answers are written a batch at a time: one statement for up to this
+    // many weeks, instead of a transaction per week.
+    let save_batch = max_in_flight;
+    let lease = p.config.schedule.lease;
     let pauses: Pauses = Mutex::new(HashMap::new());
     let mut queue: VecDeque<Claim> = VecDeque::new();
-    // Claims and fetches are polled together: awaiting a claim on its own
-    // would stall fetches that hold a pooled connection mid-transaction, and
-    // with a small pool the claim would then wait for them forever.
+    let mut answered: Vec<Pending> = Vec::new();
+    // Claims, fetches and saves are polled together: awaiting a claim on its
+    // own would stall fetches that hold a pooled connection mid-transaction,
+    // and with a small pool the claim would then wait for them forever.
     let mut events: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send + '_>>> =
         FuturesUnordered::new();
-    let (mut fetching, mut claiming, mut exhausted) = (0usize, false, false);
+    let (mut fetching, mut claiming, mut saving, mut exhausted) = (0usize, false, false, false);
+    let mut flush_due = false;
     let mut claim_error = None;
     loop {
         if !claiming && !exhausted && queue.len() < max_in_flight && !shutdown.is_cancelled() {
@@ -137,7 +136,7 @@ pub async fn run_pass(
             events.push(Box::pin(async move {
                 Event::Claimed(
                     p.store
-                        .claim(&p.owner, scope, opts.as_of, batch, lease)
+                        .claim(&p.owner, scope, opts.as_of, claim_batch, lease)
                         .await,
                 )
             }));
@@ -149,7 +148,22 @@ pub async fn run_pass(
             fetching += 1;
             let pauses = &pauses;
             events.push(Box::pin(async move {
-                Event::Done(process(p, claim, opts.as_of, pauses).await)
+                Event::Fetched(process(p, claim, opts.as_of, pauses).await)
+            }));
+        }
+        // Write when the batch is full, when nothing else could add to it,
+        // or when its oldest answer has waited long enough.
+        if !saving
+            && !answered.is_empty()
+            && (answered.len() >= save_batch || fetching == 0 || flush_due)
+        {
+            saving = true;
+            flush_due = false;
+            let batch = std::mem::take(&mut answered);
+            events.push(Box::pin(async move {
+                let rows: Vec<Answered> = batch.iter().map(|b| b.answered.clone()).collect();
+                let saved = p.store.save_answers(&rows).await;
+                Event::Saved(batch, saved)
             }));
         }
         match events.next().await {
@@ -164,12 +178,26 @@ pub async fn run_pass(
                 exhausted = true;
                 claim_error = Some(e);
             }
-            Some(Event::Done(outcome)) => {
+            Some(Event::Fetched(Fetched::Done(outcome))) => {
                 fetching -= 1;
-                if let Some(bar) = progress {
-                    bar.inc(1);
+                tally(&outcome, &mut report, progress);
+            }
+            Some(Event::Fetched(Fetched::Answered(pending))) => {
+                fetching -= 1;
+                if answered.is_empty() {
+                    events.push(Box::pin(async {
+                        tokio::time::sleep(FLUSH_AFTER).await;
+                        Event::FlushDue
+                    }));
                 }
-                outcome.count(&mut report);
+                answered.push(pending);
+            }
+            Some(Event::FlushDue) => flush_due = true,
+            Some(Event::Saved(batch, saved)) => {
+                saving = false;
+                for outcome in saved_outcomes(batch, saved) {
+                    tally(&outcome, &mut report, progress);
+                }
             }
         }
     }
@@ -184,10 +212,68 @@ pub async fn run_pass(
     Ok(report)
 }
 
+/// How long a fetched answer may wait for its batch to fill.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
+
 /// What finished among the futures a pass polls together.
 enum Event {
     Claimed(sqlx::Result<Vec<Claim>>),
+    Fetched(Fetched),
+    /// The oldest unsaved answer has waited [`FLUSH_AFTER`].
+    FlushDue,
+    Saved(Vec<Pending>, sqlx::Result<Vec<SaveStats>>),
+}
+
+/// A fetch either ended the week's attempt or brought an answer to store.
+enum Fetched {
     Done(Outcome),
+    Answered(Pending),
+}
+
+/// A valid answer waiting for its batch to be written.
+struct Pending {
+    answered: Answered,
+    latency_ms: u64,
+}
+
+fn tally(outcome: &Outcome, report: &mut PassReport, progress: Option<&indicatif::ProgressBar>) {
+    if let Some(bar) = progress {
+        bar.inc(1);
+    }
+    outcome.count(report);
+}
+
+/// Logs and counts each week of a written (or lost) batch.
+fn saved_outcomes(batch: Vec<Pending>, saved: sqlx::Result<Vec<SaveStats>>) -> Vec<Outcome> {
+    match saved {
+        Ok(stats) => batch
+            .into_iter()
+            .zip(stats)
+            .map(|(pending, stats)| {
+                let Pending { answered: a, latency_ms } = pending;
+                let (claim, verdict) = (&a.claim, &a.verdict);
+                tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?a.answer.keys(),
+                    rows_written = stats.rows_written, state = verdict.state.as_str(),
+                    next_due = ?verdict.next_due, latency_ms, "fetched week");
+                let outcome = Outcome::Stored {
+                    rows: stats.rows_written,
+                    state: verdict.state,
+                };
+                record_metrics(claim, &outcome);
+                outcome
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(weeks = batch.len(), error = %e, "could not store a batch of answers; its weeks will be taken again when their leases end");
+            batch
+                .iter()
+                .map(|pending| {
+                    record_metrics(&pending.answered.claim, &Outcome::Unsaved);
+                    Outcome::Unsaved
+                })
+                .collect()
+        }
+    }
 }
 
 /// What happened to one claimed week.
@@ -231,10 +317,9 @@ impl Outcome {
     }
 }
 
-async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Pauses) -> Outcome {
-    let claim = &claim;
+async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Pauses) -> Fetched {
     let Some(app) = p.config.apps.iter().find(|a| a.appid == claim.appid) else {
-        return Outcome::Deferred; // scope only holds configured apps
+        return Fetched::Done(Outcome::Deferred); // scope only holds configured apps
     };
     let paused_until = lock(pauses).get(&claim.appid).copied();
     if let Some(until) = paused_until {
@@ -243,10 +328,10 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             next_due: Some(until),
             attempts: claim.before.attempts,
         };
-        return match p.store.defer(claim, &verdict).await {
+        return Fetched::Done(match p.store.defer(&claim, &verdict).await {
             Ok(()) => Outcome::Deferred,
             Err(_) => Outcome::Unsaved,
-        };
+        });
     }
     let started = Instant::now();
     let fetched = fetch_with_retry(p, app, claim.week).await;
@@ -254,27 +339,18 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
     let (outcome, written) = match fetched {
         Ok(raw) => match validate(claim.week, &raw.body) {
             Ok(answer) => {
-                let keys = answer.keys();
-                let verdict = p.rule.after_answer(claim.week, &keys, claim.before, as_of);
-                let saved = p
-                    .store
-                    .save_answer(claim, &answer, &raw.body, &verdict)
-                    .await;
-                match saved {
-                    Ok(stats) => {
-                        tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?keys,
-                            rows_written = stats.rows_written, state = verdict.state.as_str(),
-                            next_due = ?verdict.next_due, latency_ms, "fetched week");
-                        (
-                            Outcome::Stored {
-                                rows: stats.rows_written,
-                                state: verdict.state,
-                            },
-                            Ok(()),
-                        )
-                    }
-                    Err(e) => (Outcome::Unsaved, Err(e)),
-                }
+                let verdict = p
+                    .rule
+                    .after_answer(claim.week, &answer.keys(), claim.before, as_of);
+                return Fetched::Answered(Pending {
+                    answered: Answered {
+                        claim,
+                        answer,
+                        body: raw.body,
+                        verdict,
+                    },
+                    latency_ms,
+                });
             }
             Err(rejection) => {
                 let verdict =
@@ -284,7 +360,7 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                 let body = raw.body.to_string();
                 let saved = p
                     .store
-                    .record_rejection(claim, &verdict, &rejection.to_string(), &body)
+                    .record_rejection(&claim, &verdict, &rejection.to_string(), &body)
                     .await;
                 (Outcome::Rejected, saved)
             }
@@ -292,7 +368,7 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         Err(error) => {
             let class = error.class();
             let verdict = p.rule.after_failure(claim.week, class, claim.before, as_of);
-            log_failure(claim, &error, &verdict, latency_ms);
+            log_failure(&claim, &error, &verdict, latency_ms);
             if class == ErrorClass::Config {
                 metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(1.0);
             }
@@ -306,12 +382,25 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             }
             let saved = p
                 .store
-                .record_failure(claim, &verdict, error.errcode(), &error.to_string())
+                .record_failure(&claim, &verdict, error.errcode(), &error.to_string())
                 .await;
             (Outcome::Failed(class), saved)
         }
     };
-    let label = match &outcome {
+    let outcome = match written {
+        Ok(()) => outcome,
+        Err(e) => {
+            tracing::error!(appid = %claim.appid, week = %claim.week, error = %e, "could not record the result; the week will be taken again when its lease ends");
+            Outcome::Unsaved
+        }
+    };
+    record_metrics(&claim, &outcome);
+    Fetched::Done(outcome)
+}
+
+/// Per-app counters and gauges for one week's final outcome.
+fn record_metrics(claim: &Claim, outcome: &Outcome) {
+    let label = match outcome {
         Outcome::Stored {
             state: WeekState::NotReady,
             ..
@@ -324,20 +413,11 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         Outcome::Unsaved => "unsaved",
     };
     metrics::counter!("wxretain_fetches_total", "appid" => claim.appid.to_string(), "outcome" => label).increment(1);
-    match written {
-        Ok(()) => {
-            if let Outcome::Stored { rows, .. } = outcome {
-                metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(0.0);
-                metrics::counter!("wxretain_rows_written_total").increment(rows);
-                metrics::gauge!("wxretain_last_success_timestamp_seconds", "appid" => claim.appid.to_string())
-                    .set(Utc::now().timestamp() as f64);
-            }
-            outcome
-        }
-        Err(e) => {
-            tracing::error!(appid = %claim.appid, week = %claim.week, error = %e, "could not record the result; the week will be taken again when its lease ends");
-            Outcome::Unsaved
-        }
+    if let Outcome::Stored { rows, .. } = outcome {
+        metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(0.0);
+        metrics::counter!("wxretain_rows_written_total").increment(*rows);
+        metrics::gauge!("wxretain_last_success_timestamp_seconds", "appid" => claim.appid.to_string())
+            .set(Utc::now().timestamp() as f64);
     }
 }
 

@@ -8,7 +8,7 @@ mod save;
 mod status;
 
 pub use ledger::{Claim, Scope};
-pub use save::SaveStats;
+pub use save::{Answered, SaveStats};
 pub use status::{AppStatus, WeekRow};
 
 use anyhow::Context;

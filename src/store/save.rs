@@ -1,9 +1,22 @@
-//! Storing a valid answer: rows, archive and ledger in one transaction, so a
-//! crash or a lost connection leaves either all of it or none.
+//! Storing valid answers: rows, archive and ledger for a whole batch of weeks
+//! in one statement, so a crash or a lost connection leaves all of it or none,
+//! and a backfill costs one round trip per batch instead of five per week.
 
 use super::{Claim, Store};
 use crate::planner::Verdict;
 use crate::validate::WeekAnswer;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashMap;
+
+/// One validated answer waiting to be written.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub claim: Claim,
+    pub answer: WeekAnswer,
+    /// The body as WeChat sent it, for the archive.
+    pub body: serde_json::Value,
+    pub verdict: Verdict,
+}
 
 /// What storing one answer changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -14,75 +27,122 @@ pub struct SaveStats {
     pub archived: bool,
 }
 
+/// The batch as parallel arrays, the shape `unnest` takes.
+#[derive(Default)]
+struct Columns {
+    // weekly_retention rows
+    row_appid: Vec<String>,
+    row_week: Vec<NaiveDate>,
+    row_metric: Vec<&'static str>,
+    row_key: Vec<i16>,
+    row_value: Vec<i64>,
+    // one entry per week: archive and ledger
+    appid: Vec<String>,
+    week: Vec<NaiveDate>,
+    body: Vec<serde_json::Value>,
+    state: Vec<&'static str>,
+    /// `smallint[]` literals: unnest would flatten a two-dimensional array.
+    keys: Vec<String>,
+    next_due: Vec<Option<DateTime<Utc>>>,
+    attempts: Vec<i32>,
+}
+
+impl Columns {
+    fn of(batch: &[Answered]) -> Self {
+        let mut c = Columns::default();
+        for a in batch {
+            let appid = a.claim.appid.to_string();
+            let monday = a.claim.week.monday();
+            for ((metric, key), value) in &a.answer.values {
+                c.row_appid.push(appid.clone());
+                c.row_week.push(monday);
+                c.row_metric.push(metric.as_str());
+                c.row_key.push(i16::from(*key));
+                c.row_value.push(*value);
+            }
+            let held: Vec<String> = a.answer.keys().iter().map(u8::to_string).collect();
+            c.keys.push(format!("{{{}}}", held.join(",")));
+            c.appid.push(appid);
+            c.week.push(monday);
+            c.body.push(a.body.clone());
+            c.state.push(a.verdict.state.as_str());
+            c.next_due.push(a.verdict.next_due);
+            c.attempts.push(a.verdict.attempts);
+        }
+        c
+    }
+}
+
 impl Store {
-    pub async fn save_answer(
-        &self,
-        claim: &Claim,
-        answer: &WeekAnswer,
-        body: &serde_json::Value,
-        verdict: &Verdict,
-    ) -> sqlx::Result<SaveStats> {
-        let (metrics, (keys, values)): (Vec<&str>, (Vec<i16>, Vec<i64>)) = answer
-            .values
-            .iter()
-            .map(|((m, k), v)| (m.as_str(), (i16::from(*k), *v)))
-            .unzip();
-        let appid = claim.appid.as_str();
-        let monday = claim.week.monday();
-        let mut tx = self.pool().begin().await?;
-        // One statement for all rows; unchanged values are not touched, so
-        // `last_changed_at` means what it says.
-        let rows = sqlx::query(
-            "INSERT INTO weekly_retention (appid, week_start, week_end, metric, key, value)
-             SELECT $1, $2, $3, m, k, v FROM unnest($4::text[], $5::smallint[], $6::bigint[]) AS t(m, k, v)
-             ON CONFLICT (appid, week_start, metric, key) DO UPDATE
-                SET value = EXCLUDED.value, last_changed_at = now()
-              WHERE weekly_retention.value IS DISTINCT FROM EXCLUDED.value",
+    /// Writes a batch of answers atomically (a single statement is its own
+    /// transaction) and says, per answer, what changed.
+    pub async fn save_answers(&self, batch: &[Answered]) -> sqlx::Result<Vec<SaveStats>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = Columns::of(batch);
+        // Unchanged values are not touched, so `last_changed_at` means what it
+        // says; an answer identical to the last archived one is not archived
+        // again. Both report what they wrote, per week.
+        let changed: Vec<(String, String, NaiveDate, i64)> = sqlx::query_as(
+            "WITH written AS (
+                 INSERT INTO weekly_retention (appid, week_start, week_end, metric, key, value)
+                 SELECT a, w, w + 6, m, k, v
+                   FROM unnest($1::text[], $2::date[], $3::text[], $4::smallint[], $5::bigint[]) AS t(a, w, m, k, v)
+                 ON CONFLICT (appid, week_start, metric, key) DO UPDATE
+                    SET value = EXCLUDED.value, last_changed_at = now()
+                  WHERE weekly_retention.value IS DISTINCT FROM EXCLUDED.value
+                 RETURNING appid, week_start),
+             weeks AS (
+                 SELECT * FROM unnest($6::text[], $7::date[], $8::jsonb[], $9::text[], $10::text[],
+                                      $11::timestamptz[], $12::integer[])
+                          AS t(appid, week_start, body, state, keys, next_due, attempts)),
+             archived AS (
+                 INSERT INTO retention_answers (appid, week_start, body)
+                 SELECT appid, week_start, body FROM weeks
+                  WHERE body IS DISTINCT FROM (SELECT r.body FROM retention_answers r
+                                                WHERE r.appid = weeks.appid AND r.week_start = weeks.week_start
+                                                ORDER BY r.id DESC LIMIT 1)
+                 RETURNING appid, week_start),
+             ledger AS (
+                 UPDATE retention_ledger l
+                    SET state = weeks.state, keys = weeks.keys::smallint[], next_due_at = weeks.next_due,
+                        attempts = weeks.attempts, calls = l.calls + 1,
+                        last_success_at = now(), last_attempt_at = now(),
+                        last_errcode = NULL, last_error = NULL,
+                        lease_owner = NULL, lease_until = NULL, updated_at = now()
+                   FROM weeks
+                  WHERE l.appid = weeks.appid AND l.week_start = weeks.week_start)
+             SELECT 'rows', appid, week_start, count(*) FROM written GROUP BY appid, week_start
+             UNION ALL
+             SELECT 'archived', appid, week_start, 1 FROM archived",
         )
-        .bind(appid)
-        .bind(monday)
-        .bind(claim.week.sunday())
-        .bind(&metrics)
-        .bind(&keys)
-        .bind(&values)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let archived = sqlx::query(
-            "INSERT INTO retention_answers (appid, week_start, body)
-             SELECT $1, $2, $3
-              WHERE $3 IS DISTINCT FROM (SELECT body FROM retention_answers
-                                          WHERE appid = $1 AND week_start = $2
-                                          ORDER BY id DESC LIMIT 1)",
-        )
-        .bind(appid)
-        .bind(monday)
-        .bind(body)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        let held: Vec<i16> = answer.keys().into_iter().map(i16::from).collect();
-        sqlx::query(
-            "UPDATE retention_ledger
-                SET state = $3, keys = $4, next_due_at = $5, attempts = $6, calls = calls + 1,
-                    last_success_at = now(), last_attempt_at = now(),
-                    last_errcode = NULL, last_error = NULL,
-                    lease_owner = NULL, lease_until = NULL, updated_at = now()
-              WHERE appid = $1 AND week_start = $2",
-        )
-        .bind(appid)
-        .bind(monday)
-        .bind(verdict.state.as_str())
-        .bind(&held)
-        .bind(verdict.next_due)
-        .bind(verdict.attempts)
-        .execute(&mut *tx)
+        .bind(&c.row_appid)
+        .bind(&c.row_week)
+        .bind(&c.row_metric)
+        .bind(&c.row_key)
+        .bind(&c.row_value)
+        .bind(&c.appid)
+        .bind(&c.week)
+        .bind(&c.body)
+        .bind(&c.state)
+        .bind(&c.keys)
+        .bind(&c.next_due)
+        .bind(&c.attempts)
+        .fetch_all(self.pool())
         .await?;
-        tx.commit().await?;
-        Ok(SaveStats {
-            rows_written: rows,
-            archived,
-        })
+        let mut stats: HashMap<(String, NaiveDate), SaveStats> = HashMap::new();
+        for (kind, appid, week, n) in changed {
+            let s = stats.entry((appid, week)).or_default();
+            match kind.as_str() {
+                "rows" => s.rows_written = n as u64,
+                _ => s.archived = true,
+            }
+        }
+        Ok(c.appid
+            .into_iter()
+            .zip(c.week)
+            .map(|key| stats.get(&key).copied().unwrap_or_default())
+            .collect())
     }
 }
