@@ -35,6 +35,9 @@ struct State {
     tokens: TokenStore,
     quotas: Quotas,
     stats: SimStats,
+    /// When each data call arrived (since the engine started) and for which
+    /// app: for rate-limit checks, kept apart so `stats()` stays cheap.
+    arrivals: Vec<(Option<AppId>, std::time::Duration)>,
 }
 
 impl State {
@@ -51,6 +54,7 @@ pub(crate) struct Engine {
     history_weeks: u32,
     state: Mutex<State>,
     rids: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl Engine {
@@ -66,8 +70,10 @@ impl Engine {
                 tokens: TokenStore::default(),
                 quotas: Quotas::default(),
                 stats: SimStats::default(),
+                arrivals: Vec::new(),
             }),
             rids: AtomicU64::new(0x6000_0000),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -79,6 +85,10 @@ impl Engine {
 
     pub(crate) fn stats(&self) -> SimStats {
         self.lock().stats.clone()
+    }
+
+    pub(crate) fn arrivals(&self) -> Vec<(Option<AppId>, std::time::Duration)> {
+        self.lock().arrivals.clone()
     }
 
     /// Replaces the faults and reseeds the RNG with their `seed`.
@@ -143,6 +153,8 @@ impl Engine {
             let mut st = self.lock();
             st.stats.total_data_calls += 1;
             let appid = token.and_then(|t| st.tokens.owner(t));
+            let at = self.started.elapsed();
+            st.arrivals.push((appid.clone(), at));
             if let (Some(app), Ok(w)) = (&appid, &week) {
                 st.stats
                     .per_week

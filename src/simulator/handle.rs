@@ -93,6 +93,12 @@ impl SimulatorHandle {
         self.engine.stats().calls_for(appid, week)
     }
 
+    /// Every data call's arrival time (since the simulator started) and the
+    /// app its token belonged to, in arrival order.
+    pub fn arrivals(&self) -> Vec<(Option<AppId>, std::time::Duration)> {
+        self.engine.arrivals()
+    }
+
     /// Replaces the faults and reseeds the fault RNG with `faults.seed`.
     pub fn set_faults(&self, faults: Faults) {
         self.engine.set_faults(faults);

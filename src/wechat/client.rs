@@ -2,6 +2,7 @@
 
 use super::error::{Endpoint, ErrorClass, FetchError};
 use super::http::{post_json, send_and_read};
+use super::throttle::Throttle;
 use super::token::{TokenCache, TokenOrigin};
 use crate::config::{AppConfig, WechatConfig};
 use crate::domain::NaturalWeek;
@@ -23,6 +24,7 @@ pub struct WeChatClient {
     base_url: String,
     max_body_bytes: usize,
     tokens: TokenCache,
+    throttle: Throttle,
 }
 
 impl std::fmt::Debug for WeChatClient {
@@ -45,6 +47,7 @@ impl WeChatClient {
             .build()?;
         Ok(Self {
             tokens: TokenCache::new(http.clone(), config.clone()),
+            throttle: Throttle::new(config),
             http,
             base_url: config.base_url.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -86,6 +89,7 @@ impl WeChatClient {
             serde_json::json!({ "begin_date": week.begin_date(), "end_date": week.end_date() });
         let request = post_json(&self.http, &url, &body)
             .query(&[(app.token_param.as_str(), token.expose_secret())]);
+        self.throttle.acquire(&app.appid).await;
         let started = Instant::now();
         let result = send_and_read(
             request,

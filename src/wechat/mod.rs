@@ -3,6 +3,7 @@
 mod client;
 mod error;
 mod http;
+mod throttle;
 mod token;
 
 pub use client::{RawAnswer, WeChatClient};

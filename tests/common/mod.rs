@@ -91,7 +91,7 @@ pub async fn simulator(now: DateTime<Utc>, tweak: impl FnOnce(&mut SimConfig)) -
 /// The TOML of a config for `apps`, each with secret `secret-<appid>` in `SECRET_<n>`.
 pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, String>) {
     let mut env = HashMap::new();
-    let mut toml = format!("{extra}\n");
+    let mut toml = format!("{}\n", unthrottled(extra));
     for (i, appid) in apps.iter().enumerate() {
         let var = format!("SECRET_{i}");
         env.insert(var.clone(), format!("secret-{appid}"));
@@ -100,6 +100,19 @@ pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, Stri
         ));
     }
     (toml, env)
+}
+
+/// Tests run without the default rate limits (which would make a 500-week
+/// backfill take seconds) unless they set their own.
+fn unthrottled(extra: &str) -> String {
+    const NO_LIMITS: &str = "rate_per_second = 1000000\napp_rate_per_second = 1000000\n";
+    if extra.contains("rate_per_second") {
+        extra.to_string()
+    } else if extra.contains("[wechat]\n") {
+        extra.replacen("[wechat]\n", &format!("[wechat]\n{NO_LIMITS}"), 1)
+    } else {
+        format!("[wechat]\n{NO_LIMITS}{extra}")
+    }
 }
 
 /// Fast retries: tests should not sleep for real backoffs.
