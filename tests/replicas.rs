@@ -1,0 +1,264 @@
+//! Several `wxretain run` processes on one database: they share the work,
+//! never fetch a week twice at once, and finish the weeks of one that dies.
+
+mod common;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use common::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+use wxretain::domain::{AppId, NaturalWeek};
+use wxretain::simulator::{Faults, SimClock, SimulatorHandle};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One `wxretain run` process. Each claims "another host" (`HOSTNAME`), so a
+/// dead one's weeks come back only when its lease ends, as across machines.
+struct Replica {
+    host: String,
+    port: u16,
+    child: Child,
+}
+
+impl Replica {
+    fn start(
+        host: &str,
+        config: &std::path::Path,
+        env: &std::collections::HashMap<String, String>,
+        db: &TestDb,
+        sim: &SimulatorHandle,
+    ) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_wxretain"))
+            .args(["run", "--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .envs(env)
+            .env("HOSTNAME", host)
+            .env("DATABASE_URL", &db.url)
+            .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wxretain run");
+        Self {
+            host: host.to_string(),
+            port,
+            child,
+        }
+    }
+
+    /// Weeks this replica fetched, from its /metrics.
+    async fn fetches(&self) -> u64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let body = reqwest::get(&url)
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics body");
+        body.lines()
+            .filter(|l| l.starts_with("wxretain_fetches_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("exits within 15 s of SIGTERM")
+            .expect("wait");
+        assert!(status.success(), "{}: exit status {status:?}", self.host);
+    }
+}
+
+/// Waits until every week of the ledger has been stored or answered, with
+/// nothing due now and no lease held.
+async fn wait_until_settled(db: &TestDb, expected_weeks: i64, within: Duration) {
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let deadline = Instant::now() + within;
+    loop {
+        let (weeks, open): (i64, i64) = sqlx::query_as(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE next_due_at <= now() OR lease_owner IS NOT NULL
+                                        OR state IN ('missing', 'failing'))
+               FROM retention_ledger",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or((0, -1));
+        if weeks == expected_weeks && open == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {weeks} of {expected_weeks} weeks in the ledger, {open} still open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn write_config(dir: &tempfile::TempDir, apps: &[AppId], extra: &str) -> std::path::PathBuf {
+    let (toml, _) = config_toml(apps, extra);
+    let path = dir.path().join("wxretain.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
+    let db = TestDb::new().await;
+    let sim = simulator(Utc::now(), |c| {
+        c.clock = SimClock::real();
+        c.faults = Faults {
+            latency_ms: 20,
+            ..Faults::default()
+        };
+    })
+    .await;
+    let apps = apps(100);
+    let weeks = 20;
+    let extra = format!("{FAST}[schedule]\nlookback_weeks = {weeks}\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(&dir, &apps, &extra);
+    let (_, env) = config_toml(&apps, &extra);
+
+    let replicas: Vec<Replica> = ["replica-a", "replica-b", "replica-c"]
+        .iter()
+        .map(|host| Replica::start(host, &path, &env, &db, &sim))
+        .collect();
+    wait_until_settled(&db, 100 * weeks, Duration::from_secs(90)).await;
+
+    let mut total = 0;
+    for r in &replicas {
+        let n = r.fetches().await;
+        assert!(n > 0, "{} fetched nothing: the work was not shared", r.host);
+        total += n;
+    }
+    for r in replicas {
+        r.stop().await;
+    }
+
+    // Every (appid, week) went to WeChat once, and the table is the truth.
+    let stats = sim.stats();
+    assert_eq!(stats.per_week.len() as i64, 100 * weeks);
+    let repeated: Vec<_> = stats
+        .per_week
+        .iter()
+        .filter(|(_, c)| c.calls != 1)
+        .collect();
+    assert!(repeated.is_empty(), "fetched more than once: {repeated:?}");
+    assert_eq!(total, 100 * weeks as u64);
+    let p = pipeline(config(&db, &sim, &apps, &extra)).await;
+    let (first, last) = p.kept_weeks(Utc::now());
+    assert_eq!(
+        table(&p.store).await,
+        truth(&apps, first, last, sim.clock().now(), 10)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends() {
+    let db = TestDb::new().await;
+    let sim = simulator(Utc::now(), |c| {
+        c.clock = SimClock::real();
+        c.faults = Faults {
+            latency_ms: 100,
+            ..Faults::default()
+        };
+    })
+    .await;
+    let apps = apps(30);
+    let weeks = 20;
+    // A short lease (the config refuses one shorter than a fetch can take)
+    // and a tick every 2 s, so the survivors look again soon after it ends.
+    let extra =
+        "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 1\nretry_attempts = 1\n\
+                 retry_min_delay_ms = 5\nmax_in_flight = 4\n\
+                 [schedule]\nlookback_weeks = 20\nlease_secs = 9\ncron = \"*/2 * * * * *\"\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(&dir, &apps, extra);
+    let (_, env) = config_toml(&apps, extra);
+
+    let mut doomed = Replica::start("replica-doomed", &path, &env, &db, &sim);
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    // Kill it while it holds leases.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held: Vec<(String, NaiveDate, DateTime<Utc>)> = loop {
+        let held: Vec<(String, NaiveDate, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT appid, week_start, lease_until FROM retention_ledger
+              WHERE lease_owner LIKE 'replica-doomed:%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        if held.len() >= 4 {
+            break held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the doomed replica never claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    doomed.child.start_kill().expect("kill -9");
+    let killed_at = Utc::now();
+    doomed.child.wait().await.expect("reaped");
+
+    let survivors: Vec<Replica> = ["replica-a", "replica-b"]
+        .iter()
+        .map(|host| Replica::start(host, &path, &env, &db, &sim))
+        .collect();
+    wait_until_settled(&db, 30 * weeks, Duration::from_secs(90)).await;
+    for r in survivors {
+        r.stop().await;
+    }
+
+    // The weeks it held and had not stored were stored by the others, and not
+    // before its lease ended: nobody fetched them while it might still have.
+    let mut taken_over = 0;
+    for (appid, week, lease_until) in &held {
+        let stored_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT last_success_at FROM retention_ledger WHERE appid = $1 AND week_start = $2",
+        )
+        .bind(appid)
+        .bind(week)
+        .fetch_one(&pool)
+        .await
+        .expect("ledger row");
+        let stored_at = stored_at.expect("every held week was stored in the end");
+        if stored_at > killed_at {
+            taken_over += 1;
+            assert!(
+                stored_at >= *lease_until,
+                "{appid} {week} was taken at {stored_at}, before its lease ended at {lease_until}"
+            );
+        }
+    }
+    assert!(taken_over > 0, "no held week was left to take over");
+    let p = pipeline(config(&db, &sim, &apps, extra)).await;
+    let (first, last) = p.kept_weeks(Utc::now());
+    assert_eq!(
+        NaturalWeek::range(first, last).count(),
+        weeks as usize,
+        "config keeps {weeks} weeks"
+    );
+    assert_eq!(
+        table(&p.store).await,
+        truth(&apps, first, last, sim.clock().now(), 10)
+    );
+}
