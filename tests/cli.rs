@@ -331,6 +331,19 @@ async fn config_errors_exit_2_and_name_the_key_before_any_network_or_database_ca
             ),
             "schedule.start_week",
         ),
+        (
+            "rate not positive",
+            format!("[wechat]\nrate_per_second = 0\n{}", app(good, secret)),
+            "wechat.rate_per_second",
+        ),
+        (
+            "lease shorter than a fetch",
+            format!(
+                "[wechat]\nrequest_timeout_secs = 30\n[schedule]\nlease_secs = 60\n{}",
+                app(good, secret)
+            ),
+            "schedule.lease_secs",
+        ),
     ];
     for (what, toml, key) in cases {
         let mut cli = Wxretain::new(&toml, HashMap::new());
