@@ -299,7 +299,10 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        let check = Checker { path };
+        let check = Checker {
+            path,
+            warned: Default::default(),
+        };
         let database = check.database(raw.database, env)?;
         let wechat = check.wechat(raw.wechat, env)?;
         let schedule = check.schedule(raw.schedule, &wechat)?;
@@ -353,6 +356,9 @@ impl Config {
 
 struct Checker<'a> {
     path: &'a Path,
+    /// Secret files already warned about: a thousand apps sharing one file
+    /// deserve one warning, not a thousand.
+    warned: std::cell::RefCell<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl Checker<'_> {
@@ -577,7 +583,9 @@ impl Checker<'_> {
                     self.invalid(key("secret_file"), format!("{} is empty", file.display()))
                 );
             }
-            warn_if_readable_by_others(&file);
+            if self.warned.borrow_mut().insert(file.clone()) {
+                warn_if_readable_by_others(&file);
+            }
             Credential::Secret(SecretString::from(secret.trim().to_string()))
         } else if let Some(argv) = raw.token_command {
             if argv.first().is_none_or(|p| p.trim().is_empty()) {
