@@ -17,7 +17,7 @@ pub struct ReportArgs {
     /// in the config).
     #[arg(long, value_name = "APPID")]
     pub app: AppId,
-    /// How many weeks to show, ending with the most recent week stored for the app.
+    /// Show at most N weeks, ending with the most recent week stored for the app.
     #[arg(long, default_value_t = 12, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=520))]
     pub weeks: u32,
@@ -80,7 +80,8 @@ pub async fn run(url: SecretString, args: ReportArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `weeks` weeks ending with the app's most recent stored week. An app
+/// The last `weeks` weeks up to the app's most recent stored week (fewer if
+/// its data starts later; gaps in between show as rows). An app
 /// without data is a usage error: the user most likely mistyped it, and the
 /// message names the database (redacted) and the apps it has.
 pub async fn load(
@@ -90,7 +91,7 @@ pub async fn load(
     metric: Metric,
     weeks: u32,
 ) -> anyhow::Result<Vec<CohortWeek>> {
-    let Some(last) = store.latest_stored_week(appid).await? else {
+    let Some((oldest, last)) = store.stored_weeks(appid).await? else {
         let known = store.apps_with_data().await?;
         let hint = match known.len() {
             0 => "the database has no retention data yet: run `wxretain backfill` first".into(),
@@ -106,6 +107,6 @@ pub async fn load(
         ))
         .into());
     };
-    let first = last.plus_weeks(1 - i64::from(weeks));
+    let first = last.plus_weeks(1 - i64::from(weeks)).max(oldest);
     Ok(store.cohort_weeks(appid, metric, first, last).await?)
 }

@@ -29,14 +29,20 @@ pub fn column_prefix(metric: Metric) -> &'static str {
 }
 
 impl Store {
-    /// The most recent week the app has any data for.
-    pub async fn latest_stored_week(&self, appid: &AppId) -> sqlx::Result<Option<NaturalWeek>> {
-        let monday: Option<NaiveDate> =
-            sqlx::query_scalar("SELECT max(week_start) FROM weekly_retention WHERE appid = $1")
-                .bind(appid.as_str())
-                .fetch_one(self.pool())
-                .await?;
-        Ok(monday.map(NaturalWeek::containing))
+    /// The oldest and the most recent week the app has any data for.
+    pub async fn stored_weeks(
+        &self,
+        appid: &AppId,
+    ) -> sqlx::Result<Option<(NaturalWeek, NaturalWeek)>> {
+        let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = sqlx::query_as(
+            "SELECT min(week_start), max(week_start) FROM weekly_retention WHERE appid = $1",
+        )
+        .bind(appid.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(first
+            .zip(last)
+            .map(|(f, l)| (NaturalWeek::containing(f), NaturalWeek::containing(l))))
     }
 
     /// Apps with any data, for telling a user which appids they could mean.
