@@ -50,6 +50,7 @@ SELECT appid, week_start, week_end,
 
 COMMENT ON VIEW retention_cohorts IS
     'One row per (appid, week) with any data: new and active users of the week and how many of them were active again 1..4 weeks later. NULL = not published by WeChat yet, never 0.';
+COMMENT ON COLUMN retention_cohorts.appid IS 'The Mini Program.';
 COMMENT ON COLUMN retention_cohorts.week_start IS 'Monday of the natural week (Beijing).';
 COMMENT ON COLUMN retention_cohorts.week_end IS 'Sunday of the natural week.';
 COMMENT ON COLUMN retention_cohorts.new_users IS 'Users new in the week (visit_uv_new key 0); NULL if not published.';
@@ -82,6 +83,22 @@ SELECT DISTINCT ON (appid) *
 
 COMMENT ON VIEW retention_latest_complete IS
     'Per appid, the retention_cohorts row of the most recent week with keys 0..4 published for both metrics. Same columns as retention_cohorts.';
+-- Same columns, same meanings: copy the comments rather than repeat them.
+DO $$
+DECLARE
+    col record;
+BEGIN
+    FOR col IN
+        SELECT attname, col_description(attrelid, attnum) AS description
+          FROM pg_attribute
+         WHERE attrelid = 'retention_cohorts'::regclass AND attnum > 0
+           AND col_description(attrelid, attnum) IS NOT NULL
+    LOOP
+        EXECUTE format('COMMENT ON COLUMN retention_latest_complete.%I IS %L',
+                       col.attname, col.description);
+    END LOOP;
+END
+$$;
 
 -- Long form of every published key with its week-0 base: heatmaps and pivots.
 CREATE VIEW retention_rates AS
@@ -99,6 +116,9 @@ SELECT r.appid, r.week_start, r.week_end,
 
 COMMENT ON VIEW retention_rates IS
     'One row per published (appid, week, metric, key) with its rate against key 0 of the same week and metric. Unpublished keys have no row.';
+COMMENT ON COLUMN retention_rates.appid IS 'The Mini Program.';
+COMMENT ON COLUMN retention_rates.week_start IS 'Monday of the natural week (Beijing).';
+COMMENT ON COLUMN retention_rates.week_end IS 'Sunday of the natural week.';
 COMMENT ON COLUMN retention_rates.cohort IS '''new'' (metric visit_uv_new) or ''active'' (metric visit_uv).';
 COMMENT ON COLUMN retention_rates.metric IS 'The raw metric name, as in weekly_retention.';
 COMMENT ON COLUMN retention_rates.weeks_after IS 'The key: 0 = the week itself, k = k weeks later.';
@@ -127,6 +147,7 @@ SELECT appid, cohort, weeks_after,
 
 COMMENT ON VIEW retention_curve_12w IS
     'Per (appid, cohort, weeks_after), the user-weighted average retention over the 12 most recent weeks in which that key is published and key 0 > 0. A key never published has no row.';
+COMMENT ON COLUMN retention_curve_12w.appid IS 'The Mini Program.';
 COMMENT ON COLUMN retention_curve_12w.cohort IS '''new'' (visit_uv_new) or ''active'' (visit_uv).';
 COMMENT ON COLUMN retention_curve_12w.weeks_after IS '0..4; the rate of 0 is 1.0.';
 COMMENT ON COLUMN retention_curve_12w.rate IS 'sum(users k weeks after) / sum(users of the week) over the weeks averaged, a fraction 0..1.';
@@ -157,6 +178,7 @@ SELECT l.appid,
 
 COMMENT ON VIEW retention_fetch_health IS
     'Per appid in the ledger: weeks by state, weeks due now, the last success and attempt, and the error of the most recently attempted failing week.';
+COMMENT ON COLUMN retention_fetch_health.appid IS 'The Mini Program.';
 COMMENT ON COLUMN retention_fetch_health.weeks IS 'Weeks the ledger knows for the app.';
 COMMENT ON COLUMN retention_fetch_health.complete IS 'Weeks final: key 4 stored, or past their grace period.';
 COMMENT ON COLUMN retention_fetch_health.maturing IS 'Weeks with some keys, waiting for later ones.';

@@ -444,3 +444,41 @@ async fn fetch_health_counts_the_ledger_states_and_names_the_latest_failure() {
     assert_eq!((h.9, h.10, h.11.as_deref()), (None, None, None));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_view_and_every_column_is_described_in_the_database() {
+    let db = TestDb::new().await;
+    let store = Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let views = [
+        "retention_cohorts",
+        "retention_latest_complete",
+        "retention_curve_12w",
+        "retention_rates",
+        "retention_fetch_health",
+    ];
+    let undocumented: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT c.relname::text, a.attname::text
+           FROM pg_class c
+           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+                AND col_description(a.attrelid, a.attnum) IS NULL
+          WHERE c.relname = ANY($1) AND c.relkind = 'v'
+            AND (obj_description(c.oid, 'pg_class') IS NULL OR a.attname IS NOT NULL)",
+    )
+    .bind(views)
+    .fetch_all(store.pool())
+    .await
+    .expect("read the catalog");
+    assert_eq!(undocumented, [], "views or columns without COMMENT ON");
+    let present: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class WHERE relname = ANY($1) AND relkind = 'v'",
+    )
+    .bind(views)
+    .fetch_one(store.pool())
+    .await
+    .expect("read the catalog");
+    assert_eq!(present, views.len() as i64);
+    store.pool().close().await;
+}
