@@ -936,7 +936,7 @@ async fn demo_fills_its_database_and_ends_with_a_report_and_sql_to_try() {
     let appid = wxretain::simulator::sim_appid(1);
     assert!(
         out.stdout
-            .contains(&format!("$ wxretain report --app {appid}\n")),
+            .contains(&format!("$ wxretain report --app {appid} --weeks 6\n")),
         "{}",
         out.stdout
     );

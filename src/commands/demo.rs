@@ -103,7 +103,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     print!("\n{}", super::status::table(&statuses, first, last));
     let database = crate::config::redact_url_password(p.config.database.url.expose_secret());
     if let Some(appid) = scope.apps.first() {
-        print_next_steps(&p.store, &database, appid, args.weeks.max(1)).await?;
+        print_next_steps(&p.store, &database, appid, args.weeks.max(1)).await;
     }
     sim.shutdown().await;
     Ok(if report.failed == 0 {
@@ -114,21 +114,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The report of one app, then what to try on one's own.
-async fn print_next_steps(
-    store: &Store,
-    database: &str,
-    appid: &AppId,
-    weeks: u32,
-) -> anyhow::Result<()> {
+async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u32) {
     let metric = Metric::VisitUvNew;
-    let rows = super::report::load(store, database, appid, metric, weeks).await?;
-    let triangle = Triangle {
-        appid: appid.as_str(),
-        metric,
-        weeks: &rows,
+    // What `report` prints with these arguments (12 weeks is its default).
+    let weeks_flag = if weeks == 12 {
+        String::new()
+    } else {
+        format!(" --weeks {weeks}")
     };
-    println!("\n$ wxretain report --app {appid}");
-    anstream::print!("{}", render(&triangle, Format::Table));
+    println!("\n$ wxretain report --app {appid}{weeks_flag}");
+    match super::report::load(store, database, appid, metric, weeks).await {
+        Ok(rows) => {
+            let triangle = Triangle {
+                appid: appid.as_str(),
+                metric,
+                weeks: &rows,
+            };
+            anstream::print!("{}", render(&triangle, Format::Table));
+        }
+        // The fetch summary above already says why; the SQL below still helps.
+        Err(e) => println!("no report: {e:#}"),
+    }
     println!("\nThe same as CSV or JSON, or for active users:");
     println!(
         "  DATABASE_URL={database} wxretain report --app {appid} --format csv --metric active"
@@ -142,5 +148,4 @@ async fn print_next_steps(
     ] {
         println!("  {query}");
     }
-    Ok(())
 }
