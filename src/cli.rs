@@ -39,6 +39,8 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Show per-app health from the ledger.
     Status(commands::status::StatusArgs),
+    /// Print one app's cohort triangle: users per week and who came back.
+    Report(commands::report::ReportArgs),
     /// Serve the built-in WeChat simulator.
     Simulate(crate::simulator::SimArgs),
     /// First run: simulator, migrate, backfill a few apps, show what landed.
@@ -91,6 +93,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Once(args) => commands::once::run(load()?, args).await,
         Command::Run(args) => commands::run::run(load()?, args).await,
         Command::Status(args) => commands::status::run(load()?, args).await,
+        Command::Report(args) => {
+            let url = commands::report::database_url(cli.config.as_deref(), &ProcessEnv)?;
+            commands::report::run(url, args).await
+        }
         Command::Simulate(args) => {
             crate::simulator::serve_until_ctrl_c(&args).await?;
             Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@
 //! - [`validate`]: an answer is checked before anything is written;
 //! - [`pass`]: one pass of plan → claim → fetch → validate → store, driven by
 //!   the scheduler, `once`, `backfill` and the tests alike;
+//! - [`report`]: the cohort triangle as a table, CSV or JSON;
 //! - [`simulator`]: a WeChat stand-in for tests, the demo and the benchmark.
 
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod domain;
 pub mod metrics;
 pub mod pass;
 pub mod planner;
+pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod simulator;

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use wxretain::domain::{AppId, NaturalWeek, BEIJING};
-use wxretain::simulator::{publication, Faults, Publication, SimulatorHandle};
+use wxretain::domain::{AppId, Metric, NaturalWeek, BEIJING};
+use wxretain::simulator::{publication, truth_value, Faults, Publication, SimulatorHandle};
 use wxretain::store::Store;
 
 /// Nothing listens here: a command that reaches for the database or WeChat fails.
@@ -476,13 +476,19 @@ async fn secrets_tokens_and_the_database_password_never_reach_stdout_or_stderr()
             out.stderr
         );
         outputs.push(out);
-        for status in [&["status"][..], &["status", "--json"]] {
+        let report = ["report", "--app", apps[0].as_str()];
+        for status in [&["status"][..], &["status", "--json"], &report] {
             let mut full = vec!["--log-format", format];
             full.extend_from_slice(status);
             let out = cli.run(&full).await;
             out.expect_code(0, &format!("{status:?} with {format} logs"));
             outputs.push(out);
         }
+        // The error for an app without data names the database, redacted.
+        let out = cli.run(&["report", "--app", "wx0123456789abcdef"]).await;
+        out.expect_code(2, "report on an app without data")
+            .expect_stderr_has("postgres://postgres:***@", "report on an app without data");
+        outputs.push(out);
     }
     let stats = sim.stats();
     assert!(
@@ -521,11 +527,13 @@ async fn an_unreachable_database_fails_fast_with_the_cause_and_without_its_passw
     let cli = Wxretain::with_apps(url.as_str(), CLOSED_HTTP, &apps(1), "");
     let week = NaturalWeek::last_completed_at(Utc::now(), BEIJING);
     let backfill = backfill_args(week, week);
+    let appid = apps(1)[0].to_string();
     for command in [
         strs(&backfill),
         vec!["status"],
         vec!["once"],
         vec!["migrate"],
+        vec!["report", "--app", &appid],
     ] {
         let what = format!("{command:?} with the database down");
         let started = std::time::Instant::now();
@@ -621,7 +629,7 @@ async fn every_subcommand_has_help() {
     // No config file and nothing reachable: --help needs neither.
     let cli = Wxretain::new("", HashMap::new());
     for command in [
-        "migrate", "backfill", "once", "run", "status", "simulate", "demo",
+        "migrate", "backfill", "once", "run", "status", "report", "simulate", "demo",
     ] {
         let out = cli.run_raw(&[command, "--help"]).await;
         out.expect_code(0, &format!("{command} --help"));
@@ -680,5 +688,296 @@ async fn migrate_creates_a_missing_database() {
 
     // Again: nothing to do, still 0.
     cli.run(&["migrate"]).await.expect_code(0, "second migrate");
+    store.pool().close().await;
+}
+
+// ---- 8. report and demo ------------------------------------------------------------
+
+/// What `report` must print for key `key` of `week`: its count and its rate
+/// against key 0 if WeChat published it at `now`, else nothing.
+fn reported(
+    appid: &AppId,
+    week: NaturalWeek,
+    metric: Metric,
+    key: u8,
+    now: DateTime<Utc>,
+) -> Option<(i64, Option<f64>)> {
+    let Publication::Keys(max) = publication(week, now, 10) else {
+        return None;
+    };
+    if key > max {
+        return None;
+    }
+    let value = truth_value(appid, week, metric, key);
+    let base = truth_value(appid, week, metric, 0);
+    Some((value, (base > 0).then(|| value as f64 / base as f64)))
+}
+
+/// The table's tokens for one week: the Monday, users, then `count pct%` per
+/// published key and `…` per key still maturing.
+fn table_tokens(appid: &AppId, week: NaturalWeek, now: DateTime<Utc>) -> Vec<String> {
+    let metric = Metric::VisitUvNew;
+    let mut tokens = vec![week.monday().to_string()];
+    match reported(appid, week, metric, 0, now) {
+        Some((users, _)) => tokens.push(users.to_string()),
+        None => tokens.push("…".into()),
+    }
+    for key in 1..=4 {
+        match reported(appid, week, metric, key, now) {
+            Some((n, Some(rate))) => {
+                tokens.extend([n.to_string(), format!("{:.1}%", 100.0 * rate)])
+            }
+            Some((n, None)) => tokens.extend([n.to_string(), "-".into()]),
+            None => tokens.push("…".into()),
+        }
+    }
+    tokens
+}
+
+/// A database backfilled at 2026-11-24 12:00 Beijing with 12 weeks of `apps`:
+/// the last 4 weeks are still maturing.
+async fn filled_for_report(apps: &[AppId]) -> (TestDb, DateTime<Utc>, NaturalWeek) {
+    let now = beijing(2026, 11, 24, 12);
+    let sim = simulator(now, |_| {}).await;
+    let db = TestDb::new().await;
+    let p = pipeline(config(&db, &sim, apps, FAST)).await;
+    let last = NaturalWeek::last_completed_at(now, BEIJING);
+    let report = backfill(&p, last.plus_weeks(-11), last, now, false).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    p.store.pool().close().await;
+    sim.shutdown().await;
+    (db, now, last)
+}
+
+#[tokio::test]
+async fn report_prints_the_cohort_triangle_as_a_table_csv_and_json() {
+    let apps = apps(2);
+    let (db, now, last) = filled_for_report(&apps).await;
+    // Only DATABASE_URL: the config file (not even TOML here) is not read.
+    let cli = Wxretain::new(
+        "this is not a config file",
+        HashMap::from([("DATABASE_URL".to_string(), db.url.clone())]),
+    );
+    let appid = apps[0].as_str();
+    let weeks: Vec<NaturalWeek> = NaturalWeek::range(last.plus_weeks(-5), last).collect();
+
+    // Table, piped: plain text, a row per week, maturing keys marked.
+    let out = cli
+        .run_raw(&["report", "--app", appid, "--weeks", "6"])
+        .await;
+    out.expect_code(0, "report");
+    assert!(
+        !out.stdout.contains('\x1b'),
+        "no colour when piped:\n{}",
+        out.stdout
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{appid}: new users per week (visit_uv_new)")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(lines.len(), 2 + weeks.len() + 1, "{}", out.stdout);
+    for (line, week) in lines[2..].iter().zip(&weeks) {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(tokens, table_tokens(&apps[0], *week, now), "{line}");
+    }
+    assert_eq!(
+        lines[2 + weeks.len() - 1].matches('…').count(),
+        4,
+        "the newest week has only key 0:\n{}",
+        out.stdout
+    );
+    // The default is 12 weeks; asking for more shows no weeks before the data.
+    for args in [
+        &["report", "--app", appid][..],
+        &["report", "--app", appid, "--weeks", "30"],
+    ] {
+        let out = cli.run_raw(args).await;
+        out.expect_code(0, &format!("{args:?}"));
+        assert_eq!(
+            out.stdout.lines().count(),
+            2 + 12 + 1,
+            "{args:?}:\n{}",
+            out.stdout
+        );
+    }
+    // On a terminal (forced here), cells are shaded.
+    let mut colour = Wxretain::new("", cli.env.clone());
+    colour.set_env("CLICOLOR_FORCE", "1");
+    let out = colour.run_raw(&["report", "--app", appid]).await;
+    out.expect_code(0, "report in colour");
+    assert!(out.stdout.contains("\x1b["), "{}", out.stdout);
+
+    // CSV, active users: empty cells where WeChat has not published yet.
+    let out = cli
+        .run_raw(&[
+            "report", "--app", appid, "--weeks", "6", "--metric", "active", "--format", "csv",
+        ])
+        .await;
+    out.expect_code(0, "report --format csv");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "appid,metric,week_start,week_end,users,w1,w2,w3,w4,rate_w1,rate_w2,rate_w3,rate_w4"
+    );
+    assert_eq!(lines.len(), 1 + weeks.len(), "{}", out.stdout);
+    let mut empty_cells = 0;
+    for (line, week) in lines[1..].iter().zip(&weeks) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(
+            cells[..4],
+            [
+                appid,
+                "visit_uv",
+                &week.monday().to_string(),
+                &week.sunday().to_string()
+            ]
+        );
+        for key in 0..=4u8 {
+            let expected = reported(&apps[0], *week, Metric::VisitUv, key, now);
+            let count = cells[4 + usize::from(key)];
+            assert_eq!(
+                count,
+                expected.map(|e| e.0.to_string()).unwrap_or_default(),
+                "{line}"
+            );
+            if key > 0 {
+                let rate = cells[8 + usize::from(key)];
+                let parsed = (!rate.is_empty()).then(|| rate.parse::<f64>().expect("a number"));
+                assert_eq!(parsed, expected.and_then(|e| e.1), "{line}");
+            }
+            empty_cells += usize::from(count.is_empty());
+        }
+    }
+    assert_eq!(
+        empty_cells,
+        4 + 3 + 2 + 1,
+        "the 4 maturing weeks' missing keys"
+    );
+
+    // JSON: nulls where WeChat has not published yet.
+    let out = cli
+        .run_raw(&["report", "--app", appid, "--weeks", "6", "--format", "json"])
+        .await;
+    out.expect_code(0, "report --format json");
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        (doc["appid"].as_str(), doc["metric"].as_str()),
+        (Some(appid), Some("visit_uv_new"))
+    );
+    let rows = doc["weeks"].as_array().expect("weeks");
+    assert_eq!(rows.len(), weeks.len());
+    for (row, week) in rows.iter().zip(&weeks) {
+        assert_eq!(row["week_start"], week.monday().to_string());
+        for key in 1..=4u8 {
+            let expected = reported(&apps[0], *week, Metric::VisitUvNew, key, now);
+            assert_eq!(
+                row[format!("w{key}")].as_i64(),
+                expected.map(|e| e.0),
+                "{row}"
+            );
+            // serde_json's parser may be off by an ulp: compare to 1e-12.
+            let rate = row[format!("rate_w{key}")].as_f64();
+            match (rate, expected.and_then(|e| e.1)) {
+                (Some(got), Some(want)) => assert!((got - want).abs() < 1e-12, "{row}"),
+                (got, want) => assert_eq!(got, want, "{row}"),
+            }
+        }
+    }
+    assert!(rows[weeks.len() - 1]["w1"].is_null());
+}
+
+#[tokio::test]
+async fn report_refuses_bad_arguments_and_unknown_apps_with_exit_code_2() {
+    let apps = apps(2);
+    let (db, _, _) = filled_for_report(&apps).await;
+    let cli = Wxretain::new(
+        "",
+        HashMap::from([("DATABASE_URL".to_string(), db.url.clone())]),
+    );
+    let appid = apps[0].as_str();
+    let cases: [(&[&str], &str); 7] = [
+        (&["report", "--app", "wxNOPE"], "--app"),
+        (&["report"], "--app"),
+        (&["report", "--app", appid, "--weeks", "0"], "--weeks"),
+        (&["report", "--app", appid, "--weeks", "many"], "--weeks"),
+        (&["report", "--app", appid, "--metric", "bogus"], "--metric"),
+        (&["report", "--app", appid, "--format", "xml"], "--format"),
+        // Well-formed but not in the database: the message names those that are.
+        (&["report", "--app", "wx0123456789abcdef"], apps[1].as_str()),
+    ];
+    for (args, needle) in cases {
+        let what = format!("{args:?}");
+        cli.run_raw(args)
+            .await
+            .expect_code(2, &what)
+            .expect_stderr_has(needle, &what);
+    }
+
+    // Without DATABASE_URL the config file's URL is used; a missing file says
+    // what would do instead.
+    let (toml, mut env) = config_toml(&apps, &format!("[database]\nurl = \"{}\"", db.url));
+    env.insert("WXRETAIN_WECHAT_BASE_URL".into(), CLOSED_HTTP.into());
+    let cli = Wxretain::new(&toml, env);
+    cli.run(&["report", "--app", appid])
+        .await
+        .expect_code(0, "report via the config");
+    cli.run_raw(&["--config", "nope.toml", "report", "--app", appid])
+        .await
+        .expect_code(2, "no config, no DATABASE_URL")
+        .expect_stderr_has("DATABASE_URL", "no config, no DATABASE_URL");
+}
+
+#[tokio::test]
+async fn demo_fills_its_database_and_ends_with_a_report_and_sql_to_try() {
+    let db = TestDb::new().await;
+    let cli = Wxretain::new("", HashMap::new());
+    let out = cli
+        .run_raw(&[
+            "demo",
+            "--database-url",
+            &db.url,
+            "--apps",
+            "2",
+            "--weeks",
+            "6",
+        ])
+        .await;
+    out.expect_code(0, "demo");
+    let now = Utc::now();
+    let appid = wxretain::simulator::sim_appid(1);
+    assert!(
+        out.stdout
+            .contains(&format!("$ wxretain report --app {appid} --weeks 6\n")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains('\x1b'), "no colour when piped");
+    // The report's rows are the 6 weeks backfilled, as WeChat published them.
+    let last = NaturalWeek::last_completed_at(now, BEIJING);
+    for week in NaturalWeek::range(last.plus_weeks(-5), last) {
+        let tokens = table_tokens(&appid, week, now);
+        let row = lines_starting(&out.stdout, &week.monday().to_string());
+        assert_eq!(row.len(), 1, "{}", out.stdout);
+        assert_eq!(row[0].split_whitespace().collect::<Vec<_>>(), tokens);
+    }
+    for view in [
+        "retention_cohorts",
+        "retention_latest_complete",
+        "retention_curve_12w",
+        "retention_fetch_health",
+    ] {
+        assert!(
+            out.stdout.contains(view),
+            "the demo suggests a query on {view}"
+        );
+    }
+    let store = store(&db).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(DISTINCT appid) FROM retention_cohorts")
+        .fetch_one(store.pool())
+        .await
+        .expect("the views exist");
+    assert_eq!(stored, 2);
     store.pool().close().await;
 }

@@ -160,7 +160,8 @@ fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> b
     complete
 }
 
-fn progress_bar(total: i64) -> Option<indicatif::ProgressBar> {
+/// A bar on stderr while weeks are fetched; none when stderr is not a terminal.
+pub(super) fn progress_bar(total: i64) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() || total <= 0 {
         return None;
     }

@@ -1,12 +1,15 @@
 //! `wxretain demo`: the first run. Starts the simulator, migrates, backfills a
-//! few apps over several months, and shows what landed, with no WeChat account.
+//! few apps over several months, and shows what landed (a status table, a
+//! `report`, SQL on the dashboard views), with no WeChat account.
 
 use crate::config::{Config, DEFAULT_DATABASE_URL};
-use crate::domain::{Metric, NaturalWeek};
+use crate::domain::{AppId, Metric};
 use crate::pass::{run_pass, PassOptions};
+use crate::report::{render, Format, Triangle};
 use crate::simulator::{sim_appid, SimConfig, Simulator};
 use crate::store::{Scope, Store};
 use chrono::Utc;
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -63,9 +66,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let p = super::pipeline(config).await?;
     println!(
         "database {} migrated",
-        crate::config::redact_url_password(secrecy::ExposeSecret::expose_secret(
-            &p.config.database.url
-        ))
+        crate::config::redact_url_password(p.config.database.url.expose_secret())
     );
 
     let as_of = Utc::now();
@@ -84,34 +85,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         first.weeks_until(last) + 1,
         last.sunday()
     );
-    let report = run_pass(
-        &p,
-        &PassOptions {
-            as_of,
-            scope: scope.clone(),
-            plan: false,
-        },
-        &CancellationToken::new(),
-        None,
-    )
-    .await?;
+    let bar = super::backfill::progress_bar(p.store.count_due(&scope, as_of).await?);
+    let opts = PassOptions {
+        as_of,
+        scope: scope.clone(),
+        plan: false,
+    };
+    let report = run_pass(&p, &opts, &CancellationToken::new(), bar.as_ref()).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     println!(
         "fetched {} weeks over HTTP: {} stored, {} rows written, {} not yet published, {} failed",
         report.attempted, report.stored, report.rows_written, report.not_ready, report.failed
     );
     let statuses = p.store.app_status(&scope.apps, first, last).await?;
     print!("\n{}", super::status::table(&statuses, first, last));
+    let database = crate::config::redact_url_password(p.config.database.url.expose_secret());
     if let Some(appid) = scope.apps.first() {
-        print_cohort(&p.store, appid.as_str(), first, last).await?;
+        print_next_steps(&p.store, &database, appid, args.weeks.max(1)).await;
     }
-    println!(
-        "\nTry it in SQL (psql {}):",
-        crate::config::redact_url_password(secrecy::ExposeSecret::expose_secret(
-            &p.config.database.url
-        ))
-    );
-    println!("  SELECT week_start, metric, key, value FROM weekly_retention WHERE appid = '{}' ORDER BY week_start, metric, key;", scope.apps[0]);
-    println!("  SELECT appid, state, count(*) FROM retention_ledger GROUP BY 1, 2 ORDER BY 1, 2;");
     sim.shutdown().await;
     Ok(if report.failed == 0 {
         ExitCode::SUCCESS
@@ -120,47 +113,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// New users per week and how many came back 1..4 weeks later.
-async fn print_cohort(
-    store: &Store,
-    appid: &str,
-    first: NaturalWeek,
-    last: NaturalWeek,
-) -> anyhow::Result<()> {
-    let rows: Vec<(chrono::NaiveDate, i16, i64)> = sqlx::query_as(
-        "SELECT week_start, key, value FROM weekly_retention
-          WHERE appid = $1 AND metric = $2 AND week_start BETWEEN $3 AND $4 ORDER BY week_start, key",
-    )
-    .bind(appid)
-    .bind(Metric::VisitUvNew.as_str())
-    .bind(first.monday())
-    .bind(last.monday())
-    .fetch_all(store.pool())
-    .await?;
-    println!(
-        "\nNew users of {appid} and the share still active k weeks later (… = not published yet):"
-    );
-    println!(
-        "{:<12} {:>8} {:>7} {:>7} {:>7} {:>7}",
-        "week", "new", "+1w", "+2w", "+3w", "+4w"
-    );
-    for week in NaturalWeek::range(first, last) {
-        let value = |k: i16| {
-            rows.iter()
-                .find(|(w, key, _)| *w == week.monday() && *key == k)
-                .map(|r| r.2)
-        };
-        let Some(base) = value(0) else { continue };
-        let mut line = format!("{:<12} {:>8}", week.to_string(), base);
-        for k in 1..=4 {
-            let cell = match value(k) {
-                Some(v) if base > 0 => format!("{:.1}%", 100.0 * v as f64 / base as f64),
-                Some(v) => v.to_string(),
-                None => "…".to_string(),
+/// The report of one app, then what to try on one's own.
+async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u32) {
+    let metric = Metric::VisitUvNew;
+    // What `report` prints with these arguments (12 weeks is its default).
+    let weeks_flag = if weeks == 12 {
+        String::new()
+    } else {
+        format!(" --weeks {weeks}")
+    };
+    println!("\n$ wxretain report --app {appid}{weeks_flag}");
+    match super::report::load(store, database, appid, metric, weeks).await {
+        Ok(rows) => {
+            let triangle = Triangle {
+                appid: appid.as_str(),
+                metric,
+                weeks: &rows,
             };
-            line.push_str(&format!(" {cell:>7}"));
+            anstream::print!("{}", render(&triangle, Format::Table));
         }
-        println!("{line}");
+        // The fetch summary above already says why; the SQL below still helps.
+        Err(e) => println!("no report: {e:#}"),
     }
-    Ok(())
+    println!("\nThe same as CSV or JSON, or for active users:");
+    println!(
+        "  DATABASE_URL={database} wxretain report --app {appid} --format csv --metric active"
+    );
+    println!("\nTry it in SQL (psql {database}):");
+    for query in [
+        format!("SELECT week_start, new_users, new_rate_w1, new_rate_w4 FROM retention_cohorts WHERE appid = '{appid}' ORDER BY week_start;"),
+        "SELECT appid, week_start, new_users, new_rate_w4 FROM retention_latest_complete;".into(),
+        "SELECT appid, cohort, weeks_after, round(rate::numeric, 3) AS rate, cohorts FROM retention_curve_12w ORDER BY 1, 2, 3;".into(),
+        "SELECT appid, weeks, complete, maturing, failing, due_now, last_success_at FROM retention_fetch_health;".into(),
+    ] {
+        println!("  {query}");
+    }
 }

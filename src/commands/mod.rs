@@ -4,6 +4,7 @@ pub mod backfill;
 pub mod demo;
 pub mod migrate;
 pub mod once;
+pub mod report;
 pub mod run;
 pub mod status;
 

@@ -1,12 +1,15 @@
-//! Postgres: the `weekly_retention` table, the ledger, the answer archive.
+//! Postgres: the `weekly_retention` table, the ledger, the answer archive,
+//! and the dashboard views `report` reads.
 //!
 //! Queries are checked at run time (not with `query!`), so the crate and its
 //! Docker image build without a database.
 
+mod cohorts;
 mod ledger;
 mod save;
 mod status;
 
+pub use cohorts::{column_prefix, CohortWeek};
 pub use ledger::{Claim, Scope};
 pub use save::{Answered, SaveStats};
 pub use status::{AppStatus, WeekRow};
