@@ -88,13 +88,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Config::load(&path, &ProcessEnv)
     };
     match cli.command {
-        Command::Migrate => commands::migrate::run(&load()?).await,
+        Command::Migrate => {
+            let url = commands::database_url(cli.config.as_deref(), &ProcessEnv)?;
+            commands::migrate::run(&url).await
+        }
         Command::Backfill(args) => commands::backfill::run(load()?, args).await,
         Command::Once(args) => commands::once::run(load()?, args).await,
         Command::Run(args) => commands::run::run(load()?, args).await,
         Command::Status(args) => commands::status::run(load()?, args).await,
         Command::Report(args) => {
-            let url = commands::report::database_url(cli.config.as_deref(), &ProcessEnv)?;
+            let url = commands::database_url(cli.config.as_deref(), &ProcessEnv)?;
             commands::report::run(url, args).await
         }
         Command::Simulate(args) => {

@@ -25,7 +25,8 @@ pub const DEFAULT_CRON: &str = "0 7/30 * * * *";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read (missing, permissions).
-    #[error("cannot read config file {path}: {source}")]
+    // The cause (`source`) is printed after this by the error chain.
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

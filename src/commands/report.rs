@@ -2,13 +2,11 @@
 //! `retention_cohorts` view so that it says what the dashboards say.
 
 use crate::cli::UsageError;
-use crate::config::{redact_url_password, Config, Env};
+use crate::config::redact_url_password;
 use crate::domain::{AppId, Metric};
 use crate::report::{render, Format, Triangle};
 use crate::store::{CohortWeek, Store};
-use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
-use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -43,26 +41,6 @@ impl From<Cohort> for Metric {
             Cohort::Active => Metric::VisitUv,
         }
     }
-}
-
-/// `report` needs only the database: `DATABASE_URL` when set (it wins over
-/// the file anyway), so a laptop without the apps' secrets can run it; else
-/// the config file's `[database] url`, which means loading a valid config.
-pub fn database_url(config_flag: Option<&Path>, env: &dyn Env) -> anyhow::Result<SecretString> {
-    if let Some(url) = env.var("DATABASE_URL") {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(UsageError(format!(
-                "DATABASE_URL {} is not a postgres:// URL",
-                redact_url_password(&url)
-            ))
-            .into());
-        }
-        return Ok(SecretString::from(url));
-    }
-    let path = Config::locate(config_flag, env);
-    let config = Config::load(&path, env)
-        .context("reading the database URL from the config (set DATABASE_URL to skip the file)")?;
-    Ok(config.database.url)
 }
 
 pub async fn run(url: SecretString, args: ReportArgs) -> anyhow::Result<ExitCode> {
