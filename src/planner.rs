@@ -29,6 +29,15 @@ pub enum WeekState {
 }
 
 impl WeekState {
+    pub const ALL: [WeekState; 6] = [
+        WeekState::Missing,
+        WeekState::Maturing,
+        WeekState::Complete,
+        WeekState::NotReady,
+        WeekState::Failing,
+        WeekState::Unavailable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             WeekState::Missing => "missing",
@@ -41,16 +50,7 @@ impl WeekState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            WeekState::Missing,
-            WeekState::Maturing,
-            WeekState::Complete,
-            WeekState::NotReady,
-            WeekState::Failing,
-            WeekState::Unavailable,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

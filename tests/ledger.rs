@@ -98,3 +98,43 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
     .expect("row");
     assert_eq!(due, rule.key_expected_at(last.next(), 0));
 }
+
+#[tokio::test]
+async fn state_counts_cover_every_app_and_state_with_zeros() {
+    let db = TestDb::new().await;
+    let store = Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let rule = Rule {
+        publish_hour: 10,
+        final_grace: Duration::days(14),
+    };
+    let apps = apps(2);
+    let last = NaturalWeek::containing(NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
+    store
+        .plan(&apps[..1], last.plus_weeks(-2), last, &rule)
+        .await
+        .expect("plan");
+    sqlx::query("UPDATE retention_ledger SET state = 'complete' WHERE week_start = $1")
+        .bind(last.monday())
+        .execute(store.pool())
+        .await
+        .expect("update");
+    let counts = store.state_counts(&apps).await.expect("counts");
+    assert_eq!(counts.len(), 2 * 6, "every app × every state");
+    let n = |app: usize, state: &str| {
+        counts
+            .iter()
+            .find(|(a, s, _)| a == apps[app].as_str() && s == state)
+            .map(|c| c.2)
+    };
+    assert_eq!(n(0, "missing"), Some(2));
+    assert_eq!(n(0, "complete"), Some(1));
+    assert_eq!(n(0, "failing"), Some(0));
+    assert_eq!(
+        n(1, "missing"),
+        Some(0),
+        "an app without weeks still has zeros"
+    );
+}
