@@ -1,0 +1,37 @@
+# wxretain: a release build in a Rust image, copied into a slim Debian runtime.
+# Builds without a database (queries are checked at run time, migrations are
+# embedded in the binary). CI builds the same files with the same command:
+# deploy/check-image-build.sh.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+# Dependencies first, on stub sources: this layer is reused until Cargo.toml or
+# Cargo.lock change, so editing src/ rebuilds only wxretain itself.
+COPY Cargo.toml Cargo.lock ./
+COPY deploy/build.sh ./deploy/build.sh
+RUN mkdir src \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && deploy/build.sh \
+ && rm -rf src target/release/wxretain target/release/.fingerprint/wxretain-* \
+           target/release/deps/wxretain-* target/release/deps/libwxretain-*
+COPY src ./src
+COPY migrations ./migrations
+RUN deploy/build.sh
+
+FROM debian:bookworm-slim
+# TLS roots are compiled in (rustls with webpki-roots); the system bundle is for
+# token_command programs and anything an operator adds.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin wxretain
+COPY --from=build /src/target/release/wxretain /usr/local/bin/wxretain
+# Numeric, so orchestrators can check runAsNonRoot.
+USER 10001:10001
+ENV WXRETAIN_CONFIG=/etc/wxretain/wxretain.toml
+# /livez, /readyz, /metrics: set [server] listen = "0.0.0.0:9187" in the config.
+EXPOSE 9187
+ENTRYPOINT ["wxretain"]
+CMD ["run"]
