@@ -7,7 +7,10 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, on stub sources: this layer is reused until Cargo.toml or
 # Cargo.lock change, so editing src/ rebuilds only wxretain itself.
-COPY Cargo.toml Cargo.lock ./
+# build.rs and benches/ are named by Cargo.toml, which cargo reads before
+# anything else (the benchmark itself is not built).
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY benches ./benches
 COPY deploy/build.sh ./deploy/build.sh
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
