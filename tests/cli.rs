@@ -350,7 +350,8 @@ async fn config_errors_exit_2_and_name_the_key_before_any_network_or_database_ca
         cli.set_env("SECRET", "s3cret")
             .set_env("DATABASE_URL", CLOSED_DB)
             .set_env("WXRETAIN_WECHAT_BASE_URL", CLOSED_HTTP);
-        for command in ["status", "once", "migrate"] {
+        // (`migrate` and `report` read no config while DATABASE_URL is set.)
+        for command in ["status", "once", "run"] {
             let what = format!("{what} ({command})");
             cli.run(&[command])
                 .await
@@ -410,6 +411,35 @@ fn possible_tokens(sim: &SimulatorHandle, seed: u64, apps: &[AppId]) -> Vec<Stri
 }
 
 /// The token the simulator currently holds for `appid`, as WeChat would hand it out.
+#[tokio::test]
+async fn migrate_needs_only_database_url_and_creates_the_database() {
+    // A database that does not exist yet (TestDb's name, dropped first).
+    let db = TestDb::new().await;
+    let admin = sqlx::PgPool::connect(&server_url()).await.expect("server");
+    sqlx::query(&format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name))
+        .execute(&admin)
+        .await
+        .expect("drop");
+    // No config file anywhere: a DBA without the apps' secrets.
+    let mut cli = Wxretain::new("", HashMap::new());
+    std::fs::remove_file(&cli.config).expect("no config file");
+    cli.set_env("DATABASE_URL", &db.url);
+    let out = cli.run_raw(&["migrate"]).await;
+    out.expect_code(0, "migrate with DATABASE_URL only");
+    assert!(out.stdout.contains("up to date"), "{}", out.stdout);
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&sqlx::PgPool::connect(&db.url).await.expect("created"))
+        .await
+        .expect("migrations table");
+    assert_eq!(applied, wxretain::store::MIGRATOR.iter().count() as i64);
+    // Without DATABASE_URL it needs the config, and says where it looked.
+    cli.env.remove("DATABASE_URL");
+    cli.run_raw(&["migrate"])
+        .await
+        .expect_code(2, "migrate without DATABASE_URL or config")
+        .expect_stderr_has("wxretain.toml", "names the file it looked for");
+}
+
 async fn current_token(sim: &SimulatorHandle, appid: &AppId, secret: &str) -> String {
     let answer: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/cgi-bin/stable_token", sim.base_url()))
