@@ -53,24 +53,40 @@ impl Store {
     ) -> sqlx::Result<Vec<AppStatus>> {
         let expected = first.weeks_until(last) + 1;
         let rows: Vec<AppStatusRow> = sqlx::query_as(
-            "SELECT a AS appid,
-                    count(l.*) FILTER (WHERE l.state = 'complete') AS complete,
-                    count(l.*) FILTER (WHERE l.state = 'maturing') AS maturing,
-                    count(l.*) FILTER (WHERE l.state IN ('missing', 'not_ready')) AS missing,
-                    count(l.*) FILTER (WHERE l.state = 'failing') AS failing,
-                    count(l.*) FILTER (WHERE l.state = 'unavailable') AS unavailable,
-                    count(l.*) AS planned,
-                    min(l.week_start) FILTER (WHERE cardinality(l.keys) = 0) AS oldest_gap,
-                    (SELECT max(last_success_at) FROM retention_ledger WHERE appid = a) AS last_success,
+            // Each part is one scan of the apps' rows, joined to the app list
+            // by hash: `appid = ANY($1)` as a filter is a linear search per
+            // row once Postgres settles on a generic plan, and a per-row
+            // lateral lookup of the last error made `status` take 47 s with
+            // 10,000 apps × 104 weeks.
+            "WITH apps AS (SELECT DISTINCT unnest($1::text[]) AS appid),
+                  counts AS (
+                    SELECT l.appid,
+                           count(*) FILTER (WHERE in_range AND l.state = 'complete') AS complete,
+                           count(*) FILTER (WHERE in_range AND l.state = 'maturing') AS maturing,
+                           count(*) FILTER (WHERE in_range AND l.state IN ('missing', 'not_ready')) AS missing,
+                           count(*) FILTER (WHERE in_range AND l.state = 'failing') AS failing,
+                           count(*) FILTER (WHERE in_range AND l.state = 'unavailable') AS unavailable,
+                           count(*) FILTER (WHERE in_range) AS planned,
+                           min(l.week_start) FILTER (WHERE in_range AND cardinality(l.keys) = 0) AS oldest_gap,
+                           max(l.last_success_at) AS last_success
+                      FROM retention_ledger l JOIN apps USING (appid),
+                           LATERAL (SELECT l.week_start BETWEEN $2 AND $3 AS in_range) r
+                     GROUP BY l.appid),
+                  errors AS (
+                    SELECT DISTINCT ON (l.appid) l.appid, l.last_error, l.last_errcode, l.last_attempt_at
+                      FROM retention_ledger l JOIN apps USING (appid)
+                     WHERE l.last_error IS NOT NULL
+                     ORDER BY l.appid, l.last_attempt_at DESC NULLS LAST)
+             SELECT apps.appid,
+                    coalesce(c.complete, 0) AS complete, coalesce(c.maturing, 0) AS maturing,
+                    coalesce(c.missing, 0) AS missing, coalesce(c.failing, 0) AS failing,
+                    coalesce(c.unavailable, 0) AS unavailable, coalesce(c.planned, 0) AS planned,
+                    c.oldest_gap, c.last_success,
                     e.last_error, e.last_errcode, e.last_attempt_at AS last_error_at
-               FROM unnest($1::text[]) AS a
-               LEFT JOIN retention_ledger l ON l.appid = a AND l.week_start BETWEEN $2 AND $3
-               LEFT JOIN LATERAL (
-                    SELECT last_error, last_errcode, last_attempt_at FROM retention_ledger
-                     WHERE appid = a AND last_error IS NOT NULL
-                     ORDER BY last_attempt_at DESC NULLS LAST LIMIT 1) e ON true
-              GROUP BY a, e.last_error, e.last_errcode, e.last_attempt_at
-              ORDER BY a",
+               FROM apps
+               LEFT JOIN counts c USING (appid)
+               LEFT JOIN errors e USING (appid)
+              ORDER BY apps.appid",
         )
         .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
         .bind(first.monday())
@@ -148,8 +164,9 @@ impl Store {
         // One grouped scan; the zeros are filled in here. Joining every
         // (app, state) pair to the ledger took 1.7 s for 10,000 apps.
         let found: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT appid, state, count(*) FROM retention_ledger
-              WHERE appid = ANY($1) GROUP BY appid, state",
+            "SELECT l.appid, l.state, count(*)
+               FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
+              GROUP BY l.appid, l.state",
         )
         .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
         .fetch_all(self.pool())
@@ -177,8 +194,9 @@ impl Store {
         apps: &[AppId],
     ) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
         sqlx::query_as(
-            "SELECT appid, max(last_success_at) FROM retention_ledger
-              WHERE appid = ANY($1) AND last_success_at IS NOT NULL GROUP BY appid",
+            "SELECT l.appid, max(l.last_success_at)
+               FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
+              WHERE l.last_success_at IS NOT NULL GROUP BY l.appid",
         )
         .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
         .fetch_all(self.pool())
