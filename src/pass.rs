@@ -159,11 +159,13 @@ pub async fn run_pass(
         {
             saving = true;
             flush_due = false;
-            let batch = std::mem::take(&mut answered);
+            let (batch, latencies): (Vec<Answered>, Vec<u64>) = std::mem::take(&mut answered)
+                .into_iter()
+                .map(|p| (p.answered, p.latency_ms))
+                .unzip();
             events.push(Box::pin(async move {
-                let rows: Vec<Answered> = batch.iter().map(|b| b.answered.clone()).collect();
-                let saved = p.store.save_answers(&rows).await;
-                Event::Saved(batch, saved)
+                let saved = p.store.save_answers(&batch).await;
+                Event::Saved(batch, latencies, saved)
             }));
         }
         match events.next().await {
@@ -193,9 +195,9 @@ pub async fn run_pass(
                 answered.push(pending);
             }
             Some(Event::FlushDue) => flush_due = true,
-            Some(Event::Saved(batch, saved)) => {
+            Some(Event::Saved(batch, latencies, saved)) => {
                 saving = false;
-                for outcome in saved_outcomes(batch, saved) {
+                for outcome in saved_outcomes(batch, latencies, saved) {
                     tally(&outcome, &mut report, progress);
                 }
             }
@@ -221,7 +223,8 @@ enum Event {
     Fetched(Fetched),
     /// The oldest unsaved answer has waited [`FLUSH_AFTER`].
     FlushDue,
-    Saved(Vec<Pending>, sqlx::Result<Vec<SaveStats>>),
+    /// A written (or lost) batch, with each answer's fetch latency.
+    Saved(Vec<Answered>, Vec<u64>, sqlx::Result<Vec<SaveStats>>),
 }
 
 /// A fetch either ended the week's attempt or brought an answer to store.
@@ -244,13 +247,17 @@ fn tally(outcome: &Outcome, report: &mut PassReport, progress: Option<&indicatif
 }
 
 /// Logs and counts each week of a written (or lost) batch.
-fn saved_outcomes(batch: Vec<Pending>, saved: sqlx::Result<Vec<SaveStats>>) -> Vec<Outcome> {
+fn saved_outcomes(
+    batch: Vec<Answered>,
+    latencies: Vec<u64>,
+    saved: sqlx::Result<Vec<SaveStats>>,
+) -> Vec<Outcome> {
     match saved {
         Ok(stats) => batch
-            .into_iter()
+            .iter()
+            .zip(latencies)
             .zip(stats)
-            .map(|(pending, stats)| {
-                let Pending { answered: a, latency_ms } = pending;
+            .map(|((a, latency_ms), stats)| {
                 let (claim, verdict) = (&a.claim, &a.verdict);
                 tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?a.answer.keys(),
                     rows_written = stats.rows_written, state = verdict.state.as_str(),
@@ -267,8 +274,8 @@ fn saved_outcomes(batch: Vec<Pending>, saved: sqlx::Result<Vec<SaveStats>>) -> V
             tracing::error!(weeks = batch.len(), error = %e, "could not store a batch of answers; its weeks will be taken again when their leases end");
             batch
                 .iter()
-                .map(|pending| {
-                    record_metrics(&pending.answered.claim, &Outcome::Unsaved);
+                .map(|a| {
+                    record_metrics(&a.claim, &Outcome::Unsaved);
                     Outcome::Unsaved
                 })
                 .collect()

@@ -3,10 +3,11 @@
 
 use crate::cli::UsageError;
 use crate::config::Config;
-use crate::domain::{parse_date, NaturalWeek};
+use crate::domain::{parse_date, AppId, NaturalWeek};
 use crate::pass::{run_pass, PassOptions, Pipeline};
 use crate::store::{Scope, WeekRow};
 use chrono::Utc;
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -113,11 +114,26 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     }
 }
 
+/// Up to this many apps, every app gets a line; above it (a platform with
+/// thousands), only the apps with something left to do, and a total.
+const SUMMARY_ALL_APPS_UP_TO: usize = 50;
+
 /// Prints one line per app; true when every week is stored or not yet published.
 fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> bool {
-    let mut complete = true;
+    let mut by_app: HashMap<&str, Vec<&WeekRow>> = HashMap::new();
+    for row in rows {
+        by_app.entry(row.appid.as_str()).or_default().push(row);
+    }
+    let names: HashMap<&AppId, &str> = p
+        .config
+        .apps
+        .iter()
+        .map(|a| (&a.appid, a.name.as_str()))
+        .collect();
+    let every_app = scope.apps.len() <= SUMMARY_ALL_APPS_UP_TO;
+    let (mut complete, mut done_apps) = (true, 0usize);
     for appid in &scope.apps {
-        let mine: Vec<&WeekRow> = rows.iter().filter(|r| r.appid == appid.as_str()).collect();
+        let mine = by_app.remove(appid.as_str()).unwrap_or_default();
         let stored = mine
             .iter()
             .filter(|r| matches!(r.state.as_str(), "maturing" | "complete"))
@@ -128,13 +144,15 @@ fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> b
             .iter()
             .filter(|r| !matches!(r.state.as_str(), "maturing" | "complete" | "not_ready"))
             .collect();
-        let name = p
-            .config
-            .apps
-            .iter()
-            .find(|a| &a.appid == appid)
-            .map(|a| a.name.as_str())
-            .unwrap_or_default();
+        let app_done = failed.is_empty() && mine.len() as i64 == weeks;
+        complete &= app_done;
+        if app_done {
+            done_apps += 1;
+            if !every_app {
+                continue;
+            }
+        }
+        let name = names.get(appid).copied().unwrap_or_default();
         let label = if name == appid.as_str() {
             appid.to_string()
         } else {
@@ -155,7 +173,12 @@ fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> b
         if failed.len() > 5 {
             println!("  ... and {} more", failed.len() - 5);
         }
-        complete &= failed.is_empty() && mine.len() as i64 == weeks;
+    }
+    if !every_app {
+        println!(
+            "{done_apps} of {} apps have every week stored or not yet published",
+            scope.apps.len()
+        );
     }
     complete
 }

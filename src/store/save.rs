@@ -39,7 +39,8 @@ struct Columns {
     // one entry per week: archive and ledger
     appid: Vec<String>,
     week: Vec<NaiveDate>,
-    body: Vec<serde_json::Value>,
+    /// Serialized here rather than cloned: sqlx would serialize them anyway.
+    body: Vec<String>,
     state: Vec<&'static str>,
     /// `smallint[]` literals: unnest would flatten a two-dimensional array.
     keys: Vec<String>,
@@ -64,7 +65,7 @@ impl Columns {
             c.keys.push(format!("{{{}}}", held.join(",")));
             c.appid.push(appid);
             c.week.push(monday);
-            c.body.push(a.body.clone());
+            c.body.push(a.body.to_string());
             c.state.push(a.verdict.state.as_str());
             c.next_due.push(a.verdict.next_due);
             c.attempts.push(a.verdict.attempts);
@@ -94,7 +95,7 @@ impl Store {
                   WHERE weekly_retention.value IS DISTINCT FROM EXCLUDED.value
                  RETURNING appid, week_start),
              weeks AS (
-                 SELECT * FROM unnest($6::text[], $7::date[], $8::jsonb[], $9::text[], $10::text[],
+                 SELECT * FROM unnest($6::text[], $7::date[], $8::text[]::jsonb[], $9::text[], $10::text[],
                                       $11::timestamptz[], $12::integer[])
                           AS t(appid, week_start, body, state, keys, next_due, attempts)),
              archived AS (
