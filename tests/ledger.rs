@@ -9,6 +9,22 @@ use wxretain::domain::NaturalWeek;
 use wxretain::planner::Rule;
 use wxretain::store::Store;
 
+async fn migrated() -> (TestDb, Store) {
+    let db = TestDb::new().await;
+    let store = Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (db, store)
+}
+
+fn rule() -> Rule {
+    Rule {
+        publish_hour: 10,
+        final_grace: Duration::days(14),
+    }
+}
+
 async fn weeks_of(store: &Store, appid: &str) -> Vec<NaiveDate> {
     sqlx::query_scalar("SELECT week_start FROM retention_ledger WHERE appid = $1 ORDER BY 1")
         .bind(appid)
@@ -19,15 +35,8 @@ async fn weeks_of(store: &Store, appid: &str) -> Vec<NaiveDate> {
 
 #[tokio::test]
 async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
-    let db = TestDb::new().await;
-    let store = Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
-    let rule = Rule {
-        publish_hour: 10,
-        final_grace: Duration::days(14),
-    };
+    let (_db, store) = migrated().await;
+    let rule = rule();
     let apps = apps(3);
     let last = NaturalWeek::containing(NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
     let first = last.plus_weeks(-9);
@@ -101,15 +110,8 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
 
 #[tokio::test]
 async fn state_counts_cover_every_app_and_state_with_zeros() {
-    let db = TestDb::new().await;
-    let store = Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
-    let rule = Rule {
-        publish_hour: 10,
-        final_grace: Duration::days(14),
-    };
+    let (_db, store) = migrated().await;
+    let rule = rule();
     let apps = apps(2);
     let last = NaturalWeek::containing(NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
     store
