@@ -7,8 +7,6 @@ use common::*;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 use wxretain::domain::{NaturalWeek, BEIJING};
 use wxretain::pass::{run_pass, PassOptions};
 use wxretain::simulator::Faults;
@@ -153,49 +151,6 @@ async fn soak_good_apps_end_equal_to_the_truth_and_the_log_holds_no_secret() {
     assert!(ledger_errors
         .iter()
         .all(|e| !e.contains("access_token=") && !e.contains("secret-")));
-}
-
-/// A TCP proxy to Postgres that the test can cut and restore.
-struct Proxy {
-    port: u16,
-    up: Arc<std::sync::atomic::AtomicBool>,
-    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let (up2, conns2) = (up.clone(), conns.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !up2.load(std::sync::atomic::Ordering::SeqCst) {
-                    let _ = client.shutdown().await;
-                    continue;
-                }
-                let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                conns2.lock().expect("lock").push(task.abort_handle());
-            }
-        });
-        Self { port, up, conns }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for c in self.conns.lock().expect("lock").drain(..) {
-            c.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 #[tokio::test]

@@ -132,3 +132,108 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
         truth(&apps, first, last, sim.clock().now(), 10)
     );
 }
+
+/// Polls `url` until it answers `status`, or fails after `within`.
+async fn wait_for_status(url: &str, status: u16, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some((code, body)) = get(url).await {
+            if code == status {
+                return body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never answered {status} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_waits_for_a_database_that_is_down_and_readyz_follows_it() {
+    let db = TestDb::new().await;
+    let proxy = Proxy::start().await;
+    proxy.cut();
+    let mut via_proxy = reqwest::Url::parse(&db.url).expect("url");
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let sim = simulator(chrono::Utc::now(), |c| c.clock = SimClock::real()).await;
+    let apps = apps(2);
+    let (toml, env) = config_toml(
+        &apps,
+        "[wechat]\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 4\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wxretain.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .envs(env)
+        .env("DATABASE_URL", via_proxy.as_str())
+        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wxretain run");
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Down at start-up: alive, not ready, and it does not exit.
+    wait_for_status(&format!("{base}/livez"), 200, Duration::from_secs(20)).await;
+    let why = wait_for_status(&format!("{base}/readyz"), 503, Duration::from_secs(10)).await;
+    assert!(why.contains("database"), "{why}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "run exited while waiting for the database"
+    );
+
+    // Back: it migrates, becomes ready and runs its start-up pass.
+    proxy.restore();
+    wait_for_status(&format!("{base}/readyz"), 200, Duration::from_secs(40)).await;
+    // Weeks WeChat has published (on a Monday morning the last one is not yet).
+    let now = chrono::Utc::now();
+    let last = NaturalWeek::last_completed_at(now, BEIJING);
+    let published: std::collections::BTreeSet<_> = truth(&apps, last.plus_weeks(-3), last, now, 10)
+        .into_iter()
+        .map(|r| (r.0, r.1))
+        .collect();
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stored = "SELECT count(*) FROM retention_ledger WHERE cardinality(keys) > 0";
+    while sqlx::query_scalar::<_, i64>(stored)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0)
+        < published.len() as i64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the start-up pass never stored the {} published weeks",
+            published.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Gone again while running: not ready, still alive; back: ready.
+    proxy.cut();
+    wait_for_status(&format!("{base}/readyz"), 503, Duration::from_secs(20)).await;
+    assert_eq!(get(&format!("{base}/livez")).await.map(|r| r.0), Some(200));
+    proxy.restore();
+    wait_for_status(&format!("{base}/readyz"), 200, Duration::from_secs(20)).await;
+
+    let pid = child.id().expect("pid").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+}
