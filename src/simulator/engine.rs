@@ -29,6 +29,9 @@ pub(crate) enum Answer {
     Garbage,
 }
 
+/// Arrival times kept for rate checks: the first million data calls.
+const MAX_ARRIVALS: usize = 1_000_000;
+
 struct State {
     faults: Faults,
     rng: StdRng,
@@ -153,8 +156,11 @@ impl Engine {
             let mut st = self.lock();
             st.stats.total_data_calls += 1;
             let appid = token.and_then(|t| st.tokens.owner(t));
-            let at = self.started.elapsed();
-            st.arrivals.push((appid.clone(), at));
+            // Bounded, so a simulator serving a long demo does not grow forever.
+            if st.arrivals.len() < MAX_ARRIVALS {
+                let at = self.started.elapsed();
+                st.arrivals.push((appid.clone(), at));
+            }
             if let (Some(app), Ok(w)) = (&appid, &week) {
                 st.stats
                     .per_week

@@ -93,8 +93,8 @@ impl SimulatorHandle {
         self.engine.stats().calls_for(appid, week)
     }
 
-    /// Every data call's arrival time (since the simulator started) and the
-    /// app its token belonged to, in arrival order.
+    /// Each data call's arrival time (since the simulator started) and the
+    /// app its token belonged to, in arrival order (the first million calls).
     pub fn arrivals(&self) -> Vec<(Option<AppId>, std::time::Duration)> {
         self.engine.arrivals()
     }
