@@ -4,12 +4,16 @@
 use crate::config::WechatConfig;
 use crate::domain::AppId;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct Throttle {
     global: DefaultDirectRateLimiter,
     per_app: DefaultKeyedRateLimiter<AppId>,
+    /// One waiter per app at a time, held through both limiters (see `acquire`).
+    turns: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Calls spaced evenly at `rate` per second, with no burst: "at most R in any
@@ -27,14 +31,25 @@ impl Throttle {
         Self {
             global: RateLimiter::direct(spaced(config.rate_per_second)),
             per_app: RateLimiter::keyed(spaced(config.app_rate_per_second)),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
     /// Waits until one more data call to `appid` is allowed, and takes it.
+    ///
+    /// Two limiters cannot be taken at once, so: the app's slot first, then
+    /// the global one, right before the request goes out, so the global limit
+    /// holds exactly. The app's slot may be taken well before its call (while
+    /// the global limit holds it back); if the app's next caller could take
+    /// its slot meanwhile, its calls would bunch up at WeChat. Holding the
+    /// app's turn through both waits makes each app slot fall between two of
+    /// its calls, so no second sees more than the app's rate plus one.
     pub async fn acquire(&self, appid: &AppId) {
-        // The app's slot first, the global one last: the call goes out right
-        // after the global slot, so the global limit holds exactly and the
-        // app's holds within the (short) global wait.
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            turns.entry(appid.clone()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
         self.per_app.until_key_ready(appid).await;
         self.global.until_ready().await;
     }
