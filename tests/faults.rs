@@ -234,13 +234,10 @@ async fn kill_9_during_a_backfill_then_a_rerun_leaves_the_truth() {
     })
     .await;
     let apps = apps(3);
-    let (toml, env) = config_toml(
+    let (_dir, path, env) = config_file(
         &apps,
         "[wechat]\nmax_in_flight = 4\nretry_min_delay_ms = 5\n",
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("wxretain.toml");
-    std::fs::write(&path, toml).expect("config");
     let last = NaturalWeek::last_completed_at(real_now, BEIJING);
     let first = last.plus_weeks(-19);
     let backfill_cmd = || {

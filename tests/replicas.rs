@@ -5,18 +5,10 @@ mod common;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use common::*;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
-use wxretain::domain::{AppId, NaturalWeek};
+use tokio::process::Child;
+use wxretain::domain::NaturalWeek;
 use wxretain::simulator::{Faults, SimClock, SimulatorHandle};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// One `wxretain run` process. Each claims "another host" (`HOSTNAME`), so a
 /// dead one's weeks come back only when its lease ends, as across machines.
@@ -35,18 +27,9 @@ impl Replica {
         sim: &SimulatorHandle,
     ) -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_wxretain"))
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .envs(env)
+        let child = run_command(config, env, &db.url, &sim.base_url(), port)
             .env("HOSTNAME", host)
-            .env("DATABASE_URL", &db.url)
-            .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn wxretain run");
         Self {
@@ -72,16 +55,7 @@ impl Replica {
     }
 
     async fn stop(mut self) {
-        let pid = self.child.id().expect("pid").to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("exits within 15 s of SIGTERM")
-            .expect("wait");
+        let status = terminate(&mut self.child, Duration::from_secs(15)).await;
         assert!(status.success(), "{}: exit status {status:?}", self.host);
     }
 }
@@ -112,13 +86,6 @@ async fn wait_until_settled(db: &TestDb, expected_weeks: i64, within: Duration) 
     }
 }
 
-fn write_config(dir: &tempfile::TempDir, apps: &[AppId], extra: &str) -> std::path::PathBuf {
-    let (toml, _) = config_toml(apps, extra);
-    let path = dir.path().join("wxretain.toml");
-    std::fs::write(&path, toml).expect("write config");
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
     let db = TestDb::new().await;
@@ -133,9 +100,7 @@ async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
     let apps = apps(100);
     let weeks = 20;
     let extra = format!("{FAST}[schedule]\nlookback_weeks = {weeks}\n");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_config(&dir, &apps, &extra);
-    let (_, env) = config_toml(&apps, &extra);
+    let (_dir, path, env) = config_file(&apps, &extra);
 
     let replicas: Vec<Replica> = ["replica-a", "replica-b", "replica-c"]
         .iter()
@@ -190,9 +155,7 @@ async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends(
         "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 1\nretry_attempts = 1\n\
                  retry_min_delay_ms = 5\nmax_in_flight = 4\n\
                  [schedule]\nlookback_weeks = 20\nlease_secs = 9\ncron = \"*/2 * * * * *\"\n";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_config(&dir, &apps, extra);
-    let (_, env) = config_toml(&apps, extra);
+    let (_dir, path, env) = config_file(&apps, extra);
 
     let mut doomed = Replica::start("replica-doomed", &path, &env, &db, &sim);
     let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");

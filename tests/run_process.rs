@@ -4,17 +4,9 @@
 mod common;
 
 use common::*;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use wxretain::domain::{NaturalWeek, BEIJING};
 use wxretain::simulator::{Faults, SimClock};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 async fn get(url: &str) -> Option<(u16, String)> {
     let response = reqwest::get(url).await.ok()?;
@@ -35,24 +27,12 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
     })
     .await;
     let apps = apps(3);
-    let (toml, env) = config_toml(
+    let (_dir, path, env) = config_file(
         &apps,
         "[wechat]\nmax_in_flight = 4\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 20\n",
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("wxretain.toml");
-    std::fs::write(&path, toml).expect("write config");
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .envs(env)
-        .env("DATABASE_URL", &db.url)
-        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+    let mut child = run_command(&path, &env, &db.url, &sim.base_url(), port)
         .spawn()
         .expect("spawn wxretain run");
 
@@ -88,7 +68,6 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
     );
 
     // SIGTERM mid-pass (60 weeks at 4 in flight × 150 ms take ~2.5 s).
-    let pid = child.id().expect("pid");
     let stored_before: i64 =
         sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE cardinality(keys) > 0")
             .fetch_one(&sqlx::PgPool::connect(&db.url).await.expect("pool"))
@@ -98,15 +77,7 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
         stored_before < 60,
         "the pass should still be running ({stored_before} weeks stored)"
     );
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits within 10 s of SIGTERM")
-        .expect("wait");
+    let status = terminate(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status:?}");
 
     // Nothing half-written, no lease left behind; a re-run completes the table.
@@ -159,24 +130,12 @@ async fn run_waits_for_a_database_that_is_down_and_readyz_follows_it() {
     via_proxy.set_port(Some(proxy.port)).expect("port");
     let sim = simulator(chrono::Utc::now(), |c| c.clock = SimClock::real()).await;
     let apps = apps(2);
-    let (toml, env) = config_toml(
+    let (_dir, path, env) = config_file(
         &apps,
         "[wechat]\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 4\n",
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("wxretain.toml");
-    std::fs::write(&path, toml).expect("write config");
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .envs(env)
-        .env("DATABASE_URL", via_proxy.as_str())
-        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
+    let mut child = run_command(&path, &env, via_proxy.as_str(), &sim.base_url(), port)
         .spawn()
         .expect("spawn wxretain run");
     let base = format!("http://127.0.0.1:{port}");
@@ -225,15 +184,6 @@ async fn run_waits_for_a_database_that_is_down_and_readyz_follows_it() {
     proxy.restore();
     wait_for_status(&format!("{base}/readyz"), 200, Duration::from_secs(20)).await;
 
-    let pid = child.id().expect("pid").to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
+    let status = terminate(&mut child, Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status:?}");
 }

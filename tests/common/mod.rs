@@ -282,3 +282,69 @@ impl Proxy {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A config file for `apps` (see `config_toml`) in a fresh temp dir, and the
+/// environment holding their secrets. Keep the dir alive while it is used.
+pub fn config_file(
+    apps: &[AppId],
+    extra: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    HashMap<String, String>,
+) {
+    let (toml, env) = config_toml(apps, extra);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wxretain.toml");
+    std::fs::write(&path, toml).expect("write config");
+    (dir, path, env)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `wxretain run --config CONFIG --listen 127.0.0.1:PORT` against the given
+/// database and WeChat, output discarded, killed if the test drops it. Add
+/// environment before spawning. tokio's Command: a blocking wait would stall
+/// an in-process simulator on the test's runtime.
+pub fn run_command(
+    config: &Path,
+    env: &HashMap<String, String>,
+    database_url: &str,
+    base_url: &str,
+    port: u16,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .envs(env)
+        .env("DATABASE_URL", database_url)
+        .env("WXRETAIN_WECHAT_BASE_URL", base_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Sends SIGTERM and waits (at most `within`) for the exit status.
+pub async fn terminate(
+    child: &mut tokio::process::Child,
+    within: std::time::Duration,
+) -> std::process::ExitStatus {
+    let pid = child.id().expect("pid").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -TERM {pid}");
+    tokio::time::timeout(within, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within {within:?} of SIGTERM"))
+        .expect("wait")
+}
