@@ -1,6 +1,6 @@
 //! The ledger: which `(appid, week)` exist, which are due, who holds them.
 
-use super::Store;
+use super::{app_strings, Store};
 use crate::domain::{AppId, NaturalWeek};
 use crate::planner::{Before, Rule, Verdict, WeekState};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,10 +23,6 @@ pub struct Claim {
     pub appid: AppId,
     pub week: NaturalWeek,
     pub before: Before,
-}
-
-fn app_strings(apps: &[AppId]) -> Vec<String> {
-    apps.iter().map(ToString::to_string).collect()
 }
 
 impl Store {

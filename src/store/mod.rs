@@ -24,6 +24,11 @@ use std::time::Duration;
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Appids as the `text[]` the queries bind.
+fn app_strings(apps: &[crate::domain::AppId]) -> Vec<String> {
+    apps.iter().map(ToString::to_string).collect()
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {

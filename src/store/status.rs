@@ -1,7 +1,7 @@
 //! What the ledger says, per app and per week, for `status`, `backfill`'s
 //! summary and the metrics.
 
-use super::Store;
+use super::{app_strings, Store};
 use crate::domain::{AppId, NaturalWeek};
 use crate::planner::WeekState;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -88,7 +88,7 @@ impl Store {
                LEFT JOIN errors e USING (appid)
               ORDER BY apps.appid",
         )
-        .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind(app_strings(apps))
         .bind(first.monday())
         .bind(last.monday())
         .fetch_all(self.pool())
@@ -133,7 +133,7 @@ impl Store {
               WHERE appid = ANY($1) AND week_start BETWEEN $2 AND $3
               ORDER BY appid, week_start",
         )
-        .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind(app_strings(apps))
         .bind(first.monday())
         .bind(last.monday())
         .fetch_all(self.pool())
@@ -168,7 +168,7 @@ impl Store {
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
               GROUP BY l.appid, l.state",
         )
-        .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind(app_strings(apps))
         .fetch_all(self.pool())
         .await?;
         let found: std::collections::HashMap<(String, String), i64> = found
@@ -198,7 +198,7 @@ impl Store {
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
               WHERE l.last_success_at IS NOT NULL GROUP BY l.appid",
         )
-        .bind(apps.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .bind(app_strings(apps))
         .fetch_all(self.pool())
         .await
     }
