@@ -3,17 +3,20 @@
 
 use crate::config::WechatConfig;
 use crate::domain::AppId;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// An app's limiter behind its own lock: holding the lock is the app's turn,
+/// kept through both waits (see `acquire`).
+type AppTurn = Arc<tokio::sync::Mutex<DefaultDirectRateLimiter>>;
+
 pub struct Throttle {
     global: DefaultDirectRateLimiter,
-    per_app: DefaultKeyedRateLimiter<AppId>,
-    /// One waiter per app at a time, held through both limiters (see `acquire`).
-    turns: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<()>>>>,
+    app_quota: Quota,
+    apps: Mutex<HashMap<AppId, AppTurn>>,
 }
 
 /// Calls spaced evenly at `rate` per second, with no burst: "at most R in any
@@ -30,8 +33,8 @@ impl Throttle {
     pub fn new(config: &WechatConfig) -> Self {
         Self {
             global: RateLimiter::direct(spaced(config.rate_per_second)),
-            per_app: RateLimiter::keyed(spaced(config.app_rate_per_second)),
-            turns: Mutex::new(HashMap::new()),
+            app_quota: spaced(config.app_rate_per_second),
+            apps: Mutex::new(HashMap::new()),
         }
     }
 
@@ -46,11 +49,15 @@ impl Throttle {
     /// its calls, so no second sees more than the app's rate plus one.
     pub async fn acquire(&self, appid: &AppId) {
         let turn = {
-            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-            turns.entry(appid.clone()).or_default().clone()
+            let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+            apps.entry(appid.clone())
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(RateLimiter::direct(self.app_quota)))
+                })
+                .clone()
         };
-        let _turn = turn.lock().await;
-        self.per_app.until_key_ready(appid).await;
+        let app = turn.lock().await;
+        app.until_ready().await;
         self.global.until_ready().await;
     }
 }
