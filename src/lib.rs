@@ -9,6 +9,7 @@
 //! - [`validate`]: an answer is checked before anything is written;
 //! - [`pass`]: one pass of plan → claim → fetch → validate → store, driven by
 //!   the scheduler, `once`, `backfill` and the tests alike;
+//! - [`replica`]: who holds a lease, and whether a holder still runs;
 //! - [`report`]: the cohort triangle as a table, CSV or JSON;
 //! - [`simulator`]: a WeChat stand-in for tests, the demo and the benchmark.
 
@@ -19,6 +20,7 @@ pub mod domain;
 pub mod metrics;
 pub mod pass;
 pub mod planner;
+pub mod replica;
 pub mod report;
 pub mod scheduler;
 pub mod server;

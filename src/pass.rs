@@ -6,13 +6,14 @@
 use crate::config::{AppConfig, Config};
 use crate::domain::{AppId, NaturalWeek};
 use crate::planner::{Rule, Verdict, WeekState};
+use crate::replica::ReplicaId;
 use crate::store::{Answered, Claim, SaveStats, Scope, Store};
 use crate::validate::validate;
 use crate::wechat::{ErrorClass, FetchError, WeChatClient};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ pub struct Pipeline {
     pub client: WeChatClient,
     pub rule: Rule,
     /// This process's name in `lease_owner`.
-    pub owner: String,
+    pub owner: ReplicaId,
 }
 
 /// What a pass is asked to do.
@@ -54,6 +55,9 @@ pub struct PassReport {
     /// Weeks whose result could not be written (database trouble); their lease
     /// runs out and a later pass takes them again.
     pub unsaved: u64,
+    /// Weeks whose lease another replica had taken by the time their result
+    /// was written: that replica's result counts, this one was dropped.
+    pub lease_lost: u64,
 }
 
 /// Apps paused for the rest of the pass, and until when.
@@ -64,7 +68,7 @@ impl Pipeline {
         Ok(Self {
             client: WeChatClient::new(&config.wechat)?,
             rule: Rule::from_config(&config.schedule),
-            owner: replica_name(),
+            owner: ReplicaId::current(),
             config,
             store,
         })
@@ -118,6 +122,12 @@ pub async fn run_pass(
     // many weeks, instead of a transaction per week.
     let save_batch = max_in_flight;
     let lease = p.config.schedule.lease;
+    // Claimed weeks wait (queue, rate limits, the token lock) before their
+    // fetch starts: renew every lease held well before it can run out.
+    let _heartbeat = Heartbeat::start(p, lease);
+    // Weeks claimed and not yet finished: a claim that returns one of them
+    // again (its lease had run out and we took it back) must not start it twice.
+    let mut held: HashSet<(AppId, NaturalWeek)> = HashSet::new();
     let pauses: Pauses = Mutex::new(HashMap::new());
     let mut queue: VecDeque<Claim> = VecDeque::new();
     let mut answered: Vec<Pending> = Vec::new();
@@ -164,7 +174,7 @@ pub async fn run_pass(
                 .map(|p| (p.answered, p.latency_ms))
                 .unzip();
             events.push(Box::pin(async move {
-                let saved = p.store.save_answers(&batch).await;
+                let saved = p.store.save_answers(&p.owner, &batch).await;
                 Event::Saved(batch, latencies, saved)
             }));
         }
@@ -173,15 +183,20 @@ pub async fn run_pass(
             Some(Event::Claimed(Ok(claims))) => {
                 claiming = false;
                 exhausted = claims.is_empty();
-                queue.extend(claims);
+                queue.extend(
+                    claims
+                        .into_iter()
+                        .filter(|c| held.insert((c.appid.clone(), c.week))),
+                );
             }
             Some(Event::Claimed(Err(e))) => {
                 claiming = false;
                 exhausted = true;
                 claim_error = Some(e);
             }
-            Some(Event::Fetched(Fetched::Done(outcome))) => {
+            Some(Event::Fetched(Fetched::Done(week, outcome))) => {
                 fetching -= 1;
+                held.remove(&week);
                 tally(&outcome, &mut report, progress);
             }
             Some(Event::Fetched(Fetched::Answered(pending))) => {
@@ -197,6 +212,9 @@ pub async fn run_pass(
             Some(Event::FlushDue) => flush_due = true,
             Some(Event::Saved(batch, latencies, saved)) => {
                 saving = false;
+                for a in &batch {
+                    held.remove(&(a.claim.appid.clone(), a.claim.week));
+                }
                 for outcome in saved_outcomes(batch, latencies, saved) {
                     tally(&outcome, &mut report, progress);
                 }
@@ -224,13 +242,44 @@ enum Event {
     /// The oldest unsaved answer has waited [`FLUSH_AFTER`].
     FlushDue,
     /// A written (or lost) batch, with each answer's fetch latency.
-    Saved(Vec<Answered>, Vec<u64>, sqlx::Result<Vec<SaveStats>>),
+    Saved(
+        Vec<Answered>,
+        Vec<u64>,
+        sqlx::Result<Vec<Option<SaveStats>>>,
+    ),
 }
 
 /// A fetch either ended the week's attempt or brought an answer to store.
 enum Fetched {
-    Done(Outcome),
+    Done((AppId, NaturalWeek), Outcome),
     Answered(Pending),
+}
+
+/// Renews this process's leases every third of a lease while a pass runs;
+/// stops when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(p: &Pipeline, lease: Duration) -> Self {
+        let (store, owner) = (p.store.clone(), p.owner.clone());
+        Self(tokio::spawn(async move {
+            let mut every = tokio::time::interval(lease / 3);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await; // the first tick is immediate: the claim just set them
+            loop {
+                every.tick().await;
+                if let Err(e) = store.extend_leases(&owner, lease).await {
+                    tracing::warn!(error = %e, "could not renew leases; weeks whose lease runs out may be taken by another replica, and this one's result is then dropped");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A valid answer waiting for its batch to be written.
@@ -250,7 +299,7 @@ fn tally(outcome: &Outcome, report: &mut PassReport, progress: Option<&indicatif
 fn saved_outcomes(
     batch: Vec<Answered>,
     latencies: Vec<u64>,
-    saved: sqlx::Result<Vec<SaveStats>>,
+    saved: sqlx::Result<Vec<Option<SaveStats>>>,
 ) -> Vec<Outcome> {
     match saved {
         Ok(stats) => batch
@@ -259,6 +308,11 @@ fn saved_outcomes(
             .zip(stats)
             .map(|((a, latency_ms), stats)| {
                 let (claim, verdict) = (&a.claim, &a.verdict);
+                let Some(stats) = stats else {
+                    tracing::warn!(appid = %claim.appid, week = %claim.week, outcome = "lease_lost", latency_ms, "another replica took this week after its lease ran out; this answer is dropped");
+                    record_metrics(claim, &Outcome::LeaseLost);
+                    return Outcome::LeaseLost;
+                };
                 tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?a.answer.keys(),
                     rows_written = stats.rows_written, state = verdict.state.as_str(),
                     next_due = ?verdict.next_due, latency_ms, "fetched week");
@@ -285,17 +339,26 @@ fn saved_outcomes(
 
 /// What happened to one claimed week.
 enum Outcome {
-    Stored { rows: u64, state: WeekState },
+    Stored {
+        rows: u64,
+        state: WeekState,
+    },
     Failed(ErrorClass),
     Rejected,
     Deferred,
     Unsaved,
+    /// Another replica holds the week now: nothing of this attempt was written.
+    LeaseLost,
 }
 
 impl Outcome {
     fn count(&self, r: &mut PassReport) {
         match self {
             Outcome::Deferred => r.deferred += 1,
+            Outcome::LeaseLost => {
+                r.attempted += 1;
+                r.lease_lost += 1
+            }
             Outcome::Unsaved => {
                 r.attempted += 1;
                 r.unsaved += 1
@@ -325,8 +388,26 @@ impl Outcome {
 }
 
 async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Pauses) -> Fetched {
+    let week = (claim.appid.clone(), claim.week);
+    match attempt(p, claim, as_of, pauses).await {
+        Attempt::Done(outcome) => Fetched::Done(week, outcome),
+        Attempt::Answered(pending) => Fetched::Answered(pending),
+    }
+}
+
+enum Attempt {
+    Done(Outcome),
+    Answered(Pending),
+}
+
+/// Whether a fenced write found the week still ours.
+fn fenced(written: sqlx::Result<bool>, outcome: Outcome) -> sqlx::Result<Outcome> {
+    written.map(|ours| if ours { outcome } else { Outcome::LeaseLost })
+}
+
+async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Pauses) -> Attempt {
     let Some(app) = p.config.apps.iter().find(|a| a.appid == claim.appid) else {
-        return Fetched::Done(Outcome::Deferred); // scope only holds configured apps
+        return Attempt::Done(Outcome::Deferred); // scope only holds configured apps
     };
     let paused_until = lock(pauses).get(&claim.appid).copied();
     if let Some(until) = paused_until {
@@ -335,21 +416,22 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             next_due: Some(until),
             attempts: claim.before.attempts,
         };
-        return Fetched::Done(match p.store.defer(&claim, &verdict).await {
-            Ok(()) => Outcome::Deferred,
+        return Attempt::Done(match p.store.defer(&p.owner, &claim, &verdict).await {
+            Ok(true) => Outcome::Deferred,
+            Ok(false) => Outcome::LeaseLost,
             Err(_) => Outcome::Unsaved,
         });
     }
     let started = Instant::now();
     let fetched = fetch_with_retry(p, app, claim.week).await;
     let latency_ms = started.elapsed().as_millis() as u64;
-    let (outcome, written) = match fetched {
+    let written = match fetched {
         Ok(raw) => match validate(claim.week, &raw.body) {
             Ok(answer) => {
                 let verdict = p
                     .rule
                     .after_answer(claim.week, &answer.keys(), claim.before, as_of);
-                return Fetched::Answered(Pending {
+                return Attempt::Answered(Pending {
                     answered: Answered {
                         claim,
                         answer,
@@ -367,9 +449,9 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                 let body = raw.body.to_string();
                 let saved = p
                     .store
-                    .record_rejection(&claim, &verdict, &rejection.to_string(), &body)
+                    .record_rejection(&p.owner, &claim, &verdict, &rejection.to_string(), &body)
                     .await;
-                (Outcome::Rejected, saved)
+                fenced(saved, Outcome::Rejected)
             }
         },
         Err(error) => {
@@ -389,20 +471,26 @@ async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             }
             let saved = p
                 .store
-                .record_failure(&claim, &verdict, error.errcode(), &error.to_string())
+                .record_failure(
+                    &p.owner,
+                    &claim,
+                    &verdict,
+                    error.errcode(),
+                    &error.to_string(),
+                )
                 .await;
-            (Outcome::Failed(class), saved)
+            fenced(saved, Outcome::Failed(class))
         }
     };
     let outcome = match written {
-        Ok(()) => outcome,
+        Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(appid = %claim.appid, week = %claim.week, error = %e, "could not record the result; the week will be taken again when its lease ends");
             Outcome::Unsaved
         }
     };
     record_metrics(&claim, &outcome);
-    Fetched::Done(outcome)
+    Attempt::Done(outcome)
 }
 
 /// Per-app counters and gauges for one week's final outcome.
@@ -418,6 +506,7 @@ fn record_metrics(claim: &Claim, outcome: &Outcome) {
         Outcome::Rejected => "rejected",
         Outcome::Deferred => "deferred",
         Outcome::Unsaved => "unsaved",
+        Outcome::LeaseLost => "lease_lost",
     };
     metrics::counter!("wxretain_fetches_total", "appid" => claim.appid.to_string(), "outcome" => label).increment(1);
     if let Outcome::Stored { rows, .. } = outcome {
@@ -472,16 +561,4 @@ fn log_failure(claim: &Claim, error: &FetchError, verdict: &Verdict, latency_ms:
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the counters are still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// `host:pid:random`, so leases say who holds them.
-fn replica_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string());
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}:{}:{}", std::process::id(), &id[..8])
 }

@@ -10,8 +10,7 @@ use tokio::process::Child;
 use wxretain::domain::NaturalWeek;
 use wxretain::simulator::{Faults, SimClock, SimulatorHandle};
 
-/// One `wxretain run` process. Each claims "another host" (`HOSTNAME`), so a
-/// dead one's weeks come back only when its lease ends, as across machines.
+/// One `wxretain run` process, named by `HOSTNAME`.
 struct Replica {
     host: String,
     port: u16,
@@ -32,6 +31,40 @@ impl Replica {
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("spawn wxretain run");
+        Self::named(host, port, child)
+    }
+
+    /// As if on another machine: PID 1 of a PID namespace of its own, whose
+    /// death the others cannot see, so its weeks come back only when its
+    /// lease ends. Killing it (`unshare`) kills the replica with it.
+    fn start_elsewhere(
+        host: &str,
+        config: &std::path::Path,
+        env: &std::collections::HashMap<String, String>,
+        db: &TestDb,
+        sim: &SimulatorHandle,
+    ) -> Self {
+        let port = free_port();
+        let plain = run_command(config, env, &db.url, &sim.base_url(), port);
+        let plain = plain.as_std();
+        let mut command = tokio::process::Command::new("unshare");
+        command
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(plain.get_program())
+            .args(plain.get_args())
+            .envs(env)
+            .env("DATABASE_URL", &db.url)
+            .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
+            .env("HOSTNAME", host)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let child = command.spawn().expect("spawn unshare … wxretain run");
+        Self::named(host, port, child)
+    }
+
+    fn named(host: &str, port: u16, child: Child) -> Self {
         Self {
             host: host.to_string(),
             port,
@@ -157,7 +190,7 @@ async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends(
                  [schedule]\nlookback_weeks = 20\nlease_secs = 9\ncron = \"*/2 * * * * *\"\n";
     let (_dir, path, env) = config_file(&apps, extra);
 
-    let mut doomed = Replica::start("replica-doomed", &path, &env, &db, &sim);
+    let mut doomed = Replica::start_elsewhere("replica-doomed", &path, &env, &db, &sim);
     let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
     // Kill it while it holds leases.
     let deadline = Instant::now() + Duration::from_secs(30);

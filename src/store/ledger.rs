@@ -3,6 +3,7 @@
 use super::{app_strings, Store};
 use crate::domain::{AppId, NaturalWeek};
 use crate::planner::{Before, Rule, Verdict, WeekState};
+use crate::replica::ReplicaId;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::time::Duration;
 
@@ -100,7 +101,7 @@ impl Store {
     /// `as_of`) hands a dead replica's weeks to the others once it runs out.
     pub async fn claim(
         &self,
-        owner: &str,
+        owner: &ReplicaId,
         scope: &Scope,
         as_of: DateTime<Utc>,
         limit: i64,
@@ -129,7 +130,7 @@ impl Store {
         .bind(scope.first.map(NaturalWeek::monday))
         .bind(scope.last.map(NaturalWeek::monday))
         .bind(limit)
-        .bind(owner)
+        .bind(owner.as_str())
         .bind(lease.as_secs_f64())
         .fetch_all(self.pool())
         .await?;
@@ -153,35 +154,68 @@ impl Store {
     }
 
     /// Gives back every lease `owner` still holds (end of a pass, shutdown).
-    pub async fn release(&self, owner: &str) -> sqlx::Result<u64> {
+    pub async fn release(&self, owner: &ReplicaId) -> sqlx::Result<u64> {
         let result = sqlx::query("UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
-            .bind(owner)
+            .bind(owner.as_str())
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected())
     }
 
-    /// Records a failed attempt: the error (already free of secrets) and the verdict.
+    /// Renews every lease `owner` holds for another `lease`: a claimed week
+    /// may wait in the queue, the rate limiter and the token lock far longer
+    /// than one fetch takes, and must not be handed to another replica
+    /// meanwhile. The pass calls this well within each lease.
+    pub async fn extend_leases(&self, owner: &ReplicaId, lease: Duration) -> sqlx::Result<u64> {
+        let result = sqlx::query(
+            "UPDATE retention_ledger SET lease_until = now() + make_interval(secs => $2)
+              WHERE lease_owner = $1",
+        )
+        .bind(owner.as_str())
+        .bind(lease.as_secs_f64())
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Records a failed attempt: the error (already free of secrets) and the
+    /// verdict. False when `owner` no longer holds the week (its lease ran
+    /// out and another replica took it): then nothing is written.
     pub async fn record_failure(
         &self,
+        owner: &ReplicaId,
         claim: &Claim,
         verdict: &Verdict,
         errcode: Option<i64>,
         error: &str,
-    ) -> sqlx::Result<()> {
-        mark_failed(self.pool(), claim, verdict, errcode, error).await
+    ) -> sqlx::Result<bool> {
+        mark_failed(self.pool(), owner, claim, verdict, errcode, error).await
     }
 
     /// Records an answer that failed validation: nothing goes to the table,
     /// the body is kept for inspection, the ledger says why.
+    /// False, and nothing written, when `owner` no longer holds the week.
     pub async fn record_rejection(
         &self,
+        owner: &ReplicaId,
         claim: &Claim,
         verdict: &Verdict,
         reason: &str,
         body: &str,
-    ) -> sqlx::Result<()> {
+    ) -> sqlx::Result<bool> {
         let mut tx = self.pool().begin().await?;
+        let ours = mark_failed(
+            &mut *tx,
+            owner,
+            claim,
+            verdict,
+            None,
+            &format!("rejected answer: {reason}"),
+        )
+        .await?;
+        if !ours {
+            return Ok(false);
+        }
         sqlx::query("INSERT INTO rejected_answers (appid, week_start, reason, body) VALUES ($1, $2, $3, $4)")
             .bind(claim.appid.as_str())
             .bind(claim.week.monday())
@@ -189,32 +223,27 @@ impl Store {
             .bind(body)
             .execute(&mut *tx)
             .await?;
-        mark_failed(
-            &mut *tx,
-            claim,
-            verdict,
-            None,
-            &format!("rejected answer: {reason}"),
-        )
-        .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
 /// The ledger's side of an unsuccessful attempt; the lease is given back.
+/// Fenced: only while `owner` still holds the week.
 async fn mark_failed<'e>(
     executor: impl sqlx::PgExecutor<'e>,
+    owner: &ReplicaId,
     claim: &Claim,
     verdict: &Verdict,
     errcode: Option<i64>,
     error: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
         "UPDATE retention_ledger
             SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
                 last_attempt_at = now(), last_errcode = $6, last_error = $7,
                 lease_owner = NULL, lease_until = NULL, updated_at = now()
-          WHERE appid = $1 AND week_start = $2",
+          WHERE appid = $1 AND week_start = $2 AND lease_owner = $8",
     )
     .bind(claim.appid.as_str())
     .bind(claim.week.monday())
@@ -223,25 +252,33 @@ async fn mark_failed<'e>(
     .bind(verdict.attempts)
     .bind(errcode)
     .bind(error)
+    .bind(owner.as_str())
     .execute(executor)
     .await?;
-    Ok(())
+    Ok(result.rows_affected() == 1)
 }
 
 impl Store {
-    /// Puts a claimed week off without an attempt (its app is paused).
-    pub async fn defer(&self, claim: &Claim, verdict: &Verdict) -> sqlx::Result<()> {
-        sqlx::query(
+    /// Puts a claimed week off without an attempt (its app is paused), if
+    /// `owner` still holds it.
+    pub async fn defer(
+        &self,
+        owner: &ReplicaId,
+        claim: &Claim,
+        verdict: &Verdict,
+    ) -> sqlx::Result<bool> {
+        let result = sqlx::query(
             "UPDATE retention_ledger
                 SET next_due_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = now()
-              WHERE appid = $1 AND week_start = $2",
+              WHERE appid = $1 AND week_start = $2 AND lease_owner = $4",
         )
         .bind(claim.appid.as_str())
         .bind(claim.week.monday())
         .bind(verdict.next_due)
+        .bind(owner.as_str())
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     /// How many weeks in `scope` are due at `as_of` (for progress bars).
@@ -262,29 +299,27 @@ impl Store {
 }
 
 impl Store {
-    /// Frees leases held by processes of this host that no longer run (a
-    /// `kill -9`, a crash), so a re-run need not wait for their leases to end.
-    /// Owners are `host:pid:nonce`; a live pid with another nonce is only
-    /// ours if it is this very process (a restarted container keeps its pid).
-    pub async fn release_dead_local(&self, me: &str) -> sqlx::Result<u64> {
-        let mut parts = me.splitn(3, ':');
-        let (Some(host), Some(my_pid)) = (parts.next(), parts.next()) else {
+    /// Frees leases held by processes that no longer run in this pid space
+    /// (a `kill -9`, a crash), so a re-run need not wait for their leases to
+    /// end. Holders elsewhere, even on a host of the same name, are never
+    /// judged from here: see [`ReplicaId`].
+    pub async fn release_dead_local(&self, me: &ReplicaId) -> sqlx::Result<u64> {
+        let Some(space) = me.pid_space() else {
             return Ok(0);
         };
+        // An exact suffix, not LIKE: a host name may hold `_` or `%`.
         let owners: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT lease_owner FROM retention_ledger
-              WHERE lease_owner LIKE $1 || ':%' AND lease_owner <> $2 AND lease_until > now()",
+              WHERE lease_owner IS NOT NULL AND right(lease_owner, length($1) + 1) = ':' || $1
+                AND lease_owner <> $2 AND lease_until > now()",
         )
-        .bind(host)
-        .bind(me)
+        .bind(space)
+        .bind(me.as_str())
         .fetch_all(self.pool())
         .await?;
         let dead: Vec<String> = owners
             .into_iter()
-            .filter(|owner| {
-                let pid = owner.split(':').nth(1).unwrap_or_default();
-                pid == my_pid || !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            })
+            .filter(|owner| me.is_dead_neighbour(owner))
             .collect();
         if dead.is_empty() {
             return Ok(0);

@@ -4,6 +4,7 @@
 
 use super::{Claim, Store};
 use crate::planner::Verdict;
+use crate::replica::ReplicaId;
 use crate::validate::WeekAnswer;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
@@ -49,9 +50,19 @@ struct Columns {
 }
 
 impl Columns {
+    /// One entry per week: a week answered twice in a batch (claimed again
+    /// after its lease ran out) would make the upsert touch a row twice,
+    /// which Postgres refuses for the whole statement. The later answer wins.
     fn of(batch: &[Answered]) -> Self {
         let mut c = Columns::default();
-        for a in batch {
+        let mut last = HashMap::new();
+        for (i, a) in batch.iter().enumerate() {
+            last.insert((&a.claim.appid, a.claim.week), i);
+        }
+        for (i, a) in batch.iter().enumerate() {
+            if last.get(&(&a.claim.appid, a.claim.week)) != Some(&i) {
+                continue;
+            }
             let appid = a.claim.appid.to_string();
             let monday = a.claim.week.monday();
             for ((metric, key), value) in &a.answer.values {
@@ -76,8 +87,14 @@ impl Columns {
 
 impl Store {
     /// Writes a batch of answers atomically (a single statement is its own
-    /// transaction) and says, per answer, what changed.
-    pub async fn save_answers(&self, batch: &[Answered]) -> sqlx::Result<Vec<SaveStats>> {
+    /// transaction) and says, per answer, what changed: `None` for a week
+    /// `owner` no longer holds (its lease ran out and another replica took
+    /// it), of which nothing is written.
+    pub async fn save_answers(
+        &self,
+        owner: &ReplicaId,
+        batch: &[Answered],
+    ) -> sqlx::Result<Vec<Option<SaveStats>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -85,19 +102,28 @@ impl Store {
         // Unchanged values are not touched, so `last_changed_at` means what it
         // says; an answer identical to the last archived one is not archived
         // again. Both report what they wrote, per week.
+        // Fenced: only the weeks whose lease `owner` still holds are written,
+        // locked first so no other replica's claim can slip in between.
         let changed: Vec<(String, String, NaiveDate, i64)> = sqlx::query_as(
-            "WITH written AS (
+            "WITH all_weeks AS (
+                 SELECT * FROM unnest($6::text[], $7::date[], $8::text[]::jsonb[], $9::text[], $10::text[],
+                                      $11::timestamptz[], $12::integer[])
+                          AS t(appid, week_start, body, state, keys, next_due, attempts)),
+             mine AS (
+                 SELECT l.appid, l.week_start FROM retention_ledger l
+                   JOIN all_weeks USING (appid, week_start)
+                  WHERE l.lease_owner = $13
+                    FOR UPDATE OF l),
+             weeks AS (SELECT all_weeks.* FROM all_weeks JOIN mine USING (appid, week_start)),
+             written AS (
                  INSERT INTO weekly_retention (appid, week_start, week_end, metric, key, value)
                  SELECT a, w, w + 6, m, k, v
                    FROM unnest($1::text[], $2::date[], $3::text[], $4::smallint[], $5::bigint[]) AS t(a, w, m, k, v)
+                  WHERE (a, w) IN (SELECT appid, week_start FROM mine)
                  ON CONFLICT (appid, week_start, metric, key) DO UPDATE
                     SET value = EXCLUDED.value, last_changed_at = now()
                   WHERE weekly_retention.value IS DISTINCT FROM EXCLUDED.value
                  RETURNING appid, week_start),
-             weeks AS (
-                 SELECT * FROM unnest($6::text[], $7::date[], $8::text[]::jsonb[], $9::text[], $10::text[],
-                                      $11::timestamptz[], $12::integer[])
-                          AS t(appid, week_start, body, state, keys, next_due, attempts)),
              archived AS (
                  INSERT INTO retention_answers (appid, week_start, body)
                  SELECT appid, week_start, body FROM weeks
@@ -116,7 +142,9 @@ impl Store {
                   WHERE l.appid = weeks.appid AND l.week_start = weeks.week_start)
              SELECT 'rows', appid, week_start, count(*) FROM written GROUP BY appid, week_start
              UNION ALL
-             SELECT 'archived', appid, week_start, 1 FROM archived",
+             SELECT 'archived', appid, week_start, 1 FROM archived
+             UNION ALL
+             SELECT 'mine', appid, week_start, 1 FROM mine",
         )
         .bind(&c.row_appid)
         .bind(&c.row_week)
@@ -130,6 +158,7 @@ impl Store {
         .bind(&c.keys)
         .bind(&c.next_due)
         .bind(&c.attempts)
+        .bind(owner.as_str())
         .fetch_all(self.pool())
         .await?;
         let mut stats: HashMap<(String, NaiveDate), SaveStats> = HashMap::new();
@@ -137,13 +166,16 @@ impl Store {
             let s = stats.entry((appid, week)).or_default();
             match kind.as_str() {
                 "rows" => s.rows_written = n as u64,
-                _ => s.archived = true,
+                "archived" => s.archived = true,
+                _ => {} // "mine": present, so held
             }
         }
-        Ok(c.appid
-            .into_iter()
-            .zip(c.week)
-            .map(|key| stats.get(&key).copied().unwrap_or_default())
+        Ok(batch
+            .iter()
+            .map(|a| {
+                let key = (a.claim.appid.to_string(), a.claim.week.monday());
+                stats.get(&key).copied()
+            })
             .collect())
     }
 }
