@@ -147,6 +147,9 @@ pub struct ScheduleConfig {
     /// How long a claimed week stays reserved for the replica that took it;
     /// longer than any fetch can take, so a live replica never loses one.
     pub lease: Duration,
+    /// How far this host's clock may be from the database's before passes
+    /// refuse to plan or claim (see [`crate::clock`]).
+    pub max_clock_skew: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +239,8 @@ struct RawSchedule {
     publish_hour: Option<u32>,
     final_grace_days: Option<u32>,
     lease_secs: Option<u64>,
+    /// Seconds.
+    max_clock_skew: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -515,8 +520,18 @@ impl Checker<'_> {
                 ))
             }
         };
+        // Up to a day: beyond that the check would let a clock a day off
+        // plan a day of weeks early, which is what it is there to stop.
+        let max_clock_skew = raw.max_clock_skew.unwrap_or(300);
+        if !(1..=86_400).contains(&max_clock_skew) {
+            return Err(self.invalid(
+                "schedule.max_clock_skew",
+                format!("{max_clock_skew} is not a number of seconds from 1 to 86400"),
+            ));
+        }
         Ok(ScheduleConfig {
             lease,
+            max_clock_skew: Duration::from_secs(max_clock_skew),
             timezone,
             cron,
             start_week,

@@ -2,6 +2,7 @@
 //!
 //! The pipeline, one module per step:
 //! - [`config`]: the TOML file and environment, validated up front;
+//! - [`clock`]: the host's clock, checked against the database's;
 //! - [`planner`]: which `(appid, week)` are due, by the maturing rule;
 //! - [`store`]: Postgres — the `weekly_retention` table, the ledger, the raw
 //!   answer archive, claims with leases;
@@ -14,6 +15,7 @@
 //! - [`simulator`]: a WeChat stand-in for tests, the demo and the benchmark.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod domain;

@@ -3,8 +3,9 @@
 //! The scheduler's ticks, `once`, `backfill` and the tests all call
 //! [`run_pass`]; only what they put in [`PassOptions`] differs.
 
+use crate::clock::HostClock;
 use crate::config::{AppConfig, Config};
-use crate::domain::{AppId, NaturalWeek};
+use crate::domain::{AppId, KeySet, NaturalWeek};
 use crate::planner::{Rule, Verdict, WeekState};
 use crate::replica::ReplicaId;
 use crate::store::{Answered, Claim, SaveStats, Scope, Store};
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 /// Everything a pass needs; built once per process.
 pub struct Pipeline {
     pub config: Arc<Config>,
+    /// The host's clock, checked against the database's before each pass.
+    pub clock: HostClock,
     pub store: Store,
     pub client: WeChatClient,
     pub rule: Rule,
@@ -69,6 +72,7 @@ impl Pipeline {
             client: WeChatClient::new(&config.wechat)?,
             rule: Rule::from_config(&config.schedule),
             owner: ReplicaId::current(),
+            clock: HostClock::system(),
             config,
             store,
         })
@@ -81,6 +85,21 @@ impl Pipeline {
             first: None,
             last: None,
         }
+    }
+
+    /// Refuses to act when this host's clock is not the database's, or when
+    /// `as_of` is an instant the database has not reached: see [`crate::clock`].
+    pub async fn check_clock(&self, as_of: DateTime<Utc>) -> anyhow::Result<()> {
+        let database = self.store.db_now().await?;
+        let host = self.clock.now();
+        metrics::gauge!("wxretain_clock_skew_seconds")
+            .set((host - database).num_milliseconds() as f64 / 1000.0);
+        let limit = self.config.schedule.max_clock_skew;
+        crate::clock::check(host, database, as_of, limit).map_err(|e| {
+            tracing::error!(error = %e, %host, %database, %as_of, "refusing to plan or claim");
+            metrics::counter!("wxretain_passes_refused_total", "reason" => "clock").increment(1);
+            anyhow::Error::new(e)
+        })
     }
 
     /// The weeks a pass at `as_of` keeps: oldest kept to last completed.
@@ -99,6 +118,7 @@ pub async fn run_pass(
     progress: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<PassReport> {
     let mut report = PassReport::default();
+    p.check_clock(opts.as_of).await?;
     if opts.plan {
         let (first, last) = p.kept_weeks(opts.as_of);
         report.planned = p.store.plan(&opts.scope.apps, first, last, &p.rule).await?;
@@ -415,6 +435,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             state: claim.before.state,
             next_due: Some(until),
             attempts: claim.before.attempts,
+            late_since: claim.before.late_since,
         };
         return Attempt::Done(match p.store.defer(&p.owner, &claim, &verdict).await {
             Ok(true) => Outcome::Deferred,
@@ -428,9 +449,8 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
     let written = match fetched {
         Ok(raw) => match validate(claim.week, &raw.body) {
             Ok(answer) => {
-                let verdict = p
-                    .rule
-                    .after_answer(claim.week, &answer.keys(), claim.before, as_of);
+                let keys = KeySet::of(answer.keys()).union(claim.before.keys);
+                let verdict = p.rule.after_answer(claim.week, keys, claim.before, as_of);
                 return Attempt::Answered(Pending {
                     answered: Answered {
                         claim,

@@ -4,9 +4,14 @@
 //! WeChat publishes key k of week W on the Monday after week W+k ends (keys
 //! grow 0 → 4 over five weeks), so a week is fetched once when it ends and
 //! once per new key: about five calls over its life, not one per pass.
+//!
+//! A week WeChat never completes is made final by deadline, but never by one
+//! pass: the ledger keeps when a pass first found it late (`late_since`), and
+//! only attempts spread over `final_grace` from then may give up on it. One
+//! pass acting on a wrong instant can then delay a week, never lose its keys.
 
 use crate::config::ScheduleConfig;
-use crate::domain::{NaturalWeek, BEIJING, MAX_KEY};
+use crate::domain::{KeySet, NaturalWeek, BEIJING, MAX_KEY};
 use crate::wechat::ErrorClass;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -58,9 +63,22 @@ impl WeekState {
 #[derive(Debug, Clone, Copy)]
 pub struct Before {
     pub state: WeekState,
-    pub has_keys: bool,
+    /// Keys stored so far (an answer with fewer never takes them away).
+    pub keys: KeySet,
     /// Consecutive attempts that did not bring what was expected.
     pub attempts: i32,
+    /// When a pass first found the week late: key 4 due and not in.
+    pub late_since: Option<DateTime<Utc>>,
+}
+
+impl Before {
+    /// A week the ledger has just planned.
+    pub const FRESH: Before = Before {
+        state: WeekState::Missing,
+        keys: KeySet::EMPTY,
+        attempts: 0,
+        late_since: None,
+    };
 }
 
 /// The ledger's next word on a week after an attempt.
@@ -70,6 +88,19 @@ pub struct Verdict {
     /// `None`: final, never due again (until a manual backfill).
     pub next_due: Option<DateTime<Utc>>,
     pub attempts: i32,
+    /// What the ledger keeps as `late_since`.
+    pub late_since: Option<DateTime<Utc>>,
+}
+
+/// Where a week stands against its deadline at an attempt.
+#[derive(Debug, Clone, Copy)]
+struct Lateness {
+    /// `late_since` after this attempt.
+    since: Option<DateTime<Utc>>,
+    /// May be made final by deadline now.
+    may_finish: bool,
+    /// When it may be, if not now.
+    finish_at: Option<DateTime<Utc>>,
 }
 
 /// 61501 on a week that ended this long ago means "not served", not "not yet".
@@ -81,7 +112,8 @@ const DATE_RANGE_TRIES: i32 = 3;
 pub struct Rule {
     /// Hour (Beijing) from which a key is expected on its Monday.
     pub publish_hour: u32,
-    /// After key 4's expected time plus this, a week is final with what it has.
+    /// After key 4's expected time plus this, and attempts spread over as
+    /// long, a week is final with what it has.
     pub final_grace: Duration,
 }
 
@@ -108,33 +140,51 @@ impl Rule {
         self.key_expected_at(week, 0)
     }
 
-    /// After a valid answer holding `keys` (keys present in both series).
+    /// Whether the week may be made final by deadline at `as_of`: past its
+    /// deadline, and late (by the ledger's record) for at least
+    /// `final_grace`. A `late_since` after `as_of` was written by a pass
+    /// acting on a later instant than this one: it is not evidence, so it
+    /// starts again.
+    fn lateness(&self, week: NaturalWeek, before: Before, as_of: DateTime<Utc>) -> Lateness {
+        if as_of < self.key_expected_at(week, MAX_KEY) {
+            return Lateness {
+                since: None,
+                may_finish: false,
+                finish_at: None,
+            };
+        }
+        let since = before.late_since.filter(|s| *s <= as_of).unwrap_or(as_of);
+        let finish_at = self.final_deadline(week).max(since + self.final_grace);
+        Lateness {
+            since: Some(since),
+            may_finish: as_of >= finish_at,
+            finish_at: Some(finish_at),
+        }
+    }
+
+    /// After a valid answer: `keys` are those it holds together with those
+    /// stored before (an answer that lost keys does not erase them).
     pub fn after_answer(
         &self,
         week: NaturalWeek,
-        keys: &[u8],
+        keys: KeySet,
         before: Before,
         as_of: DateTime<Utc>,
     ) -> Verdict {
-        let past_deadline = as_of >= self.final_deadline(week);
-        let Some(next_key) = (0..=MAX_KEY).find(|k| !keys.contains(k)) else {
+        let late = self.lateness(week, before, as_of);
+        let Some(next_key) = (0..=MAX_KEY).find(|k| !keys.contains(*k)) else {
             return final_verdict(WeekState::Complete);
         };
+        if late.may_finish {
+            return final_verdict(if keys.is_empty() {
+                WeekState::Unavailable
+            } else {
+                WeekState::Complete
+            });
+        }
         if keys.is_empty() {
             // An empty answer: WeChat has nothing for the week (yet).
-            if past_deadline {
-                return final_verdict(WeekState::Unavailable);
-            }
-            return self.later(
-                WeekState::NotReady,
-                before.attempts,
-                as_of,
-                Duration::hours(1),
-                Duration::hours(12),
-            );
-        }
-        if past_deadline {
-            return final_verdict(WeekState::Complete);
+            return self.late_retry(WeekState::NotReady, before, as_of, late, HOURLY);
         }
         let expected = self.key_expected_at(week, next_key);
         if as_of < expected {
@@ -142,18 +192,11 @@ impl Rule {
                 state: WeekState::Maturing,
                 next_due: Some(expected),
                 attempts: 0,
+                late_since: late.since,
             };
         }
-        // The key is late: come back with a growing pause, but not past the deadline.
-        let mut verdict = self.later(
-            WeekState::Maturing,
-            before.attempts,
-            as_of,
-            Duration::hours(1),
-            Duration::hours(12),
-        );
-        verdict.next_due = verdict.next_due.map(|d| d.min(self.final_deadline(week)));
-        verdict
+        // The key is late: come back with a growing pause.
+        self.late_retry(WeekState::Maturing, before, as_of, late, HOURLY)
     }
 
     /// After a failed attempt of class `class`.
@@ -164,83 +207,127 @@ impl Rule {
         before: Before,
         as_of: DateTime<Utc>,
     ) -> Verdict {
+        let has_keys = !before.keys.is_empty();
         let kept_or = |fallback: WeekState| {
-            if before.has_keys {
+            if has_keys {
                 WeekState::Maturing
             } else {
                 fallback
             }
         };
+        let late = self.lateness(week, before, as_of);
         match class {
-            ErrorClass::NotReady => self.later(
-                kept_or(WeekState::NotReady),
-                before.attempts,
-                as_of,
-                Duration::hours(1),
-                Duration::hours(12),
-            ),
+            // Not computed yet, or the week just ended: bounded by the
+            // deadline like a late key.
+            ErrorClass::NotReady => {
+                if late.may_finish {
+                    return final_verdict(if has_keys {
+                        WeekState::Complete
+                    } else {
+                        WeekState::Unavailable
+                    });
+                }
+                self.late_retry(kept_or(WeekState::NotReady), before, as_of, late, HOURLY)
+            }
             ErrorClass::DateRange => {
                 let recent = as_of < week.ends_at(BEIJING) + Duration::days(DATE_RANGE_RECENT);
                 if recent {
-                    self.later(
-                        kept_or(WeekState::NotReady),
-                        before.attempts,
-                        as_of,
-                        Duration::hours(1),
-                        Duration::hours(12),
-                    )
+                    self.late_retry(kept_or(WeekState::NotReady), before, as_of, late, HOURLY)
                 } else if before.attempts + 1 >= DATE_RANGE_TRIES {
                     Verdict {
                         attempts: before.attempts + 1,
-                        ..final_verdict(if before.has_keys {
+                        ..final_verdict(if has_keys {
                             WeekState::Complete
                         } else {
                             WeekState::Unavailable
                         })
                     }
                 } else {
-                    self.later(
+                    self.late_retry(
                         WeekState::Failing,
-                        before.attempts,
+                        before,
                         as_of,
-                        Duration::hours(6),
-                        Duration::hours(24),
+                        late,
+                        Backoff::new(Duration::hours(6), Duration::hours(24)),
                     )
                 }
             }
-            ErrorClass::Transient | ErrorClass::Token => self.later(
-                WeekState::Failing,
-                before.attempts,
-                as_of,
-                Duration::minutes(5),
-                Duration::hours(6),
-            ),
+            // Failures that say nothing about the week: retried, until the
+            // week would have been given up anyway. What it has is kept
+            // (`complete`); one that has nothing stays `failing`, not due
+            // again by itself (a manual backfill asks again).
+            ErrorClass::Transient | ErrorClass::Token => {
+                if late.may_finish {
+                    return Verdict {
+                        state: if has_keys {
+                            WeekState::Complete
+                        } else {
+                            WeekState::Failing
+                        },
+                        next_due: None,
+                        attempts: before.attempts + 1,
+                        late_since: late.since,
+                    };
+                }
+                self.late_retry(
+                    WeekState::Failing,
+                    before,
+                    as_of,
+                    late,
+                    Backoff::new(Duration::minutes(5), Duration::hours(6)),
+                )
+            }
             // Quotas say nothing about the week: keep its state and attempts.
             ErrorClass::MinuteQuota => Verdict {
                 state: before.state,
                 next_due: Some(next_minute(as_of)),
                 attempts: before.attempts,
+                late_since: before.late_since,
             },
             ErrorClass::DailyQuota => Verdict {
                 state: before.state,
                 next_due: Some(next_beijing_day(as_of)),
                 attempts: before.attempts,
+                late_since: before.late_since,
             },
-            ErrorClass::Config => self.later(
-                WeekState::Failing,
-                before.attempts,
-                as_of,
-                Duration::hours(1),
-                Duration::hours(6),
-            ),
+            // A broken setup is retried for as long as it lasts: once it is
+            // fixed, the weeks come in by themselves.
+            ErrorClass::Config => Verdict {
+                late_since: before.late_since,
+                ..self.later(
+                    WeekState::Failing,
+                    before.attempts,
+                    as_of,
+                    Backoff::new(Duration::hours(1), Duration::hours(6)),
+                )
+            },
             // Our own request is wrong: asking again cannot help. A manual
             // backfill (after an upgrade) marks it due again.
             ErrorClass::Bug => Verdict {
                 state: WeekState::Failing,
                 next_due: None,
                 attempts: before.attempts + 1,
+                late_since: before.late_since,
             },
         }
+    }
+
+    /// Due again after a growing pause, but not after the week may be made
+    /// final: the last attempt lands when the deadline allows giving up.
+    fn late_retry(
+        &self,
+        state: WeekState,
+        before: Before,
+        as_of: DateTime<Utc>,
+        late: Lateness,
+        backoff: Backoff,
+    ) -> Verdict {
+        let mut verdict = self.later(state, before.attempts, as_of, backoff);
+        if let (Some(due), Some(finish_at)) = (verdict.next_due, late.finish_at) {
+            verdict.next_due = Some(due.min(finish_at));
+        }
+        verdict.late_since = late.since;
+        verdict
     }
 
     fn later(
@@ -248,22 +335,42 @@ impl Rule {
         state: WeekState,
         attempts: i32,
         as_of: DateTime<Utc>,
-        base: Duration,
-        cap: Duration,
+        pause: Backoff,
     ) -> Verdict {
         Verdict {
             state,
-            next_due: Some(as_of + backoff(base, attempts, cap)),
+            next_due: Some(as_of + backoff(pause.base, attempts, pause.cap)),
             attempts: attempts + 1,
+            late_since: None,
         }
     }
 }
+
+/// A pause that doubles with each attempt, from `base` up to `cap`.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    base: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    const fn new(base: Duration, cap: Duration) -> Self {
+        Self { base, cap }
+    }
+}
+
+/// Not computed yet, or a key late: an hour, doubling up to 12 h.
+const HOURLY: Backoff = Backoff {
+    base: Duration::hours(1),
+    cap: Duration::hours(12),
+};
 
 fn final_verdict(state: WeekState) -> Verdict {
     Verdict {
         state,
         next_due: None,
         attempts: 0,
+        late_since: None,
     }
 }
 
@@ -307,11 +414,11 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    const FRESH: Before = Before {
-        state: WeekState::Missing,
-        has_keys: false,
-        attempts: 0,
-    };
+    const FRESH: Before = Before::FRESH;
+
+    fn keys(k: &[u8]) -> KeySet {
+        KeySet::of(k.iter().copied())
+    }
 
     #[test]
     fn key_k_is_expected_on_the_monday_after_week_w_plus_k() {
@@ -322,39 +429,122 @@ mod tests {
 
     #[test]
     fn an_on_time_answer_waits_for_the_next_key() {
-        let v = rule().after_answer(week(), &[0], FRESH, beijing(2026, 11, 9, 10));
+        let v = rule().after_answer(week(), keys(&[0]), FRESH, beijing(2026, 11, 9, 10));
         assert_eq!(v.state, WeekState::Maturing);
         assert_eq!(v.next_due, Some(beijing(2026, 11, 16, 10)));
     }
 
     #[test]
     fn key_four_makes_a_week_final() {
-        let v = rule().after_answer(week(), &[0, 1, 2, 3, 4], FRESH, beijing(2026, 12, 7, 10));
+        let v = rule().after_answer(
+            week(),
+            keys(&[0, 1, 2, 3, 4]),
+            FRESH,
+            beijing(2026, 12, 7, 10),
+        );
+        assert_eq!((v.state, v.next_due), (WeekState::Complete, None));
+    }
+
+    fn maturing(attempts: i32, late_since: Option<DateTime<Utc>>) -> Before {
+        Before {
+            state: WeekState::Maturing,
+            keys: keys(&[0]),
+            attempts,
+            late_since,
+        }
+    }
+
+    #[test]
+    fn a_late_key_backs_off() {
+        let at = beijing(2026, 11, 16, 10);
+        let v = rule().after_answer(week(), keys(&[0]), maturing(0, None), at);
+        assert_eq!(v.next_due, Some(at + Duration::hours(1)));
+        let v2 = rule().after_answer(
+            week(),
+            keys(&[0]),
+            maturing(v.attempts, None),
+            at + Duration::hours(1),
+        );
+        assert_eq!(v2.next_due, Some(at + Duration::hours(3)));
+    }
+
+    #[test]
+    fn a_week_is_given_up_by_deadline_only_after_attempts_spread_over_the_grace() {
+        let key4 = rule().key_expected_at(week(), 4);
+        let deadline = rule().final_deadline(week());
+        // The first late attempt, a few minutes after key 4 was due, starts the record.
+        let first = key4 + Duration::minutes(7);
+        let v = rule().after_answer(week(), keys(&[0, 1, 2, 3]), maturing(0, None), first);
+        assert_eq!(v.late_since, Some(first));
+        // At the deadline the record is 7 minutes short of the grace: once more, then.
+        let v = rule().after_answer(
+            week(),
+            keys(&[0, 1, 2, 3]),
+            maturing(5, v.late_since),
+            deadline,
+        );
+        assert_eq!(v.state, WeekState::Maturing);
+        assert_eq!(v.next_due, Some(first + Duration::days(14)));
+        let v = rule().after_answer(
+            week(),
+            keys(&[0, 1, 2, 3]),
+            maturing(6, v.late_since),
+            first + Duration::days(14),
+        );
         assert_eq!((v.state, v.next_due), (WeekState::Complete, None));
     }
 
     #[test]
-    fn a_late_key_backs_off_then_gives_up_at_the_deadline() {
-        let before = Before {
-            state: WeekState::Maturing,
-            has_keys: true,
-            attempts: 0,
+    fn one_pass_far_past_the_deadline_cannot_make_a_week_final() {
+        // A pass acting eight weeks ahead (a wrong clock, --as-of) finds keys
+        // 0..3: it starts the record and comes back a grace later.
+        let far = rule().final_deadline(week()) + Duration::weeks(8);
+        let v = rule().after_answer(week(), keys(&[0, 1, 2, 3]), maturing(0, None), far);
+        assert_eq!(v.state, WeekState::Maturing);
+        assert_eq!(v.late_since, Some(far));
+        let v = rule().after_answer(week(), KeySet::EMPTY, FRESH, far);
+        assert_eq!(v.state, WeekState::NotReady);
+        let v = rule().after_failure(week(), ErrorClass::NotReady, FRESH, far);
+        assert!(v.next_due.is_some(), "{v:?}");
+        // A record written by a pass acting later than this one is no evidence.
+        let now = rule().key_expected_at(week(), 4) + Duration::hours(1);
+        let v = rule().after_answer(week(), keys(&[0, 1, 2, 3]), maturing(3, Some(far)), now);
+        assert_eq!(v.late_since, Some(now));
+        assert_eq!(v.state, WeekState::Maturing);
+    }
+
+    #[test]
+    fn an_answer_that_lost_keys_does_not_make_a_week_not_ready() {
+        // The pass hands the planner the union of stored and answered keys.
+        let at = beijing(2026, 11, 16, 12);
+        let held = keys(&[0, 1]).union(KeySet::EMPTY);
+        let v = rule().after_answer(week(), held, maturing(0, None), at);
+        assert_eq!(v.state, WeekState::Maturing);
+    }
+
+    #[test]
+    fn transient_failures_and_61503_end_by_deadline_not_never() {
+        let key4 = rule().key_expected_at(week(), 4);
+        let late = Some(key4);
+        let done = key4 + Duration::days(14);
+        let no_keys = Before {
+            late_since: late,
+            ..FRESH
         };
-        let at = beijing(2026, 11, 16, 10);
-        let v = rule().after_answer(week(), &[0], before, at);
-        assert_eq!(v.next_due, Some(at + Duration::hours(1)));
-        let v2 = rule().after_answer(
+        let v = rule().after_failure(week(), ErrorClass::Transient, no_keys, done);
+        assert_eq!((v.state, v.next_due), (WeekState::Failing, None));
+        let v = rule().after_failure(week(), ErrorClass::Transient, maturing(9, late), done);
+        assert_eq!((v.state, v.next_due), (WeekState::Complete, None));
+        let v = rule().after_failure(week(), ErrorClass::NotReady, no_keys, done);
+        assert_eq!((v.state, v.next_due), (WeekState::Unavailable, None));
+        // ...but a day earlier they are still retried.
+        let v = rule().after_failure(
             week(),
-            &[0],
-            Before {
-                attempts: v.attempts,
-                ..before
-            },
-            at + Duration::hours(1),
+            ErrorClass::Transient,
+            no_keys,
+            done - Duration::days(1),
         );
-        assert_eq!(v2.next_due, Some(at + Duration::hours(3)));
-        let v3 = rule().after_answer(week(), &[0, 1, 2, 3], before, rule().final_deadline(week()));
-        assert_eq!((v3.state, v3.next_due), (WeekState::Complete, None));
+        assert!(v.next_due.is_some_and(|d| d <= done), "{v:?}");
     }
 
     #[test]

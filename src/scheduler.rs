@@ -57,7 +57,7 @@ async fn tick(p: &Pipeline, gate: &Mutex<()>, shutdown: &CancellationToken, why:
         return;
     }
     let opts = PassOptions {
-        as_of: Utc::now(),
+        as_of: p.clock.now(),
         scope: p.all_apps(),
         plan: true,
     };

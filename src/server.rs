@@ -1,5 +1,6 @@
 //! The operator's HTTP listener: `/livez`, `/readyz`, `/metrics`.
 
+use crate::clock::HostClock;
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,12 +8,17 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
 struct AppState {
     store: Store,
     metrics: PrometheusHandle,
+    /// Not ready while this host's clock is off by more than this: passes
+    /// refuse to work then (see [`crate::clock`]).
+    clock: HostClock,
+    max_clock_skew: Duration,
 }
 
 /// Installs the global Prometheus recorder (once per process).
@@ -29,15 +35,21 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 /// Binds `listen` and serves until `shutdown` fires. Returns the bound address.
 pub async fn serve(
     listen: SocketAddr,
-    store: Store,
+    p: &crate::pass::Pipeline,
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
+    let state = AppState {
+        store: p.store.clone(),
+        metrics,
+        clock: p.clock,
+        max_clock_skew: p.config.schedule.max_clock_skew,
+    };
     let app = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .with_state(AppState { store, metrics });
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("server.listen {listen}: {e}"))?;
@@ -55,13 +67,24 @@ pub async fn serve(
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
-    match state.store.ready().await {
+    match ready(&state).await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
         ),
     }
+}
+
+async fn ready(state: &AppState) -> Result<(), String> {
+    state.store.ready().await?;
+    let database = state
+        .store
+        .db_now()
+        .await
+        .map_err(|e| format!("database unreachable: {e}"))?;
+    let host = state.clock.now();
+    crate::clock::check(host, database, host, state.max_clock_skew).map_err(|e| e.to_string())
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {

@@ -164,3 +164,121 @@ async fn replicas_that_share_a_hostname_and_a_pid_do_not_free_each_others_leases
     assert_eq!(sim.stats().per_week.len(), 24);
     assert_eq!(fetched_twice(&sim), Vec::<String>::new());
 }
+
+// ---- clocks ------------------------------------------------------------------
+
+/// `once --as-of` eight weeks ahead of the database's clock is refused: it
+/// plans nothing, claims nothing, and says why with a non-zero exit.
+#[tokio::test]
+async fn once_as_of_a_time_the_database_has_not_reached_is_refused() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(0).await;
+    let apps = apps(2);
+    let (_dir, path, env) = config_file(&apps, FAST);
+    let ahead = (Utc::now() + chrono::Duration::weeks(8)).to_rfc3339();
+    let out = once_command(&path, &env, &db, &sim)
+        .args(["--as-of", &ahead])
+        .output()
+        .await
+        .expect("once");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--as-of") && stderr.contains("database's clock"),
+        "{stderr}"
+    );
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_ledger")
+        .fetch_one(&pool)
+        .await
+        .expect("ledger");
+    assert_eq!(planned, 0, "a refused pass plans nothing");
+    assert_eq!(sim.stats().total_data_calls, 0);
+}
+
+/// A host whose clock is ten minutes ahead of the database's (an NTP step, a
+/// restored snapshot): passes do nothing and say why, and /readyz says 503.
+#[tokio::test]
+async fn a_host_clock_off_by_more_than_max_clock_skew_plans_and_claims_nothing() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(0).await;
+    let apps = apps(2);
+    let mut p = pipeline(config(&db, &sim, &apps, FAST)).await;
+    p.clock = wxretain::clock::HostClock::offset_by(chrono::Duration::minutes(10));
+    let as_of = p.clock.now();
+    let refused = wxretain::pass::run_pass(
+        &p,
+        &wxretain::pass::PassOptions {
+            as_of,
+            scope: p.all_apps(),
+            plan: true,
+        },
+        &Default::default(),
+        None,
+    )
+    .await
+    .expect_err("a skewed clock is refused");
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains("ahead of the database's") && text.contains("max_clock_skew"),
+        "{text}"
+    );
+    let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_ledger")
+        .fetch_one(p.store.pool())
+        .await
+        .expect("ledger");
+    assert_eq!(planned, 0);
+    assert_eq!(sim.stats().total_data_calls, 0);
+
+    // /readyz says so.
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let addr = wxretain::server::serve(([127, 0, 0, 1], 0).into(), &p, handle, shutdown.clone())
+        .await
+        .expect("serve");
+    let answer = reqwest::get(format!("http://{addr}/readyz"))
+        .await
+        .expect("/readyz");
+    assert_eq!(answer.status(), 503);
+    let body = answer.text().await.expect("body");
+    assert!(body.contains("clock"), "{body}");
+
+    // Within the limit, the same pass works.
+    p.clock = wxretain::clock::HostClock::offset_by(chrono::Duration::minutes(4));
+    let report = once(&p, Utc::now()).await;
+    assert!(report.stored > 0, "{report:?}");
+    shutdown.cancel();
+}
+
+/// One pass acting long after a week's deadline, against a WeChat that has
+/// only keys 0 and 1 of it, must not make it final: the next pass, when
+/// WeChat has every key, stores them all.
+#[tokio::test]
+async fn one_pass_past_the_deadline_does_not_make_a_week_final() {
+    let db = TestDb::new().await;
+    let week = wxretain::domain::NaturalWeek::parse_monday("20260601").expect("a Monday");
+    let wechat_now = beijing(2026, 6, 20, 12); // keys 0 and 1 are out
+    let sim = simulator(wechat_now, |_| {}).await;
+    let apps = apps(1);
+    let extra = format!("{FAST}[schedule]\nstart_week = \"{week}\"\n");
+    let p = pipeline(config(&db, &sim, &apps, &extra)).await;
+    let late = beijing(2026, 8, 20, 12); // five weeks past the deadline
+    p.store
+        .enqueue(&apps, week, week, late, false)
+        .await
+        .expect("enqueue");
+    let report = pass_over(&p, week, week, late).await;
+    assert_eq!(report.stored, 1, "{report:?}");
+    let rows = p.store.weeks(&apps, week, week).await.expect("ledger");
+    assert_eq!(rows[0].state, "maturing", "{:?}", rows[0]);
+
+    sim.clock().set(late);
+    let next = late + chrono::Duration::days(1);
+    let report = pass_over(&p, week, week, next).await;
+    assert_eq!(report.stored, 1, "{report:?}");
+    assert_eq!(table(&p.store).await, truth(&apps, week, week, late, 10));
+    let rows = p.store.weeks(&apps, week, week).await.expect("ledger");
+    assert_eq!(rows[0].state, "complete", "{:?}", rows[0]);
+}

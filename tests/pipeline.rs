@@ -6,9 +6,9 @@ use common::*;
 use wxretain::domain::NaturalWeek;
 use wxretain::simulator::Faults;
 
-/// 2026-11-24 12:00 Beijing: the week of 11-16 has key 0, older weeks more.
+/// 2026-11-10 12:00 Beijing (the past: a pass may not act ahead of the database's clock): the week of 11-02 has key 0, older weeks more.
 fn now() -> chrono::DateTime<chrono::Utc> {
-    beijing(2026, 11, 24, 12)
+    beijing(2026, 11, 10, 12)
 }
 
 fn twelve_weeks() -> (NaturalWeek, NaturalWeek) {

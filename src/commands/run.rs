@@ -22,7 +22,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let p = Arc::new(Pipeline::new(Arc::new(config), store.clone())?);
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    crate::server::serve(listen, store, metrics, shutdown.clone()).await?;
+    crate::server::serve(listen, &p, metrics, shutdown.clone()).await?;
     crate::scheduler::run(p, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

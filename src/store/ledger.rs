@@ -1,7 +1,7 @@
 //! The ledger: which `(appid, week)` exist, which are due, who holds them.
 
 use super::{app_strings, Store};
-use crate::domain::{AppId, NaturalWeek};
+use crate::domain::{AppId, KeySet, NaturalWeek};
 use crate::planner::{Before, Rule, Verdict, WeekState};
 use crate::replica::ReplicaId;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -107,7 +107,15 @@ impl Store {
         limit: i64,
         lease: Duration,
     ) -> sqlx::Result<Vec<Claim>> {
-        let rows: Vec<(String, NaiveDate, String, Vec<i16>, i32)> = sqlx::query_as(
+        type Row = (
+            String,
+            NaiveDate,
+            String,
+            Vec<i16>,
+            i32,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
             "WITH due AS (
                  SELECT appid, week_start FROM retention_ledger
                  WHERE next_due_at <= $2
@@ -123,7 +131,7 @@ impl Store {
                 SET lease_owner = $6, lease_until = now() + make_interval(secs => $7)
                FROM due
               WHERE l.appid = due.appid AND l.week_start = due.week_start
-             RETURNING l.appid, l.week_start, l.state, l.keys, l.attempts",
+             RETURNING l.appid, l.week_start, l.state, l.keys, l.attempts, l.late_since",
         )
         .bind(app_strings(&scope.apps))
         .bind(as_of)
@@ -136,14 +144,15 @@ impl Store {
         .await?;
         let mut claims: Vec<Claim> = rows
             .into_iter()
-            .filter_map(|(appid, monday, state, keys, attempts)| {
+            .filter_map(|(appid, monday, state, keys, attempts, late_since)| {
                 Some(Claim {
                     appid: appid.parse().ok()?,
                     week: NaturalWeek::starting(monday).ok()?,
                     before: Before {
                         state: WeekState::parse(&state)?,
-                        has_keys: !keys.is_empty(),
+                        keys: KeySet::of(keys.into_iter().filter_map(|k| u8::try_from(k).ok())),
                         attempts,
+                        late_since,
                     },
                 })
             })
@@ -241,7 +250,7 @@ async fn mark_failed<'e>(
     let result = sqlx::query(
         "UPDATE retention_ledger
             SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
-                last_attempt_at = now(), last_errcode = $6, last_error = $7,
+                last_attempt_at = now(), last_errcode = $6, last_error = $7, late_since = $9,
                 lease_owner = NULL, lease_until = NULL, updated_at = now()
           WHERE appid = $1 AND week_start = $2 AND lease_owner = $8",
     )
@@ -253,6 +262,7 @@ async fn mark_failed<'e>(
     .bind(errcode)
     .bind(error)
     .bind(owner.as_str())
+    .bind(verdict.late_since)
     .execute(executor)
     .await?;
     Ok(result.rows_affected() == 1)

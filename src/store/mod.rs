@@ -113,6 +113,13 @@ impl Store {
         Ok(())
     }
 
+    /// The database's clock: the one every replica shares.
+    pub async fn db_now(&self) -> sqlx::Result<chrono::DateTime<chrono::Utc>> {
+        sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await
+    }
+
     /// Whether the database answers and every migration is applied (`/readyz`).
     pub async fn ready(&self) -> Result<(), String> {
         let applied: Vec<i64> =

@@ -47,6 +47,7 @@ struct Columns {
     keys: Vec<String>,
     next_due: Vec<Option<DateTime<Utc>>>,
     attempts: Vec<i32>,
+    late_since: Vec<Option<DateTime<Utc>>>,
 }
 
 impl Columns {
@@ -80,6 +81,7 @@ impl Columns {
             c.state.push(a.verdict.state.as_str());
             c.next_due.push(a.verdict.next_due);
             c.attempts.push(a.verdict.attempts);
+            c.late_since.push(a.verdict.late_since);
         }
         c
     }
@@ -107,8 +109,8 @@ impl Store {
         let changed: Vec<(String, String, NaiveDate, i64)> = sqlx::query_as(
             "WITH all_weeks AS (
                  SELECT * FROM unnest($6::text[], $7::date[], $8::text[]::jsonb[], $9::text[], $10::text[],
-                                      $11::timestamptz[], $12::integer[])
-                          AS t(appid, week_start, body, state, keys, next_due, attempts)),
+                                      $11::timestamptz[], $12::integer[], $14::timestamptz[])
+                          AS t(appid, week_start, body, state, keys, next_due, attempts, late_since)),
              mine AS (
                  SELECT l.appid, l.week_start FROM retention_ledger l
                    JOIN all_weeks USING (appid, week_start)
@@ -133,7 +135,9 @@ impl Store {
                  RETURNING appid, week_start),
              ledger AS (
                  UPDATE retention_ledger l
-                    SET state = weeks.state, keys = weeks.keys::smallint[], next_due_at = weeks.next_due,
+                    -- an answer with fewer keys than before takes none away
+                    SET state = weeks.state, next_due_at = weeks.next_due, late_since = weeks.late_since,
+                        keys = ARRAY(SELECT DISTINCT k FROM unnest(l.keys || weeks.keys::smallint[]) AS k ORDER BY k),
                         attempts = weeks.attempts, calls = l.calls + 1,
                         last_success_at = now(), last_attempt_at = now(),
                         last_errcode = NULL, last_error = NULL,
@@ -159,6 +163,7 @@ impl Store {
         .bind(&c.next_due)
         .bind(&c.attempts)
         .bind(owner.as_str())
+        .bind(&c.late_since)
         .fetch_all(self.pool())
         .await?;
         let mut stats: HashMap<(String, NaiveDate), SaveStats> = HashMap::new();
