@@ -88,9 +88,14 @@ async fn wait_for_database(p: &Pipeline, shutdown: &CancellationToken) {
     loop {
         match p.store.migrate().await {
             Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), retry_in = ?pause, "database not available; waiting");
-            }
+            Err(e) => match e.downcast_ref::<crate::store::SchemaError>() {
+                Some(schema) if !schema.is_unreachable() => {
+                    tracing::error!(error = %schema, retry_in = ?pause, "the database's schema is not one this release can use; waiting (see /readyz)");
+                }
+                _ => {
+                    tracing::warn!(error = format!("{e:#}"), retry_in = ?pause, "cannot reach the database; waiting");
+                }
+            },
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -282,3 +282,70 @@ async fn one_pass_past_the_deadline_does_not_make_a_week_final() {
     let rows = p.store.weeks(&apps, week, week).await.expect("ledger");
     assert_eq!(rows[0].state, "complete", "{:?}", rows[0]);
 }
+
+// ---- a database migrated by a newer release ---------------------------------
+
+/// A rollback onto a database a newer release migrated: `once` refuses with
+/// a message that says so, and the daemon stays up but not ready, saying why
+/// in /readyz and in its log (not "waiting for the database").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_release_is_named_as_such() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(0).await;
+    let apps = apps(1);
+    pipeline(config(&db, &sim, &apps, FAST)).await; // migrated by this release
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (29991231000000, 'from a newer release', true, '\\x00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .expect("a newer release's migration");
+
+    let (_dir, path, env) = config_file(&apps, FAST);
+    let out = once_command(&path, &env, &db, &sim)
+        .output()
+        .await
+        .expect("once");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("migrated by a newer wxretain"), "{stderr}");
+
+    let port = free_port();
+    let mut daemon = run_command(&path, &env, &db.url, &sim.base_url(), port)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        if let Ok(answer) = reqwest::get(&url).await {
+            break (answer.status(), answer.text().await.unwrap_or_default());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("newer wxretain"), "{body}");
+    // Give start-up a moment to log its verdict, then stop it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exit = terminate(&mut daemon, Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}");
+    let mut log = String::new();
+    if let Some(mut err) = daemon.stderr.take() {
+        tokio::io::AsyncReadExt::read_to_string(&mut err, &mut log)
+            .await
+            .expect("log");
+    }
+    assert!(
+        log.contains("schema is not one this release can use") && log.contains("newer"),
+        "{log}"
+    );
+    assert!(!log.contains("cannot reach the database"), "{log}");
+    assert_eq!(sim.stats().total_data_calls, 0);
+}

@@ -7,11 +7,13 @@
 mod cohorts;
 mod ledger;
 mod save;
+mod schema;
 mod status;
 
 pub use cohorts::{column_prefix, CohortWeek};
 pub use ledger::{Claim, Scope};
 pub use save::{Answered, SaveStats};
+pub use schema::SchemaError;
 pub use status::{AppStatus, WeekRow};
 
 use anyhow::Context;
@@ -104,11 +106,26 @@ impl Store {
         Ok(())
     }
 
-    /// Applies pending migrations (concurrent replicas serialise on sqlx's lock).
+    /// Applies pending migrations (concurrent replicas serialise on sqlx's
+    /// lock). A schema this release cannot use (newer, failed, modified) is
+    /// left alone and returned as a [`SchemaError`], as is a database that
+    /// cannot be reached, so callers can tell the two apart.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self.schema_state().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_behind() => {}
+            Err(e) => return Err(e.into()),
+        }
         MIGRATOR
             .run(&self.pool)
             .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(_))
+                | sqlx::migrate::MigrateError::Execute(sqlx::Error::PoolTimedOut) => {
+                    anyhow::Error::new(SchemaError::Unreachable(e.to_string()))
+                }
+                other => anyhow::Error::new(other),
+            })
             .context("applying migrations")?;
         Ok(())
     }
@@ -120,24 +137,9 @@ impl Store {
             .await
     }
 
-    /// Whether the database answers and every migration is applied (`/readyz`).
+    /// Whether the database answers with exactly this release's schema (`/readyz`).
     pub async fn ready(&self) -> Result<(), String> {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| format!("database unreachable or not migrated: {e}"))?;
-        let pending: Vec<_> = MIGRATOR
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .collect();
-        match pending.first() {
-            None => Ok(()),
-            Some(m) => Err(format!(
-                "migration {} ({}) not applied: run `wxretain migrate`",
-                m.version, m.description
-            )),
-        }
+        self.schema_state().await.map_err(|e| e.to_string())
     }
 }
 
