@@ -122,6 +122,8 @@ pub struct WechatConfig {
     pub rate_per_second: f64,
     /// Data calls per second to any one app, per process.
     pub app_rate_per_second: f64,
+    /// Pause before asking again for an answer that looks impossible.
+    pub suspect_recheck: Duration,
 }
 
 impl WechatConfig {
@@ -227,6 +229,7 @@ struct RawWechat {
     token_command_ttl_secs: Option<u64>,
     rate_per_second: Option<f64>,
     app_rate_per_second: Option<f64>,
+    suspect_recheck_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -446,6 +449,18 @@ impl Checker<'_> {
                 raw.app_rate_per_second,
                 5.0,
             )?,
+            suspect_recheck: {
+                // Long enough for a glitch at WeChat to pass, short enough to
+                // hold a fetch slot only briefly; at most a minute.
+                let ms = raw.suspect_recheck_ms.unwrap_or(3000);
+                if ms > 60_000 {
+                    return Err(self.invalid(
+                        "wechat.suspect_recheck_ms",
+                        format!("{ms} is more than 60000 (a minute)"),
+                    ));
+                }
+                Duration::from_millis(ms)
+            },
         })
     }
 

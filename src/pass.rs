@@ -9,7 +9,7 @@ use crate::domain::{AppId, KeySet, NaturalWeek};
 use crate::planner::{Rule, Verdict, WeekState};
 use crate::replica::ReplicaId;
 use crate::store::{Answered, Claim, SaveStats, Scope, Store};
-use crate::validate::validate;
+use crate::validate::{validate, WeekAnswer};
 use crate::wechat::{ErrorClass, FetchError, WeChatClient};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
@@ -447,33 +447,48 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
     let fetched = fetch_with_retry(p, app, claim.week).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     let written = match fetched {
-        Ok(raw) => match validate(claim.week, &raw.body) {
-            Ok(answer) => {
-                let keys = KeySet::of(answer.keys()).union(claim.before.keys);
-                let verdict = p.rule.after_answer(claim.week, keys, claim.before, as_of);
-                return Attempt::Answered(Pending {
-                    answered: Answered {
-                        claim,
-                        answer,
-                        body: raw.body,
-                        verdict,
-                    },
-                    latency_ms,
-                });
+        Ok(raw) => {
+            // Refusals keep the body received first, for inspection.
+            let checked = match validate(claim.week, &raw.body) {
+                Ok(answer) => match answer.implausibility() {
+                    None => Ok((answer, raw.text, false)),
+                    Some(why) => confirm(p, app, claim.week, answer, why)
+                        .await
+                        .map_err(|reason| (reason, raw.text)),
+                },
+                Err(rejection) => Err((rejection.to_string(), raw.text)),
+            };
+            match checked {
+                Ok((answer, raw, suspect)) => {
+                    let keys = KeySet::of(answer.keys()).union(claim.before.keys);
+                    let verdict = p.rule.after_answer(claim.week, keys, claim.before, as_of);
+                    return Attempt::Answered(Pending {
+                        answered: Answered {
+                            claim,
+                            answer,
+                            raw,
+                            suspect,
+                            verdict,
+                        },
+                        latency_ms,
+                    });
+                }
+                Err((reason, body)) => {
+                    let verdict = p.rule.after_failure(
+                        claim.week,
+                        ErrorClass::Transient,
+                        claim.before,
+                        as_of,
+                    );
+                    tracing::warn!(appid = %claim.appid, week = %claim.week, outcome = "rejected", %reason, latency_ms, "answer refused; nothing written");
+                    let saved = p
+                        .store
+                        .record_rejection(&p.owner, &claim, &verdict, &reason, &body)
+                        .await;
+                    fenced(saved, Outcome::Rejected)
+                }
             }
-            Err(rejection) => {
-                let verdict =
-                    p.rule
-                        .after_failure(claim.week, ErrorClass::Transient, claim.before, as_of);
-                tracing::warn!(appid = %claim.appid, week = %claim.week, outcome = "rejected", reason = %rejection, latency_ms, "answer failed validation; nothing written");
-                let body = raw.body.to_string();
-                let saved = p
-                    .store
-                    .record_rejection(&p.owner, &claim, &verdict, &rejection.to_string(), &body)
-                    .await;
-                fenced(saved, Outcome::Rejected)
-            }
-        },
+        }
         Err(error) => {
             let class = error.class();
             let verdict = p.rule.after_failure(claim.week, class, claim.before, as_of);
@@ -534,6 +549,51 @@ fn record_metrics(claim: &Claim, outcome: &Outcome) {
         metrics::counter!("wxretain_rows_written_total").increment(*rows);
         metrics::gauge!("wxretain_last_success_timestamp_seconds", "appid" => claim.appid.to_string())
             .set(Utc::now().timestamp() as f64);
+    }
+}
+
+/// An answer that cannot be true (see [`crate::validate::WeekAnswer::implausibility`])
+/// is never stored on first sight: the week is asked again after a pause,
+/// and the answer is stored, flagged `suspect`, only if WeChat repeats it
+/// exactly. A plausible second answer is stored instead; anything else is
+/// refused (the first body is kept in `rejected_answers`) and retried later.
+async fn confirm(
+    p: &Pipeline,
+    app: &AppConfig,
+    week: NaturalWeek,
+    first: WeekAnswer,
+    why: String,
+) -> Result<(WeekAnswer, String, bool), String> {
+    let appid = app.appid.to_string();
+    let counted = |outcome: &'static str| {
+        metrics::counter!("wxretain_implausible_answers_total", "appid" => appid.clone(), "outcome" => outcome)
+            .increment(1);
+    };
+    tracing::info!(appid = %app.appid, %week, reason = %why, pause_ms = p.config.wechat.suspect_recheck.as_millis() as u64, "answer looks impossible; asking WeChat again before storing it");
+    tokio::time::sleep(p.config.wechat.suspect_recheck).await;
+    let unconfirmed = |detail: String| {
+        counted("refused");
+        format!("impossible answer not confirmed ({why}): {detail}")
+    };
+    let again = fetch_with_retry(p, app, week)
+        .await
+        .map_err(|e| unconfirmed(format!("asking again failed: {e}")))?;
+    match validate(week, &again.body) {
+        Err(rejection) => Err(unconfirmed(format!(
+            "the second answer is invalid: {rejection}"
+        ))),
+        Ok(second) if second == first => {
+            counted("stored");
+            tracing::warn!(appid = %app.appid, %week, reason = %why, "WeChat gave the same impossible answer twice; stored as WeChat's, flagged suspect");
+            Ok((second, again.text, true))
+        }
+        Ok(second) if second.implausibility().is_none() => {
+            counted("replaced");
+            Ok((second, again.text, false))
+        }
+        Ok(_) => Err(unconfirmed(
+            "WeChat answered differently, and again impossibly".to_string(),
+        )),
     }
 }
 

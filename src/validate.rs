@@ -28,6 +28,40 @@ impl WeekAnswer {
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+
+    /// Why the answer cannot be true, if it cannot: a retained count above
+    /// its cohort (key k > key 0), or more new users than active ones for the
+    /// same key. WeChat's own sample answer has key 0 = 0 and key 1 = 16853,
+    /// so such answers do come: they are not refused, only confirmed before
+    /// they are stored (see `pass`).
+    pub fn implausibility(&self) -> Option<String> {
+        for metric in Metric::ALL {
+            let Some(&cohort) = self.values.get(&(metric, 0)) else {
+                continue;
+            };
+            for key in 1..=MAX_KEY {
+                if let Some(&kept) = self.values.get(&(metric, key)) {
+                    if kept > cohort {
+                        return Some(format!(
+                            "{metric} key {key} ({kept}) is above key 0 ({cohort})"
+                        ));
+                    }
+                }
+            }
+        }
+        for key in 0..=MAX_KEY {
+            let new = self.values.get(&(Metric::VisitUvNew, key));
+            let active = self.values.get(&(Metric::VisitUv, key));
+            if let (Some(&new), Some(&active)) = (new, active) {
+                if new > active {
+                    return Some(format!(
+                        "key {key}: {new} new users but only {active} active ones"
+                    ));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Why an answer was refused; stored with the raw body for inspection.
@@ -203,5 +237,36 @@ mod tests {
                 "{body}: got {err:?}, wanted {expected}"
             );
         }
+    }
+
+    #[test]
+    fn impossible_answers_are_named_but_not_refused() {
+        let official = json!({
+            "ref_date": "20170306-20170312",
+            "visit_uv_new": [{"key": 0, "value": 0}, {"key": 1, "value": 16853}],
+            "visit_uv": [{"key": 0, "value": 0}, {"key": 1, "value": 99310}],
+        });
+        let answer = validate(week(), &official).expect("valid");
+        let why = answer.implausibility().expect("key 1 above key 0");
+        assert!(why.contains("key 1 (16853) is above key 0 (0)"), "{why}");
+        let more_new = json!({
+            "ref_date": "20170306-20170312",
+            "visit_uv_new": [{"key": 0, "value": 500}],
+            "visit_uv": [{"key": 0, "value": 400}],
+        });
+        let why = validate(week(), &more_new).expect("valid").implausibility();
+        assert_eq!(
+            why.as_deref(),
+            Some("key 0: 500 new users but only 400 active ones")
+        );
+        let fine = json!({
+            "ref_date": "20170306-20170312",
+            "visit_uv_new": [{"key": 0, "value": 300}, {"key": 1, "value": 30}],
+            "visit_uv": [{"key": 0, "value": 400}, {"key": 1, "value": 300}],
+        });
+        assert_eq!(
+            validate(week(), &fine).expect("valid").implausibility(),
+            None
+        );
     }
 }

@@ -349,3 +349,108 @@ async fn a_database_migrated_by_a_newer_release_is_named_as_such() {
     assert!(!log.contains("cannot reach the database"), "{log}");
     assert_eq!(sim.stats().total_data_calls, 0);
 }
+
+// ---- answers that cannot be true --------------------------------------------
+
+/// An impossible answer (more new users than active ones) is never written on
+/// first sight; when WeChat's second answer is the true one, that is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_answer_not_repeated_is_never_stored() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 10, 12);
+    let sim = simulator(now, |c| c.faults.implausible_rate = 1.0).await;
+    let apps = apps(1);
+    let extra = format!("{FAST}suspect_recheck_ms = 1500\n");
+    let p = pipeline(config(&db, &sim, &apps, &extra)).await;
+    let week = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING)
+        .plus_weeks(-2);
+    // WeChat's glitch is over by the time the week is asked again.
+    let healed = {
+        let sim = sim.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sim.set_faults(Faults::default());
+        }
+    };
+    let (report, ()) = tokio::join!(backfill(&p, week, week, now, false), healed);
+    assert_eq!((report.stored, report.rejected), (1, 0), "{report:?}");
+    assert_eq!(table(&p.store).await, truth(&apps, week, week, now, 10));
+    let suspect: bool = sqlx::query_scalar("SELECT suspect FROM retention_ledger")
+        .fetch_one(p.store.pool())
+        .await
+        .expect("ledger");
+    assert!(!suspect);
+    assert_eq!(sim.calls_for(&apps[0], week), 2, "asked again once");
+}
+
+/// An app whose every answer is impossible, identically: WeChat's word is
+/// stored as given (mirrored, not censored) after it said it twice, and
+/// flagged for dashboards and `status`; the archive keeps the bytes.
+#[tokio::test]
+async fn an_impossible_answer_repeated_exactly_is_stored_and_flagged() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 10, 12);
+    let apps = apps(2);
+    let odd = apps[0].clone();
+    let sim = simulator(now, |c| c.faults.implausible_apps = vec![odd.clone()]).await;
+    let extra = format!("{FAST}suspect_recheck_ms = 10\n");
+    let p = pipeline(config(&db, &sim, &apps, &extra)).await;
+    let last = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING);
+    let first = last.plus_weeks(-3);
+    let report = backfill(&p, first, last, now, false).await;
+    assert_eq!((report.stored, report.rejected), (8, 0), "{report:?}");
+
+    // The table holds what WeChat said: the truth, but key 0 of new users one
+    // above active users for the odd app.
+    let mut expected = truth(&apps, first, last, now, 10);
+    for row in expected.iter_mut() {
+        if row.0 == odd.as_str() && row.2 == "visit_uv_new" && row.3 == 0 {
+            let active = truth(&apps, first, last, now, 10)
+                .into_iter()
+                .find(|r| r.0 == row.0 && r.1 == row.1 && r.2 == "visit_uv" && r.3 == 0)
+                .expect("active key 0");
+            row.4 = active.4 + 1;
+        }
+    }
+    expected.sort();
+    assert_eq!(table(&p.store).await, expected);
+    for week in wxretain::domain::NaturalWeek::range(first, last) {
+        assert_eq!(sim.calls_for(&odd, week), 2, "{week}: asked twice");
+        assert_eq!(
+            sim.calls_for(&apps[1], week),
+            1,
+            "{week}: plausible, asked once"
+        );
+    }
+
+    let flagged: Vec<(String, i64)> =
+        sqlx::query_as("SELECT appid, suspect_weeks FROM retention_fetch_health ORDER BY appid")
+            .fetch_all(p.store.pool())
+            .await
+            .expect("health view");
+    assert_eq!(
+        flagged,
+        vec![(odd.to_string(), 4), (apps[1].to_string(), 0)]
+    );
+    let statuses = p
+        .store
+        .app_status(&apps, first, last)
+        .await
+        .expect("status");
+    assert_eq!(statuses[0].suspect, 4);
+    assert_eq!(statuses[1].suspect, 0);
+    let archived: Vec<(bool, Option<String>, serde_json::Value)> = sqlx::query_as(
+        "SELECT suspect, raw, body FROM retention_answers WHERE appid = $1 ORDER BY week_start",
+    )
+    .bind(odd.as_str())
+    .fetch_all(p.store.pool())
+    .await
+    .expect("archive");
+    assert_eq!(archived.len(), 4);
+    for (suspect, raw, body) in archived {
+        assert!(suspect);
+        let raw = raw.expect("the bytes as received");
+        // The simulator writes compact JSON with sorted keys, as serde_json does.
+        assert_eq!(raw, body.to_string());
+    }
+}

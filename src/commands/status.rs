@@ -38,13 +38,14 @@ pub fn table(
         first.weeks_until(last) + 1
     );
     out.push_str(&format!(
-        "{:<20} {:>8} {:>8} {:>7} {:>7} {:>6} {:<11} {:<17} {}\n",
+        "{:<20} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7} {:<11} {:<17} {}\n",
         "APPID",
         "COMPLETE",
         "MATURING",
         "MISSING",
         "FAILING",
         "UNAVL",
+        "SUSPECT",
         "OLDEST GAP",
         "LAST SUCCESS",
         "LAST ERROR"
@@ -56,13 +57,14 @@ pub fn table(
             _ => "-".to_string(),
         };
         out.push_str(&format!(
-            "{:<20} {:>8} {:>8} {:>7} {:>7} {:>6} {:<11} {:<17} {}\n",
+            "{:<20} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7} {:<11} {:<17} {}\n",
             s.appid,
             s.complete,
             s.maturing,
             s.missing,
             s.failing,
             s.unavailable,
+            s.suspect,
             s.oldest_gap
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "-".into()),

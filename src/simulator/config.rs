@@ -51,6 +51,12 @@ pub struct SimArgs {
     /// Probability of answering another week's data per data call.
     #[arg(long, default_value_t = 0.0)]
     pub wrong_ref_date_rate: f64,
+    /// Probability of an impossible answer (more new users than active ones), this once.
+    #[arg(long, default_value_t = 0.0)]
+    pub implausible_rate: f64,
+    /// That app's answers are always impossible, identically (repeatable).
+    #[arg(long = "implausible-app", value_name = "APPID")]
+    pub implausible_apps: Vec<String>,
     /// A token answers 42001 after N data calls.
     #[arg(long = "token-expire-after", value_name = "N")]
     pub token_expire_after: Option<u32>,
@@ -150,6 +156,15 @@ impl SimArgs {
                 http_5xx_rate: probability("http-5xx-rate", self.http_5xx_rate)?,
                 garbage_rate: probability("garbage-rate", self.garbage_rate)?,
                 wrong_ref_date_rate: probability("wrong-ref-date-rate", self.wrong_ref_date_rate)?,
+                implausible_rate: probability("implausible-rate", self.implausible_rate)?,
+                implausible_apps: self
+                    .implausible_apps
+                    .iter()
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|e| anyhow::anyhow!("--implausible-app {a:?}: {e}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
                 token_expire_after_calls: self.token_expire_after,
                 minute_quota: self.minute_quota,
                 daily_quota: self.daily_quota,

@@ -3,7 +3,7 @@
 //! All mutable state sits behind one short-lived `std` mutex; the only await
 //! (the injected latency) happens with the lock released.
 
-use super::faults::{errmsg, Faults, TOKEN_CALL_ERRORS};
+use super::faults::{errmsg, make_implausible, Faults, TOKEN_CALL_ERRORS};
 use super::quota::Quotas;
 use super::request::{parse_week, TokenRequest};
 use super::stats::SimStats;
@@ -236,12 +236,17 @@ impl Engine {
         if st.draw(pwrong) {
             return Answer::Json(truth_answer(&appid, week.prev(), max_key));
         }
+        let mut answer = truth_answer(&appid, week, max_key);
+        let pimplausible = st.faults.implausible_rate;
+        if st.faults.implausible_apps.contains(&appid) || st.draw(pimplausible) {
+            make_implausible(&mut answer);
+        }
         st.stats.ok_answers += 1;
         st.stats
             .per_week
             .entry((appid.clone(), week))
             .or_default()
             .ok += 1;
-        Answer::Json(truth_answer(&appid, week, max_key))
+        Answer::Json(answer)
     }
 }

@@ -19,6 +19,12 @@ pub struct Faults {
     pub garbage_rate: f64,
     /// Answers the week before's data and `ref_date` instead of the asked week.
     pub wrong_ref_date_rate: f64,
+    /// Answers, this once, more new users than active ones for key 0: an
+    /// answer that cannot be true, as a glitch would produce.
+    pub implausible_rate: f64,
+    /// These apps' answers always have more new users than active ones for
+    /// key 0, identically each time: impossible, but what WeChat says.
+    pub implausible_apps: Vec<AppId>,
     /// A token answers 42001 from its (N+1)-th data call on.
     pub token_expire_after_calls: Option<u32>,
     /// Data calls per app per minute before 45011.
@@ -29,6 +35,17 @@ pub struct Faults {
     /// 40164 are also answered on token calls.
     pub app_errors: Vec<(AppId, i64)>,
     pub seed: u64,
+}
+
+/// Makes a truth answer impossible: key 0 of `visit_uv_new` one above key 0
+/// of `visit_uv` (the same change every time, so it can be confirmed).
+pub(crate) fn make_implausible(answer: &mut serde_json::Value) {
+    let active = answer
+        .pointer("/visit_uv/0/value")
+        .and_then(serde_json::Value::as_i64);
+    if let (Some(active), Some(new)) = (active, answer.pointer_mut("/visit_uv_new/0/value")) {
+        *new = serde_json::json!(active + 1);
+    }
 }
 
 /// Errcodes that `app_errors` also answers on token calls.

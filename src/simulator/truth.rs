@@ -58,6 +58,8 @@ fn new_users(appid: &AppId, week: NaturalWeek) -> f64 {
 /// Key 0 of `visit_uv` is 1.5–4.5 times key 0 of `visit_uv_new` (active users
 /// include the new ones); key 1 keeps 10–60 % (`visit_uv_new`) or 20–70 %
 /// (`visit_uv`) of key 0, and each later key keeps 50–90 % of the key before.
+/// Retained active users are never fewer than retained new users (the new
+/// ones are among the active ones), so every truth answer is plausible.
 pub fn truth_value(appid: &AppId, week: NaturalWeek, metric: Metric, key: u8) -> i64 {
     if is_zero_week(appid, week) {
         return 0;
@@ -76,7 +78,11 @@ pub fn truth_value(appid: &AppId, week: NaturalWeek, metric: Metric, key: u8) ->
             0.5 + 0.4 * unit(seed, 2 + u64::from(k))
         };
     }
-    (base * fraction).round().max(0.0) as i64
+    let value = (base * fraction).round().max(0.0) as i64;
+    match metric {
+        Metric::VisitUvNew => value,
+        Metric::VisitUv => value.max(truth_value(appid, week, Metric::VisitUvNew, key)),
+    }
 }
 
 /// What the API can say about a week at a given instant.
@@ -158,6 +164,11 @@ mod tests {
                 }
                 assert!((200..=20_000).contains(&new0), "{new0}");
                 assert!(uv0 > new0, "{uv0} <= {new0}");
+                for k in 0..=MAX_KEY {
+                    let new = truth_value(&app, wk, Metric::VisitUvNew, k);
+                    let active = truth_value(&app, wk, Metric::VisitUv, k);
+                    assert!(new <= active, "key {k}: {new} new > {active} active");
+                }
                 for metric in Metric::ALL {
                     let k0 = truth_value(&app, wk, metric, 0);
                     let k1 = truth_value(&app, wk, metric, 1);

@@ -14,8 +14,10 @@ use std::collections::HashMap;
 pub struct Answered {
     pub claim: Claim,
     pub answer: WeekAnswer,
-    /// The body as WeChat sent it, for the archive.
-    pub body: serde_json::Value,
+    /// The body's text as WeChat sent it, for the archive.
+    pub raw: String,
+    /// The answer looks impossible and was stored because WeChat repeated it.
+    pub suspect: bool,
     pub verdict: Verdict,
 }
 
@@ -40,8 +42,9 @@ struct Columns {
     // one entry per week: archive and ledger
     appid: Vec<String>,
     week: Vec<NaiveDate>,
-    /// Serialized here rather than cloned: sqlx would serialize them anyway.
+    /// The text received: the archive keeps it, and its parsed form (jsonb).
     body: Vec<String>,
+    suspect: Vec<bool>,
     state: Vec<&'static str>,
     /// `smallint[]` literals: unnest would flatten a two-dimensional array.
     keys: Vec<String>,
@@ -77,7 +80,8 @@ impl Columns {
             c.keys.push(format!("{{{}}}", held.join(",")));
             c.appid.push(appid);
             c.week.push(monday);
-            c.body.push(a.body.to_string());
+            c.body.push(a.raw.clone());
+            c.suspect.push(a.suspect);
             c.state.push(a.verdict.state.as_str());
             c.next_due.push(a.verdict.next_due);
             c.attempts.push(a.verdict.attempts);
@@ -109,8 +113,9 @@ impl Store {
         let changed: Vec<(String, String, NaiveDate, i64)> = sqlx::query_as(
             "WITH all_weeks AS (
                  SELECT * FROM unnest($6::text[], $7::date[], $8::text[]::jsonb[], $9::text[], $10::text[],
-                                      $11::timestamptz[], $12::integer[], $14::timestamptz[])
-                          AS t(appid, week_start, body, state, keys, next_due, attempts, late_since)),
+                                      $11::timestamptz[], $12::integer[], $14::timestamptz[], $15::boolean[],
+                                      $8::text[])
+                          AS t(appid, week_start, body, state, keys, next_due, attempts, late_since, suspect, raw)),
              mine AS (
                  SELECT l.appid, l.week_start FROM retention_ledger l
                    JOIN all_weeks USING (appid, week_start)
@@ -127,16 +132,17 @@ impl Store {
                   WHERE weekly_retention.value IS DISTINCT FROM EXCLUDED.value
                  RETURNING appid, week_start),
              archived AS (
-                 INSERT INTO retention_answers (appid, week_start, body)
-                 SELECT appid, week_start, body FROM weeks
-                  WHERE body IS DISTINCT FROM (SELECT r.body FROM retention_answers r
-                                                WHERE r.appid = weeks.appid AND r.week_start = weeks.week_start
-                                                ORDER BY r.id DESC LIMIT 1)
+                 INSERT INTO retention_answers (appid, week_start, body, raw, suspect)
+                 SELECT appid, week_start, body, raw, suspect FROM weeks
+                  WHERE (body, raw) IS DISTINCT FROM (SELECT (r.body, r.raw) FROM retention_answers r
+                                                       WHERE r.appid = weeks.appid AND r.week_start = weeks.week_start
+                                                       ORDER BY r.id DESC LIMIT 1)
                  RETURNING appid, week_start),
              ledger AS (
                  UPDATE retention_ledger l
                     -- an answer with fewer keys than before takes none away
                     SET state = weeks.state, next_due_at = weeks.next_due, late_since = weeks.late_since,
+                        suspect = weeks.suspect,
                         keys = ARRAY(SELECT DISTINCT k FROM unnest(l.keys || weeks.keys::smallint[]) AS k ORDER BY k),
                         attempts = weeks.attempts, calls = l.calls + 1,
                         last_success_at = now(), last_attempt_at = now(),
@@ -164,6 +170,7 @@ impl Store {
         .bind(&c.attempts)
         .bind(owner.as_str())
         .bind(&c.late_since)
+        .bind(&c.suspect)
         .fetch_all(self.pool())
         .await?;
         let mut stats: HashMap<(String, NaiveDate), SaveStats> = HashMap::new();

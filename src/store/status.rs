@@ -20,6 +20,8 @@ pub struct AppStatus {
     pub failing: i64,
     /// Weeks WeChat refuses to serve.
     pub unavailable: i64,
+    /// Weeks stored from an impossible answer WeChat gave twice.
+    pub suspect: i64,
     /// The oldest week without data, if any.
     pub oldest_gap: Option<NaiveDate>,
     pub last_success: Option<DateTime<Utc>>,
@@ -66,6 +68,7 @@ impl Store {
                            count(*) FILTER (WHERE in_range AND l.state IN ('missing', 'not_ready')) AS missing,
                            count(*) FILTER (WHERE in_range AND l.state = 'failing') AS failing,
                            count(*) FILTER (WHERE in_range AND l.state = 'unavailable') AS unavailable,
+                           count(*) FILTER (WHERE in_range AND l.suspect) AS suspect,
                            count(*) FILTER (WHERE in_range) AS planned,
                            min(l.week_start) FILTER (WHERE in_range AND cardinality(l.keys) = 0) AS oldest_gap,
                            max(l.last_success_at) AS last_success
@@ -80,7 +83,8 @@ impl Store {
              SELECT apps.appid,
                     coalesce(c.complete, 0) AS complete, coalesce(c.maturing, 0) AS maturing,
                     coalesce(c.missing, 0) AS missing, coalesce(c.failing, 0) AS failing,
-                    coalesce(c.unavailable, 0) AS unavailable, coalesce(c.planned, 0) AS planned,
+                    coalesce(c.unavailable, 0) AS unavailable, coalesce(c.suspect, 0) AS suspect,
+                    coalesce(c.planned, 0) AS planned,
                     c.oldest_gap, c.last_success,
                     e.last_error, e.last_errcode, e.last_attempt_at AS last_error_at
                FROM apps
@@ -110,6 +114,7 @@ impl Store {
                     missing: r.missing + unplanned,
                     failing: r.failing,
                     unavailable: r.unavailable,
+                    suspect: r.suspect,
                     oldest_gap,
                     last_success: r.last_success,
                     last_error: r.last_error,
@@ -149,6 +154,7 @@ struct AppStatusRow {
     missing: i64,
     failing: i64,
     unavailable: i64,
+    suspect: i64,
     planned: i64,
     oldest_gap: Option<NaiveDate>,
     last_success: Option<DateTime<Utc>>,

@@ -1,7 +1,7 @@
 //! The `getWeeklyRetain` call, with the token dance around it.
 
 use super::error::{Endpoint, ErrorClass, FetchError};
-use super::http::{post_json, send_and_read};
+use super::http::{post_json, send_and_read_text};
 use super::throttle::Throttle;
 use super::token::{TokenCache, TokenOrigin};
 use crate::config::{AppConfig, WechatConfig};
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct RawAnswer {
     pub body: serde_json::Value,
+    /// The body's text as received, for the archive.
+    pub text: String,
     /// Time spent in the data call itself (not the token call).
     pub latency: Duration,
 }
@@ -91,7 +93,7 @@ impl WeChatClient {
             .query(&[(app.token_param.as_str(), token.expose_secret())]);
         self.throttle.acquire(&app.appid).await;
         let started = Instant::now();
-        let result = send_and_read(
+        let result = send_and_read_text(
             request,
             Endpoint::WeeklyRetain,
             self.max_body_bytes,
@@ -100,7 +102,7 @@ impl WeChatClient {
         .await;
         let latency = started.elapsed();
         metrics::histogram!("wxretain_api_latency_seconds").record(latency.as_secs_f64());
-        let body = result?;
+        let (body, text) = result?;
         match body.get("errcode").and_then(serde_json::Value::as_i64) {
             Some(code) if code != 0 => Err(FetchError::Api {
                 endpoint: Endpoint::WeeklyRetain,
@@ -113,7 +115,11 @@ impl WeChatClient {
                     .take(200)
                     .collect(),
             }),
-            _ => Ok(RawAnswer { body, latency }),
+            _ => Ok(RawAnswer {
+                body,
+                text,
+                latency,
+            }),
         }
     }
 }

@@ -28,6 +28,19 @@ pub async fn send_and_read(
     limit: usize,
     secrets: &[&str],
 ) -> Result<serde_json::Value, FetchError> {
+    send_and_read_text(request, endpoint, limit, secrets)
+        .await
+        .map(|(value, _)| value)
+}
+
+/// As [`send_and_read`], with the body's text as received: parsing loses
+/// what the archive should keep (a key given twice, how numbers were written).
+pub async fn send_and_read_text(
+    request: reqwest::RequestBuilder,
+    endpoint: Endpoint,
+    limit: usize,
+    secrets: &[&str],
+) -> Result<(serde_json::Value, String), FetchError> {
     let transport = |e: reqwest::Error| FetchError::Transport {
         endpoint,
         // The URL carries the access token: drop it before the text exists.
@@ -52,7 +65,9 @@ pub async fn send_and_read(
         });
     }
     match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(value) if value.is_object() => Ok(value),
+        // JSON that parsed is UTF-8 (serde_json checks the strings); the lossy
+        // conversion only guards against a parser that some day does not.
+        Ok(value) if value.is_object() => Ok((value, String::from_utf8_lossy(&body).into_owned())),
         Ok(_) => Err(garbage(endpoint, "not a JSON object", &body, secrets)),
         Err(e) => Err(garbage(endpoint, &e.to_string(), &body, secrets)),
     }
