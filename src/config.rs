@@ -206,7 +206,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: Option<String>,
-    max_connections: Option<u32>,
+    max_connections: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,9 +217,9 @@ struct RawWechat {
     token_param: Option<TokenParam>,
     connect_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
-    max_body_bytes: Option<usize>,
-    max_in_flight: Option<usize>,
-    retry_attempts: Option<usize>,
+    max_body_bytes: Option<u64>,
+    max_in_flight: Option<u64>,
+    retry_attempts: Option<u64>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
     rate_per_second: Option<f64>,
@@ -232,9 +232,9 @@ struct RawSchedule {
     timezone: Option<String>,
     cron: Option<String>,
     start_week: Option<String>,
-    lookback_weeks: Option<u32>,
+    lookback_weeks: Option<u64>,
     publish_hour: Option<u32>,
-    final_grace_days: Option<u32>,
+    final_grace_days: Option<u64>,
     lease_secs: Option<u64>,
 }
 
@@ -371,17 +371,22 @@ impl Checker<'_> {
         }
     }
 
-    fn positive<T: PartialOrd + Default + Copy>(
+    /// An integer key, `default` when absent, refused outside `lo..=hi`.
+    /// Every integer ends up in a `Duration`, an `Instant`, a date, a pool or
+    /// a buffer, where a huge value overflows or exhausts memory mid-pass: the
+    /// bounds are far beyond any sensible setting, and say so up front.
+    fn within(
         &self,
         key: &str,
-        value: Option<T>,
-        default: T,
-    ) -> Result<T, ConfigError> {
+        value: Option<u64>,
+        default: u64,
+        (lo, hi): (u64, u64),
+    ) -> Result<u64, ConfigError> {
         let v = value.unwrap_or(default);
-        if v > T::default() {
+        if (lo..=hi).contains(&v) {
             Ok(v)
         } else {
-            Err(self.invalid(key, "must be greater than 0"))
+            Err(self.invalid(key, format!("{v} is out of range: allowed {lo} to {hi}")))
         }
     }
 
@@ -398,7 +403,14 @@ impl Checker<'_> {
         }
         Ok(DatabaseConfig {
             url: SecretString::from(url),
-            max_connections: self.positive("database.max_connections", raw.max_connections, 10)?,
+            // Postgres allows 100 connections by default; a pool is allocated
+            // up front from this.
+            max_connections: self.within(
+                "database.max_connections",
+                raw.max_connections,
+                10,
+                (1, 1000),
+            )? as u32,
         })
     }
 
@@ -420,21 +432,40 @@ impl Checker<'_> {
             base_url,
             token_endpoint: raw.token_endpoint.unwrap_or(TokenEndpoint::Stable),
             token_param: raw.token_param.unwrap_or(TokenParam::AccessToken),
-            connect_timeout: Duration::from_secs(self.positive(
+            connect_timeout: Duration::from_secs(self.within(
                 "wechat.connect_timeout_secs",
                 raw.connect_timeout_secs,
                 5,
+                (1, 300),
             )?),
-            request_timeout: Duration::from_secs(self.positive(
+            request_timeout: Duration::from_secs(self.within(
                 "wechat.request_timeout_secs",
                 raw.request_timeout_secs,
                 20,
+                (1, 600),
             )?),
-            max_body_bytes: self.positive("wechat.max_body_bytes", raw.max_body_bytes, 1 << 20)?,
-            max_in_flight: self.positive("wechat.max_in_flight", raw.max_in_flight, 8)?,
-            retry_attempts: self.positive("wechat.retry_attempts", raw.retry_attempts, 4)?,
-            retry_min_delay: Duration::from_millis(raw.retry_min_delay_ms.unwrap_or(500)),
-            token_command_ttl: Duration::from_secs(raw.token_command_ttl_secs.unwrap_or(300)),
+            max_body_bytes: self.within(
+                "wechat.max_body_bytes",
+                raw.max_body_bytes,
+                1 << 20,
+                (1, 64 << 20),
+            )? as usize,
+            max_in_flight: self.within("wechat.max_in_flight", raw.max_in_flight, 8, (1, 1024))?
+                as usize,
+            retry_attempts: self.within("wechat.retry_attempts", raw.retry_attempts, 4, (1, 20))?
+                as usize,
+            retry_min_delay: Duration::from_millis(self.within(
+                "wechat.retry_min_delay_ms",
+                raw.retry_min_delay_ms,
+                500,
+                (0, 60_000),
+            )?),
+            token_command_ttl: Duration::from_secs(self.within(
+                "wechat.token_command_ttl_secs",
+                raw.token_command_ttl_secs,
+                300,
+                (0, 86_400),
+            )?),
             rate_per_second: self.rate("wechat.rate_per_second", raw.rate_per_second, 100.0)?,
             app_rate_per_second: self.rate(
                 "wechat.app_rate_per_second",
@@ -472,13 +503,7 @@ impl Checker<'_> {
                 )
             })?,
         };
-        let cron = raw.cron.unwrap_or_else(|| DEFAULT_CRON.to_string());
-        if cron.split_whitespace().count() != 6 {
-            return Err(self.invalid(
-                "schedule.cron",
-                format!("{cron:?} must have 6 fields (sec min hour day month weekday)"),
-            ));
-        }
+        let cron = self.cron(raw.cron)?;
         let start_week = match raw.start_week {
             None => None,
             Some(text) => Some(
@@ -504,8 +529,7 @@ impl Checker<'_> {
         let worst = wechat.worst_fetch_time();
         let lease = match raw.lease_secs {
             None => worst.max(Duration::from_secs(300)),
-            Some(secs) if Duration::from_secs(secs) > worst => Duration::from_secs(secs),
-            Some(secs) => {
+            Some(secs) if Duration::from_secs(secs) <= worst => {
                 return Err(self.invalid(
                     "schedule.lease_secs",
                     format!(
@@ -514,16 +538,59 @@ impl Checker<'_> {
                     ),
                 ))
             }
+            // Added to now() in SQL and in Rust: a day is far beyond any fetch.
+            Some(_) => Duration::from_secs(self.within(
+                "schedule.lease_secs",
+                raw.lease_secs,
+                0,
+                (worst.as_secs() + 1, 86_400),
+            )?),
         };
         Ok(ScheduleConfig {
             lease,
             timezone,
             cron,
             start_week,
-            lookback_weeks: self.positive("schedule.lookback_weeks", raw.lookback_weeks, 26)?,
+            // About twenty years of weeks: more than WeChat has.
+            lookback_weeks: self.within(
+                "schedule.lookback_weeks",
+                raw.lookback_weeks,
+                26,
+                (1, 1000),
+            )? as u32,
             publish_hour,
-            final_grace: chrono::Duration::days(i64::from(raw.final_grace_days.unwrap_or(14))),
+            final_grace: chrono::Duration::days(self.within(
+                "schedule.final_grace_days",
+                raw.final_grace_days,
+                14,
+                (0, 365),
+            )? as i64),
         })
+    }
+
+    /// The cron expression, checked with the parser and options
+    /// tokio-cron-scheduler uses, so `run` cannot refuse what passed here, and
+    /// every command refuses a bad one before any connection.
+    fn cron(&self, raw: Option<String>) -> Result<String, ConfigError> {
+        let cron = raw.unwrap_or_else(|| DEFAULT_CRON.to_string());
+        let invalid = |problem: String| self.invalid("schedule.cron", problem);
+        if cron.split_whitespace().count() != 6 {
+            return Err(invalid(format!(
+                "{cron:?} must have 6 fields (sec min hour day month weekday)"
+            )));
+        }
+        let parsed = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(&cron)
+            .map_err(|e| invalid(format!("{cron:?} is not a cron expression: {e}")))?;
+        // One that parses but never fires (February 30th) would leave the
+        // daemon idle after its start-up pass, silently.
+        parsed
+            .find_next_occurrence(&chrono::Utc::now(), false)
+            .map_err(|_| invalid(format!("{cron:?} never fires")))?;
+        Ok(cron)
     }
 
     fn server(&self, raw: RawServer) -> Result<ServerConfig, ConfigError> {
@@ -643,5 +710,88 @@ fn warn_if_readable_by_others(path: &Path) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const APP: &str = "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"S\"\n";
+
+    fn parse(toml: &str) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = [("S".to_string(), "secret".to_string())].into();
+        Config::parse(&format!("{toml}\n{APP}"), Path::new("t.toml"), &env)
+    }
+
+    /// The key an `Invalid` error names, and its problem.
+    fn refusal(toml: &str) -> (String, String) {
+        match parse(toml) {
+            Err(ConfigError::Invalid { key, problem, .. }) => (key, problem),
+            other => panic!("{toml:?} should be refused as invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cron_expressions_are_checked_with_the_schedulers_parser() {
+        for good in [
+            "0 7/30 * * * *",
+            "*/2 * * * * *",
+            "0 0 3 * * MON-FRI",
+            "0 0 0 1 1 *",
+        ] {
+            let config = parse(&format!("[schedule]\ncron = \"{good}\"\n"));
+            assert!(config.is_ok(), "{good}: {config:?}");
+        }
+        for bad in [
+            "0 61 * * * *",
+            "0 * 25 * * *",
+            "0 * * * * FUNDAY",
+            "x * * * * *",
+            "0 0 0 30 2 *",
+        ] {
+            let (key, problem) = refusal(&format!("[schedule]\ncron = \"{bad}\"\n"));
+            assert_eq!(key, "schedule.cron", "{bad}");
+            assert!(problem.contains(bad), "{bad}: {problem}");
+        }
+    }
+
+    #[test]
+    fn every_integer_key_is_bounded_and_says_its_range() {
+        let keys = [
+            ("database", "max_connections"),
+            ("wechat", "connect_timeout_secs"),
+            ("wechat", "request_timeout_secs"),
+            ("wechat", "max_body_bytes"),
+            ("wechat", "max_in_flight"),
+            ("wechat", "retry_attempts"),
+            ("wechat", "retry_min_delay_ms"),
+            ("wechat", "token_command_ttl_secs"),
+            ("schedule", "lookback_weeks"),
+            ("schedule", "final_grace_days"),
+            ("schedule", "lease_secs"),
+        ];
+        for (section, key) in keys {
+            for huge in [u64::MAX, 1_000_000_000_000] {
+                let (named, problem) = refusal(&format!("[{section}]\n{key} = {huge}\n"));
+                assert_eq!(named, format!("{section}.{key}"), "{key} = {huge}");
+                assert!(problem.contains("allowed"), "{key} = {huge}: {problem}");
+            }
+        }
+        // The upper bounds all together still make a lease that fits its own bound.
+        let config = parse(
+            "[wechat]\nconnect_timeout_secs = 300\nrequest_timeout_secs = 600\nretry_attempts = 20\nretry_min_delay_ms = 60000\n",
+        )
+        .expect("every maximum at once is valid");
+        assert!(config.schedule.lease <= Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn defaults_are_unchanged() {
+        let config = parse("").expect("defaults are valid");
+        assert_eq!(config.schedule.lookback_weeks, 26);
+        assert_eq!(config.wechat.max_in_flight, 8);
+        assert_eq!(config.database.max_connections, 10);
     }
 }

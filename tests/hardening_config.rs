@@ -1,0 +1,167 @@
+//! The "Hardening" issue's configuration and command-line items, through the
+//! real binary: huge numbers and bad cron expressions refused up front,
+//! secrets in the database URL never printed, dates before WeChat refused,
+//! `once`'s exit code, concurrent `migrate`, the week calendar under another
+//! cron time zone, and how `run` stops.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// No command may take longer than this; a hang is a failure, not a stuck test.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What one run of the binary left behind.
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    /// Asserts the exit code, printing both streams when it differs.
+    fn expect_code(&self, code: i32, what: &str) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{what}: exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn expect_stderr_has(&self, needle: &str, what: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "{what}: stderr should mention {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `wxretain --config CONFIG ARGS...` with exactly `env` (and `PATH`).
+async fn wxretain(config: &Path, env: &HashMap<String, String>, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("wxretain {args:?} did not finish in {RUN_LIMIT:?}"))
+        .expect("wxretain binary runs");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A config file for `apps` with `extra` on top, and the environment pointing
+/// at `database_url` and the WeChat at `base_url`. Keep the dir alive.
+fn setup(
+    apps: &[wxretain::domain::AppId],
+    extra: &str,
+    database_url: &str,
+    base_url: &str,
+) -> (tempfile::TempDir, PathBuf, HashMap<String, String>) {
+    let (dir, path, mut env) = config_file(apps, extra);
+    env.insert("DATABASE_URL".into(), database_url.into());
+    env.insert("WXRETAIN_WECHAT_BASE_URL".into(), base_url.into());
+    (dir, path, env)
+}
+
+// ---- huge numbers and the cron expression --------------------------------------
+
+#[tokio::test]
+async fn huge_numbers_are_refused_with_the_key_and_its_range_never_a_panic() {
+    // A real database and WeChat: before the bounds, these values got past
+    // the config and panicked (or failed in SQL) mid-pass.
+    let db = TestDb::new().await;
+    let sim = simulator(chrono::Utc::now(), |_| {}).await;
+    let last = wxretain::domain::NaturalWeek::last_completed_at(
+        chrono::Utc::now(),
+        wxretain::domain::BEIJING,
+    );
+    let (from, to) = (last.plus_weeks(-2).monday(), last.sunday());
+    let (from, to) = (from.to_string(), to.to_string());
+    let keys = [
+        ("database", "max_connections"),
+        ("wechat", "connect_timeout_secs"),
+        ("wechat", "request_timeout_secs"),
+        ("wechat", "max_body_bytes"),
+        ("wechat", "max_in_flight"),
+        ("wechat", "retry_attempts"),
+        ("wechat", "retry_min_delay_ms"),
+        ("wechat", "token_command_ttl_secs"),
+        ("schedule", "lookback_weeks"),
+        ("schedule", "final_grace_days"),
+        ("schedule", "lease_secs"),
+    ];
+    for (section, key) in keys {
+        for huge in [u64::MAX, 1_000_000_000_000] {
+            let extra = format!("[{section}]\n{key} = {huge}\n");
+            let (_dir, path, env) = setup(&apps(1), &extra, &db.url, &sim.base_url());
+            for args in [vec!["once"], vec!["backfill", "--from", &from, "--to", &to]] {
+                let what = format!("{section}.{key} = {huge}, {}", args[0]);
+                let out = wxretain(&path, &env, &args).await;
+                assert!(!out.stderr.contains("panicked"), "{what}:\n{}", out.stderr);
+                out.expect_code(2, &what)
+                    .expect_stderr_has(&format!("{section}.{key}"), &what)
+                    .expect_stderr_has("out of range: allowed", &what);
+            }
+        }
+    }
+    // A token_command app is where token_command_ttl_secs ends up in an Instant.
+    let toml = "[wechat]\ntoken_command_ttl_secs = 18446744073709551615\n\
+                [[apps]]\nappid = \"wx51a0000000000001\"\ntoken_command = [\"/bin/echo\", \"t\"]\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wxretain.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let env: HashMap<String, String> = [
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("WXRETAIN_WECHAT_BASE_URL".to_string(), sim.base_url()),
+    ]
+    .into();
+    let out = wxretain(&path, &env, &["once"]).await;
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out.expect_code(2, "token_command_ttl_secs")
+        .expect_stderr_has("wechat.token_command_ttl_secs", "token_command_ttl_secs");
+}
+
+#[tokio::test]
+async fn a_bad_cron_expression_is_refused_by_every_command_before_any_connection() {
+    // Nothing listens on port 1: a command that got past the config would
+    // fail on the connection instead, with exit 1.
+    let closed_db = "postgres://postgres@127.0.0.1:1/wxretain_unreachable";
+    for cron in ["0 61 * * * *", "0 0 0 30 2 *", "0 * * * * FUNDAY"] {
+        let extra = format!("[schedule]\ncron = \"{cron}\"\n");
+        let (_dir, path, env) = setup(&apps(1), &extra, closed_db, "http://127.0.0.1:1");
+        for args in [
+            vec!["once"],
+            vec!["run"],
+            vec!["status"],
+            vec!["backfill", "--from", "2026-01-05", "--to", "2026-01-11"],
+        ] {
+            let what = format!("cron {cron:?}, {}", args[0]);
+            let out = wxretain(&path, &env, &args).await;
+            out.expect_code(2, &what)
+                .expect_stderr_has("schedule.cron", &what);
+            assert!(
+                !out.stderr.contains("connect"),
+                "{what}: refused before any connection:\n{}",
+                out.stderr
+            );
+        }
+    }
+}
