@@ -4,7 +4,7 @@
 //! complaint names the key it is about, so a deployment fails at start-up with
 //! a message an operator can act on instead of mid-pass.
 
-use crate::domain::{AppId, NaturalWeek, BEIJING};
+use crate::domain::{ensure_wechat_era, AppId, NaturalWeek, BEIJING};
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -346,11 +346,14 @@ impl Config {
             .collect()
     }
 
-    /// The oldest week kept, given the most recently completed one.
+    /// The oldest week kept, given the most recently completed one; never
+    /// before WeChat had data (a long `lookback_weeks` stops at 2017).
     pub fn oldest_week(&self, last_completed: NaturalWeek) -> NaturalWeek {
         match self.schedule.start_week {
             Some(week) => week,
-            None => last_completed.plus_weeks(1 - i64::from(self.schedule.lookback_weeks)),
+            None => last_completed
+                .plus_weeks(1 - i64::from(self.schedule.lookback_weeks))
+                .max(NaturalWeek::first_with_data()),
         }
     }
 }
@@ -508,6 +511,7 @@ impl Checker<'_> {
             None => None,
             Some(text) => Some(
                 NaturalWeek::parse_monday(&text)
+                    .and_then(|week| ensure_wechat_era(week.monday()).map(|_| week))
                     .map_err(|e| self.invalid("schedule.start_week", e.to_string()))?,
             ),
         };
@@ -785,6 +789,26 @@ mod tests {
         )
         .expect("every maximum at once is valid");
         assert!(config.schedule.lease <= Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn weeks_before_wechat_are_neither_configured_nor_planned() {
+        for monday in ["1900-01-01", "2016-12-26"] {
+            let (key, problem) = refusal(&format!("[schedule]\nstart_week = \"{monday}\"\n"));
+            assert_eq!(key, "schedule.start_week");
+            assert!(problem.contains("2017"), "{problem}");
+        }
+        let config = parse("[schedule]\nstart_week = \"2017-01-02\"\n").expect("2017 is fine");
+        assert_eq!(
+            config.schedule.start_week.map(|w| w.to_string()).as_deref(),
+            Some("2017-01-02")
+        );
+        // A lookback reaching past 2017 stops at WeChat's first week.
+        let config = parse("[schedule]\nlookback_weeks = 1000\n").expect("valid");
+        let last = NaturalWeek::parse_monday("2026-11-16").expect("monday");
+        assert_eq!(config.oldest_week(last).to_string(), "2017-01-02");
+        let config = parse("[schedule]\nlookback_weeks = 3\n").expect("valid");
+        assert_eq!(config.oldest_week(last).to_string(), "2026-11-02");
     }
 
     #[test]

@@ -165,3 +165,45 @@ async fn a_bad_cron_expression_is_refused_by_every_command_before_any_connection
         }
     }
 }
+
+// ---- dates before WeChat ---------------------------------------------------------
+
+#[tokio::test]
+async fn dates_before_wechat_existed_are_refused_naming_the_flag_or_key() {
+    let closed_db = "postgres://postgres@127.0.0.1:1/wxretain_unreachable";
+    let (_dir, path, env) = setup(&apps(1), "", closed_db, "http://127.0.0.1:1");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--from", "1900-01-01", "--to", "2026-01-11"], "--from"),
+        // A negative year looks like a flag unless attached with `=`.
+        (&["--from=-0001-01-01", "--to", "2026-01-11"], "--from"),
+        (&["--from", "00010101", "--to", "2026-01-11"], "--from"),
+        (&["--from", "2016-12-31", "--to", "2016-12-31"], "--from"),
+        (&["--from", "2026-01-05", "--to", "19000107"], "--to"),
+    ];
+    for (args, flag) in cases {
+        let mut full = vec!["backfill"];
+        full.extend_from_slice(args);
+        let what = format!("backfill {args:?}");
+        let out = wxretain(&path, &env, &full).await;
+        out.expect_code(2, &what)
+            .expect_stderr_has(&format!("{flag}: "), &what)
+            .expect_stderr_has("before 2017-01-01", &what);
+        assert!(
+            !out.stderr.contains("database"),
+            "{what}: refused before touching the database:\n{}",
+            out.stderr
+        );
+    }
+    for monday in ["1900-01-01", "2016-12-26"] {
+        let extra = format!("[schedule]\nstart_week = \"{monday}\"\n");
+        let (_dir, path, env) = setup(&apps(1), &extra, closed_db, "http://127.0.0.1:1");
+        for command in ["once", "status"] {
+            let what = format!("start_week {monday}, {command}");
+            wxretain(&path, &env, &[command])
+                .await
+                .expect_code(2, &what)
+                .expect_stderr_has("schedule.start_week", &what)
+                .expect_stderr_has("before 2017-01-01", &what);
+        }
+    }
+}

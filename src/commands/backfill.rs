@@ -3,7 +3,7 @@
 
 use crate::cli::UsageError;
 use crate::config::Config;
-use crate::domain::{parse_date, AppId, NaturalWeek};
+use crate::domain::{ensure_wechat_era, parse_date, AppId, NaturalWeek};
 use crate::pass::{run_pass, PassOptions, Pipeline};
 use crate::store::{Scope, WeekRow};
 use chrono::Utc;
@@ -36,8 +36,12 @@ pub fn weeks_of_range(
     args: &BackfillArgs,
     config: &Config,
 ) -> Result<(NaturalWeek, NaturalWeek), UsageError> {
-    let from = parse_date(&args.from).map_err(|e| UsageError(format!("--from: {e}")))?;
-    let to = parse_date(&args.to).map_err(|e| UsageError(format!("--to: {e}")))?;
+    let from = parse_date(&args.from)
+        .and_then(ensure_wechat_era)
+        .map_err(|e| UsageError(format!("--from: {e}")))?;
+    let to = parse_date(&args.to)
+        .and_then(ensure_wechat_era)
+        .map_err(|e| UsageError(format!("--to: {e}")))?;
     if from > to {
         return Err(UsageError(format!("--from {from} is after --to {to}")));
     }
