@@ -136,6 +136,8 @@ impl WechatConfig {
 
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
+    /// The zone the cron expression is read in, and nothing else: weeks are
+    /// always Beijing's, as WeChat's are.
     pub timezone: Tz,
     pub cron: String,
     pub start_week: Option<NaturalWeek>,

@@ -207,3 +207,36 @@ async fn dates_before_wechat_existed_are_refused_naming_the_flag_or_key() {
         }
     }
 }
+
+// ---- the week calendar is Beijing's ----------------------------------------------
+
+#[tokio::test]
+async fn a_cron_zone_far_from_beijing_still_plans_the_week_that_just_ended_in_beijing() {
+    // Monday 10:30 in Beijing (key 0 of last week is out since 10:00), still
+    // Sunday 18:30 in Los Angeles.
+    let as_of = "2026-11-23T10:30:00+08:00";
+    let now = chrono::DateTime::parse_from_rfc3339(as_of)
+        .expect("instant")
+        .with_timezone(&chrono::Utc);
+    let db = TestDb::new().await;
+    let sim = simulator(now, |_| {}).await;
+    let extra = "[wechat]\nretry_min_delay_ms = 5\n\
+                 [schedule]\ntimezone = \"America/Los_Angeles\"\nlookback_weeks = 2\n";
+    let (_dir, path, env) = setup(&apps(1), extra, &db.url, &sim.base_url());
+    wxretain(&path, &env, &["once", "--as-of", as_of])
+        .await
+        .expect_code(0, "once");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let weeks: Vec<(chrono::NaiveDate, i32)> = sqlx::query_as(
+        "SELECT week_start, cardinality(keys) FROM retention_ledger ORDER BY week_start",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("ledger");
+    let monday = |d: &str| d.parse::<chrono::NaiveDate>().expect("date");
+    assert_eq!(
+        weeks,
+        vec![(monday("2026-11-09"), 2), (monday("2026-11-16"), 1)],
+        "the two weeks kept end with the one that ended in Beijing last night, its key 0 stored"
+    );
+}
