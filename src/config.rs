@@ -689,17 +689,48 @@ impl Checker<'_> {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// Whether a database URL's query parameter holds a secret: `password`
+/// (which sqlx reads, like the userinfo's) or `sslpassword` (libpq's
+/// client-key passphrase, which sqlx does not read but a URL copied from a
+/// libpq setup may carry). Any case: a stray `PASSWORD=` is still a password.
+/// `passfile` names a file, and the file is what holds the secret.
+pub fn is_secret_url_param(key: &str) -> bool {
+    ["password", "sslpassword"]
+        .iter()
+        .any(|secret| key.eq_ignore_ascii_case(secret))
+}
+
+/// The URL with every secret replaced by `***`, for messages:
+/// `postgres://user:secret@host/db?password=secret` →
+/// `postgres://user:***@host/db?password=***`.
 pub fn redact_url_password(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // set_password only fails for URLs that cannot have one.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_string(),
-        Err(_) => "<unparseable URL>".to_string(),
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "<unparseable URL>".to_string();
+    };
+    let in_userinfo = parsed.password().is_some();
+    let in_query = parsed.query_pairs().any(|(k, _)| is_secret_url_param(&k));
+    if !in_userinfo && !in_query {
+        return url.to_string();
     }
+    if in_userinfo {
+        // set_password only fails for URLs that cannot have one.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if in_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_url_param(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// Secrets in a file others can read are half-public: say so, but go on.
@@ -811,6 +842,38 @@ mod tests {
         assert_eq!(config.oldest_week(last).to_string(), "2017-01-02");
         let config = parse("[schedule]\nlookback_weeks = 3\n").expect("valid");
         assert_eq!(config.oldest_week(last).to_string(), "2026-11-02");
+    }
+
+    #[test]
+    fn database_url_secrets_are_redacted_in_userinfo_and_query() {
+        let cases = [
+            ("postgres://u:hunter2@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u@h/db?password=hunter2",
+                "postgres://u@h/db?password=***",
+            ),
+            (
+                "postgres://u@h:5/db?sslmode=require&PassWord=hunter2&application_name=x",
+                "postgres://u@h:5/db?sslmode=require&PassWord=***&application_name=x",
+            ),
+            (
+                "postgresql://u:a@h/db?sslpassword=hunter2&password=hunter2",
+                "postgresql://u:***@h/db?sslpassword=***&password=***",
+            ),
+            // Percent-encoded keys are what sqlx decodes, so they are decoded here too.
+            (
+                "postgres://u@h/db?pass%77ord=hunter2",
+                "postgres://u@h/db?password=***",
+            ),
+            (
+                "postgres://u@h/db?sslmode=disable",
+                "postgres://u@h/db?sslmode=disable",
+            ),
+            ("not a url hunter2", "<unparseable URL>"),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url_password(url), redacted, "{url}");
+        }
     }
 
     #[test]

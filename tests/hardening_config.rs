@@ -240,3 +240,85 @@ async fn a_cron_zone_far_from_beijing_still_plans_the_week_that_just_ended_in_be
         "the two weeks kept end with the one that ended in Beijing last night, its key 0 stored"
     );
 }
+
+// ---- secrets in the database URL -------------------------------------------------
+
+/// Runs `wxretain --config CONFIG run --listen 127.0.0.1:0` for `secs`, then
+/// SIGTERMs it and returns what it printed.
+async fn run_for(config: &Path, env: &HashMap<String, String>, secs: u64) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+    let child = cmd
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wxretain run");
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let pid = child.id().expect("pid").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
+        .await
+        .expect("run exits after SIGTERM")
+        .expect("wait");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_password_in_the_database_urls_query_is_never_printed() {
+    const SECRET: &str = "hunter2xyz";
+    // Nothing listens on port 1: every command fails and describes the URL.
+    let urls = [
+        format!("postgres://u@127.0.0.1:1/db?password={SECRET}"),
+        format!("postgres://u@127.0.0.1:1/db?sslmode=disable&PASSWORD={SECRET}"),
+        format!("postgres://u:{SECRET}@127.0.0.1:1/db?sslpassword={SECRET}"),
+        format!("ftp://u@127.0.0.1:1/db?password={SECRET}"),
+    ];
+    for url in &urls {
+        let (_dir, path, env) = setup(&apps(1), "", url, "http://127.0.0.1:1");
+        let commands: [&[&str]; 6] = [
+            &["migrate"],
+            &["once"],
+            &["status"],
+            &["report", "--app", "wx51a0000000000001"],
+            &["backfill", "--from", "2026-01-05", "--to", "2026-01-11"],
+            &[
+                "backfill",
+                "--enqueue",
+                "--from",
+                "2026-01-05",
+                "--to",
+                "2026-01-11",
+            ],
+        ];
+        for args in commands {
+            let what = format!("{url} {args:?}");
+            let out = wxretain(&path, &env, args).await;
+            assert!(matches!(out.code, Some(1 | 2)), "{what}: fails: {out:?}");
+            assert!(
+                !out.stderr.contains(SECRET) && !out.stdout.contains(SECRET),
+                "{what}: the password was printed:\n{}\n{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+        let out = run_for(&path, &env, 2).await;
+        assert!(
+            !out.stderr.contains(SECRET) && !out.stdout.contains(SECRET),
+            "{url} run: the password was printed:\n{}",
+            out.stderr
+        );
+    }
+}
