@@ -322,3 +322,75 @@ async fn a_password_in_the_database_urls_query_is_never_printed() {
         );
     }
 }
+
+// ---- concurrent migrate ------------------------------------------------------------
+
+/// A database name no one has created yet, dropped when the test ends.
+struct MissingDb {
+    name: String,
+    url: String,
+}
+
+impl MissingDb {
+    fn new() -> Self {
+        let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
+        let mut url = reqwest::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for MissingDb {
+    fn drop(&mut self) {
+        let (server, name) = (server_url(), self.name.clone());
+        // Drop runs outside async: a thread with its own small runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn eight_concurrent_migrates_of_a_missing_database_all_succeed() {
+    let db = MissingDb::new();
+    let (_dir, path, env) = setup(&apps(1), "", &db.url, "http://127.0.0.1:1");
+    let runs: Vec<_> = (0..8)
+        .map(|_| wxretain(&path, &env, &["migrate"]))
+        .collect();
+    let outs = futures::future::join_all(runs).await;
+    for (i, out) in outs.iter().enumerate() {
+        out.expect_code(0, &format!("migrate #{i}"));
+    }
+    let created = outs
+        .iter()
+        .filter(|o| o.stderr.contains("created database"))
+        .count();
+    assert_eq!(created, 1, "one process created the database");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .expect("migrations table");
+    let expected: Vec<(i64, bool)> = wxretain::store::MIGRATOR
+        .iter()
+        .map(|m| (m.version, true))
+        .collect();
+    assert_eq!(applied, expected, "every migration applied once");
+    pool.close().await;
+}

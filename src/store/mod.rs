@@ -96,8 +96,13 @@ impl Store {
                 .await
             {
                 Ok(_) => tracing::info!(database = %name, "created database"),
-                // Another replica created it between our check and our CREATE.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                // Another replica created it between our check and our CREATE:
+                // 42P04 if its CREATE had committed before ours began, 23505 on
+                // pg_database's unique name index if both ran at once. The
+                // migrations after this serialise on sqlx's advisory lock,
+                // which is taken before the migrations table is created.
+                Err(sqlx::Error::Database(e))
+                    if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
                 Err(e) => return Err(e).with_context(|| format!("cannot create database {name}")),
             }
         }
