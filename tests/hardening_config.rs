@@ -394,3 +394,64 @@ async fn eight_concurrent_migrates_of_a_missing_database_all_succeed() {
     assert_eq!(applied, expected, "every migration applied once");
     pool.close().await;
 }
+
+// ---- once's exit code ----------------------------------------------------------------
+
+/// `once --as-of AS_OF` against a simulator frozen then, with `faults`.
+async fn once_against(
+    as_of: &str,
+    extra: &str,
+    faults: impl FnOnce(&mut wxretain::simulator::Faults),
+) -> Output {
+    let now = chrono::DateTime::parse_from_rfc3339(as_of)
+        .expect("instant")
+        .with_timezone(&chrono::Utc);
+    let db = TestDb::new().await;
+    let sim = simulator(now, |c| faults(&mut c.faults)).await;
+    let extra = format!("[wechat]\nretry_min_delay_ms = 5\nretry_attempts = 2\n{extra}");
+    let (_dir, path, env) = setup(&apps(2), &extra, &db.url, &sim.base_url());
+    wxretain(&path, &env, &["once", "--as-of", as_of]).await
+}
+
+#[tokio::test]
+async fn once_exits_1_when_an_attempted_week_failed_and_0_when_all_is_stored_or_not_ready() {
+    let lookback = "[schedule]\nlookback_weeks = 3\n";
+    let out = once_against("2026-11-23T10:30:00+08:00", lookback, |_| {}).await;
+    out.expect_code(0, "all stored");
+    assert!(out.stdout.contains("\"stored\":6"), "{}", out.stdout);
+
+    // Expected from 08:00 but published at 10:00: attempted, not ready, no failure.
+    let early = "[schedule]\nlookback_weeks = 3\npublish_hour = 8\n";
+    let out = once_against("2026-11-23T09:00:00+08:00", early, |_| {}).await;
+    out.expect_code(0, "stored or not ready");
+    assert!(out.stdout.contains("\"not_ready\":2"), "{}", out.stdout);
+
+    let out = once_against("2026-11-23T10:30:00+08:00", lookback, |f| {
+        f.app_errors = vec![(wxretain::simulator::sim_appid(2), 48001)];
+    })
+    .await;
+    out.expect_code(1, "an app without permission (48001)");
+    assert!(out.stdout.contains("\"failed\":"), "{}", out.stdout);
+
+    let out = once_against("2026-11-23T10:30:00+08:00", lookback, |f| {
+        f.wrong_ref_date_rate = 1.0;
+    })
+    .await;
+    out.expect_code(1, "every answer rejected");
+
+    // --help says the same.
+    let help = wxretain(
+        Path::new("unused.toml"),
+        &HashMap::new(),
+        &["once", "--help"],
+    )
+    .await;
+    help.expect_code(0, "once --help");
+    for needle in [
+        "Exit status:",
+        "not yet published",
+        "  1  an attempted week failed",
+    ] {
+        assert!(help.stdout.contains(needle), "{needle}:\n{}", help.stdout);
+    }
+}
