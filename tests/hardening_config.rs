@@ -325,49 +325,16 @@ async fn a_password_in_the_database_urls_query_is_never_printed() {
 
 // ---- concurrent migrate ------------------------------------------------------------
 
-/// A database name no one has created yet, dropped when the test ends.
-struct MissingDb {
-    name: String,
-    url: String,
-}
-
-impl MissingDb {
-    fn new() -> Self {
-        let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
-        let mut url = reqwest::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Self {
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for MissingDb {
-    fn drop(&mut self) {
-        let (server, name) = (server_url(), self.name.clone());
-        // Drop runs outside async: a thread with its own small runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
-
 #[tokio::test]
 async fn eight_concurrent_migrates_of_a_missing_database_all_succeed() {
-    let db = MissingDb::new();
+    let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
+    let mut url = reqwest::Url::parse(&server_url()).expect("server URL");
+    url.set_path(&format!("/{name}"));
+    // Not created: TestDb's Drop only drops it when the test ends.
+    let db = TestDb {
+        name,
+        url: url.to_string(),
+    };
     let (_dir, path, env) = setup(&apps(1), "", &db.url, "http://127.0.0.1:1");
     let runs: Vec<_> = (0..8)
         .map(|_| wxretain(&path, &env, &["migrate"]))
