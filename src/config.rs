@@ -149,6 +149,9 @@ pub struct ScheduleConfig {
     /// How long a claimed week stays reserved for the replica that took it;
     /// longer than any fetch can take, so a live replica never loses one.
     pub lease: Duration,
+    /// How long `run` waits, once told to stop, for the pass in flight to
+    /// commit its weeks: bounded, so a stop request is always honoured.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +241,7 @@ struct RawSchedule {
     publish_hour: Option<u32>,
     final_grace_days: Option<u64>,
     lease_secs: Option<u64>,
+    drain_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -571,6 +575,12 @@ impl Checker<'_> {
                 14,
                 (0, 365),
             )? as i64),
+            drain_timeout: Duration::from_secs(self.within(
+                "schedule.drain_timeout_secs",
+                raw.drain_timeout_secs,
+                20,
+                (0, 3600),
+            )?),
         })
     }
 
@@ -808,6 +818,7 @@ mod tests {
             ("schedule", "lookback_weeks"),
             ("schedule", "final_grace_days"),
             ("schedule", "lease_secs"),
+            ("schedule", "drain_timeout_secs"),
         ];
         for (section, key) in keys {
             for huge in [u64::MAX, 1_000_000_000_000] {
@@ -879,6 +890,7 @@ mod tests {
     #[test]
     fn defaults_are_unchanged() {
         let config = parse("").expect("defaults are valid");
+        assert_eq!(config.schedule.drain_timeout, Duration::from_secs(20));
         assert_eq!(config.schedule.lookback_weeks, 26);
         assert_eq!(config.wechat.max_in_flight, 8);
         assert_eq!(config.database.max_connections, 10);

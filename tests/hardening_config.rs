@@ -107,6 +107,7 @@ async fn huge_numbers_are_refused_with_the_key_and_its_range_never_a_panic() {
         ("schedule", "lookback_weeks"),
         ("schedule", "final_grace_days"),
         ("schedule", "lease_secs"),
+        ("schedule", "drain_timeout_secs"),
     ];
     for (section, key) in keys {
         for huge in [u64::MAX, 1_000_000_000_000] {
@@ -421,4 +422,152 @@ async fn once_exits_1_when_an_attempted_week_failed_and_0_when_all_is_stored_or_
     ] {
         assert!(help.stdout.contains(needle), "{needle}:\n{}", help.stdout);
     }
+}
+
+// ---- how run stops ---------------------------------------------------------------
+
+/// `wxretain run` against a simulator whose every data call takes 25 s
+/// (longer than the 20 s request timeout), with its stderr kept; returns once
+/// the start-up pass has a fetch in flight.
+async fn run_with_a_fetch_in_flight(
+    db: &TestDb,
+    sim: &wxretain::simulator::SimulatorHandle,
+    schedule: &str,
+) -> (tempfile::TempDir, tokio::process::Child) {
+    let extra =
+        format!("[wechat]\nretry_min_delay_ms = 5\n[schedule]\nlookback_weeks = 2\n{schedule}");
+    let (dir, path, env) = config_file(&apps(1), &extra);
+    let before = sim.stats().total_data_calls;
+    let child = run_command(&path, &env, &db.url, &sim.base_url(), free_port())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn wxretain run");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().total_data_calls == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start-up pass never called WeChat"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (dir, child)
+}
+
+async fn slow_simulator() -> wxretain::simulator::SimulatorHandle {
+    simulator(chrono::Utc::now(), |c| c.faults.latency_ms = 25_000).await
+}
+
+fn kill(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("pid").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+async fn stderr_of(child: &mut tokio::process::Child) -> String {
+    let mut text = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut err, &mut text).await;
+    }
+    text
+}
+
+#[tokio::test]
+async fn sigterm_during_the_start_up_pass_exits_within_the_drain_timeout() {
+    let db = TestDb::new().await;
+    let sim = slow_simulator().await;
+    let (_dir, mut child) = run_with_a_fetch_in_flight(&db, &sim, "drain_timeout_secs = 3\n").await;
+    let sent = std::time::Instant::now();
+    let status = terminate(&mut child, Duration::from_secs(20)).await;
+    let took = sent.elapsed();
+    let stderr = stderr_of(&mut child).await;
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "exit {took:?} after SIGTERM, with a 3 s drain timeout:\n{stderr}"
+    );
+    assert!(status.success(), "exit status {status:?}:\n{stderr}");
+    assert!(stderr.contains("did not finish within 3s"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once_without_waiting_for_the_drain() {
+    let db = TestDb::new().await;
+    let sim = slow_simulator().await;
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        // The default 20 s drain: the second signal must not wait for it.
+        let (_dir, mut child) = run_with_a_fetch_in_flight(&db, &sim, "").await;
+        kill(&child, signal);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "SIG{signal}: still draining after one signal"
+        );
+        let sent = std::time::Instant::now();
+        kill(&child, signal);
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("exit after a second signal")
+            .expect("wait");
+        let took = sent.elapsed();
+        let stderr = stderr_of(&mut child).await;
+        assert!(
+            took < Duration::from_secs(2),
+            "SIG{signal} twice: exit {took:?} after the second:\n{stderr}"
+        );
+        assert_eq!(status.code(), Some(code), "SIG{signal} twice:\n{stderr}");
+        assert!(stderr.contains("exiting at once"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn backfill_drains_on_the_first_signal_and_exits_at_once_on_the_second() {
+    let db = TestDb::new().await;
+    let sim = slow_simulator().await;
+    let last = wxretain::domain::NaturalWeek::last_completed_at(
+        chrono::Utc::now(),
+        wxretain::domain::BEIJING,
+    );
+    let (from, to) = (last.plus_weeks(-1).monday(), last.sunday());
+    let (_dir, path, env) = setup(&apps(1), FAST, &db.url, &sim.base_url());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"))
+        .arg("--config")
+        .arg(&path)
+        .args([
+            "backfill",
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+        ])
+        .envs(&env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wxretain backfill");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().total_data_calls == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backfill never called WeChat"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill(&child, "INT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "still finishing the weeks in flight after one SIGINT"
+    );
+    kill(&child, "INT");
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exit after a second SIGINT")
+        .expect("wait");
+    let stderr = stderr_of(&mut child).await;
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("re-run to continue"), "{stderr}");
+    assert!(stderr.contains("exiting at once"), "{stderr}");
 }

@@ -85,13 +85,10 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     }
     let bar = progress_bar(p.store.count_due(&scope, as_of).await?);
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: finishing the weeks in flight; re-run to continue");
-            stop.cancel();
-        }
-    });
+    super::signals::stop_on_signals(
+        shutdown.clone(),
+        "interrupted: finishing the weeks in flight; re-run to continue",
+    );
     let opts = PassOptions {
         as_of,
         scope: scope.clone(),
