@@ -571,3 +571,27 @@ async fn backfill_drains_on_the_first_signal_and_exits_at_once_on_the_second() {
     assert!(stderr.contains("re-run to continue"), "{stderr}");
     assert!(stderr.contains("exiting at once"), "{stderr}");
 }
+
+#[tokio::test]
+async fn demo_refuses_huge_counts_before_building_anything() {
+    for (flag, value) in [
+        ("--apps", "4294967295"),
+        ("--weeks", "4294967295"),
+        ("--apps", "0"),
+    ] {
+        let what = format!("demo {flag} {value}");
+        let out = wxretain(
+            Path::new("unused.toml"),
+            &HashMap::new(),
+            &[
+                "demo",
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/x",
+                flag,
+                value,
+            ],
+        )
+        .await;
+        out.expect_code(2, &what).expect_stderr_has(flag, &what);
+    }
+}
