@@ -9,14 +9,16 @@ use tokio_util::sync::CancellationToken;
 /// SIGTERM), as if the signal had killed it, and the weeks in flight are
 /// taken again when their leases end.
 pub fn stop_on_signals(shutdown: CancellationToken, on_first: &'static str) {
+    // Listening starts here, not in the task: a signal sent before the task
+    // first runs is then caught, not fatal.
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for stop signals");
+            return;
+        }
+    };
     tokio::spawn(async move {
-        let mut signals = match Signals::new() {
-            Ok(signals) => signals,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for stop signals");
-                return;
-            }
-        };
         let first = signals.next().await;
         tracing::info!(
             signal = first.name,
