@@ -4,7 +4,7 @@
 //! complaint names the key it is about, so a deployment fails at start-up with
 //! a message an operator can act on instead of mid-pass.
 
-use crate::domain::{AppId, NaturalWeek, BEIJING};
+use crate::domain::{ensure_wechat_era, AppId, NaturalWeek, BEIJING};
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -138,6 +138,8 @@ impl WechatConfig {
 
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
+    /// The zone the cron expression is read in, and nothing else: weeks are
+    /// always Beijing's, as WeChat's are.
     pub timezone: Tz,
     pub cron: String,
     pub start_week: Option<NaturalWeek>,
@@ -152,6 +154,9 @@ pub struct ScheduleConfig {
     /// How far this host's clock may be from the database's before passes
     /// refuse to plan or claim (see [`crate::clock`]).
     pub max_clock_skew: Duration,
+    /// How long `run` waits, once told to stop, for the pass in flight to
+    /// commit its weeks: bounded, so a stop request is always honoured.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -211,7 +216,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: Option<String>,
-    max_connections: Option<u32>,
+    max_connections: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -222,9 +227,9 @@ struct RawWechat {
     token_param: Option<TokenParam>,
     connect_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
-    max_body_bytes: Option<usize>,
-    max_in_flight: Option<usize>,
-    retry_attempts: Option<usize>,
+    max_body_bytes: Option<u64>,
+    max_in_flight: Option<u64>,
+    retry_attempts: Option<u64>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
     rate_per_second: Option<f64>,
@@ -238,12 +243,13 @@ struct RawSchedule {
     timezone: Option<String>,
     cron: Option<String>,
     start_week: Option<String>,
-    lookback_weeks: Option<u32>,
+    lookback_weeks: Option<u64>,
     publish_hour: Option<u32>,
-    final_grace_days: Option<u32>,
+    final_grace_days: Option<u64>,
     lease_secs: Option<u64>,
     /// Seconds.
     max_clock_skew: Option<u64>,
+    drain_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -354,11 +360,14 @@ impl Config {
             .collect()
     }
 
-    /// The oldest week kept, given the most recently completed one.
+    /// The oldest week kept, given the most recently completed one; never
+    /// before WeChat had data (a long `lookback_weeks` stops at 2017).
     pub fn oldest_week(&self, last_completed: NaturalWeek) -> NaturalWeek {
         match self.schedule.start_week {
             Some(week) => week,
-            None => last_completed.plus_weeks(1 - i64::from(self.schedule.lookback_weeks)),
+            None => last_completed
+                .plus_weeks(1 - i64::from(self.schedule.lookback_weeks))
+                .max(NaturalWeek::first_with_data()),
         }
     }
 }
@@ -379,17 +388,22 @@ impl Checker<'_> {
         }
     }
 
-    fn positive<T: PartialOrd + Default + Copy>(
+    /// An integer key, `default` when absent, refused outside `lo..=hi`.
+    /// Every integer ends up in a `Duration`, an `Instant`, a date, a pool or
+    /// a buffer, where a huge value overflows or exhausts memory mid-pass: the
+    /// bounds are far beyond any sensible setting, and say so up front.
+    fn within(
         &self,
         key: &str,
-        value: Option<T>,
-        default: T,
-    ) -> Result<T, ConfigError> {
+        value: Option<u64>,
+        default: u64,
+        (lo, hi): (u64, u64),
+    ) -> Result<u64, ConfigError> {
         let v = value.unwrap_or(default);
-        if v > T::default() {
+        if (lo..=hi).contains(&v) {
             Ok(v)
         } else {
-            Err(self.invalid(key, "must be greater than 0"))
+            Err(self.invalid(key, format!("{v} is out of range: allowed {lo} to {hi}")))
         }
     }
 
@@ -406,7 +420,14 @@ impl Checker<'_> {
         }
         Ok(DatabaseConfig {
             url: SecretString::from(url),
-            max_connections: self.positive("database.max_connections", raw.max_connections, 10)?,
+            // Postgres allows 100 connections by default; a pool is allocated
+            // up front from this.
+            max_connections: self.within(
+                "database.max_connections",
+                raw.max_connections,
+                10,
+                (1, 1000),
+            )? as u32,
         })
     }
 
@@ -428,39 +449,54 @@ impl Checker<'_> {
             base_url,
             token_endpoint: raw.token_endpoint.unwrap_or(TokenEndpoint::Stable),
             token_param: raw.token_param.unwrap_or(TokenParam::AccessToken),
-            connect_timeout: Duration::from_secs(self.positive(
+            connect_timeout: Duration::from_secs(self.within(
                 "wechat.connect_timeout_secs",
                 raw.connect_timeout_secs,
                 5,
+                (1, 300),
             )?),
-            request_timeout: Duration::from_secs(self.positive(
+            request_timeout: Duration::from_secs(self.within(
                 "wechat.request_timeout_secs",
                 raw.request_timeout_secs,
                 20,
+                (1, 600),
             )?),
-            max_body_bytes: self.positive("wechat.max_body_bytes", raw.max_body_bytes, 1 << 20)?,
-            max_in_flight: self.positive("wechat.max_in_flight", raw.max_in_flight, 8)?,
-            retry_attempts: self.positive("wechat.retry_attempts", raw.retry_attempts, 4)?,
-            retry_min_delay: Duration::from_millis(raw.retry_min_delay_ms.unwrap_or(500)),
-            token_command_ttl: Duration::from_secs(raw.token_command_ttl_secs.unwrap_or(300)),
+            max_body_bytes: self.within(
+                "wechat.max_body_bytes",
+                raw.max_body_bytes,
+                1 << 20,
+                (1, 64 << 20),
+            )? as usize,
+            max_in_flight: self.within("wechat.max_in_flight", raw.max_in_flight, 8, (1, 1024))?
+                as usize,
+            retry_attempts: self.within("wechat.retry_attempts", raw.retry_attempts, 4, (1, 20))?
+                as usize,
+            retry_min_delay: Duration::from_millis(self.within(
+                "wechat.retry_min_delay_ms",
+                raw.retry_min_delay_ms,
+                500,
+                (0, 60_000),
+            )?),
+            token_command_ttl: Duration::from_secs(self.within(
+                "wechat.token_command_ttl_secs",
+                raw.token_command_ttl_secs,
+                300,
+                (0, 86_400),
+            )?),
             rate_per_second: self.rate("wechat.rate_per_second", raw.rate_per_second, 100.0)?,
             app_rate_per_second: self.rate(
                 "wechat.app_rate_per_second",
                 raw.app_rate_per_second,
                 5.0,
             )?,
-            suspect_recheck: {
-                // Long enough for a glitch at WeChat to pass, short enough to
-                // hold a fetch slot only briefly; at most a minute.
-                let ms = raw.suspect_recheck_ms.unwrap_or(3000);
-                if ms > 60_000 {
-                    return Err(self.invalid(
-                        "wechat.suspect_recheck_ms",
-                        format!("{ms} is more than 60000 (a minute)"),
-                    ));
-                }
-                Duration::from_millis(ms)
-            },
+            // Long enough for a glitch at WeChat to pass, short enough to
+            // hold a fetch slot only briefly.
+            suspect_recheck: Duration::from_millis(self.within(
+                "wechat.suspect_recheck_ms",
+                raw.suspect_recheck_ms,
+                3000,
+                (0, 60_000),
+            )?),
         })
     }
 
@@ -492,17 +528,12 @@ impl Checker<'_> {
                 )
             })?,
         };
-        let cron = raw.cron.unwrap_or_else(|| DEFAULT_CRON.to_string());
-        if cron.split_whitespace().count() != 6 {
-            return Err(self.invalid(
-                "schedule.cron",
-                format!("{cron:?} must have 6 fields (sec min hour day month weekday)"),
-            ));
-        }
+        let cron = self.cron(raw.cron)?;
         let start_week = match raw.start_week {
             None => None,
             Some(text) => Some(
                 NaturalWeek::parse_monday(&text)
+                    .and_then(|week| ensure_wechat_era(week.monday()).map(|_| week))
                     .map_err(|e| self.invalid("schedule.start_week", e.to_string()))?,
             ),
         };
@@ -524,8 +555,7 @@ impl Checker<'_> {
         let worst = wechat.worst_fetch_time();
         let lease = match raw.lease_secs {
             None => worst.max(Duration::from_secs(300)),
-            Some(secs) if Duration::from_secs(secs) > worst => Duration::from_secs(secs),
-            Some(secs) => {
+            Some(secs) if Duration::from_secs(secs) <= worst => {
                 return Err(self.invalid(
                     "schedule.lease_secs",
                     format!(
@@ -534,26 +564,74 @@ impl Checker<'_> {
                     ),
                 ))
             }
+            // Added to now() in SQL and in Rust: a day is far beyond any fetch.
+            Some(_) => Duration::from_secs(self.within(
+                "schedule.lease_secs",
+                raw.lease_secs,
+                0,
+                (worst.as_secs() + 1, 86_400),
+            )?),
         };
         // Up to a day: beyond that the check would let a clock a day off
         // plan a day of weeks early, which is what it is there to stop.
-        let max_clock_skew = raw.max_clock_skew.unwrap_or(300);
-        if !(1..=86_400).contains(&max_clock_skew) {
-            return Err(self.invalid(
-                "schedule.max_clock_skew",
-                format!("{max_clock_skew} is not a number of seconds from 1 to 86400"),
-            ));
-        }
+        let max_clock_skew = self.within(
+            "schedule.max_clock_skew",
+            raw.max_clock_skew,
+            300,
+            (1, 86_400),
+        )?;
         Ok(ScheduleConfig {
             lease,
             max_clock_skew: Duration::from_secs(max_clock_skew),
             timezone,
             cron,
             start_week,
-            lookback_weeks: self.positive("schedule.lookback_weeks", raw.lookback_weeks, 26)?,
+            // About twenty years of weeks: more than WeChat has.
+            lookback_weeks: self.within(
+                "schedule.lookback_weeks",
+                raw.lookback_weeks,
+                26,
+                (1, 1000),
+            )? as u32,
             publish_hour,
-            final_grace: chrono::Duration::days(i64::from(raw.final_grace_days.unwrap_or(14))),
+            final_grace: chrono::Duration::days(self.within(
+                "schedule.final_grace_days",
+                raw.final_grace_days,
+                14,
+                (0, 365),
+            )? as i64),
+            drain_timeout: Duration::from_secs(self.within(
+                "schedule.drain_timeout_secs",
+                raw.drain_timeout_secs,
+                20,
+                (0, 3600),
+            )?),
         })
+    }
+
+    /// The cron expression, checked with the parser and options
+    /// tokio-cron-scheduler uses, so `run` cannot refuse what passed here, and
+    /// every command refuses a bad one before any connection.
+    fn cron(&self, raw: Option<String>) -> Result<String, ConfigError> {
+        let cron = raw.unwrap_or_else(|| DEFAULT_CRON.to_string());
+        let invalid = |problem: String| self.invalid("schedule.cron", problem);
+        if cron.split_whitespace().count() != 6 {
+            return Err(invalid(format!(
+                "{cron:?} must have 6 fields (sec min hour day month weekday)"
+            )));
+        }
+        let parsed = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(&cron)
+            .map_err(|e| invalid(format!("{cron:?} is not a cron expression: {e}")))?;
+        // One that parses but never fires (February 30th) would leave the
+        // daemon idle after its start-up pass, silently.
+        parsed
+            .find_next_occurrence(&chrono::Utc::now(), false)
+            .map_err(|_| invalid(format!("{cron:?} never fires")))?;
+        Ok(cron)
     }
 
     fn server(&self, raw: RawServer) -> Result<ServerConfig, ConfigError> {
@@ -646,17 +724,48 @@ impl Checker<'_> {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// Whether a database URL's query parameter holds a secret: `password`
+/// (which sqlx reads, like the userinfo's) or `sslpassword` (libpq's
+/// client-key passphrase, which sqlx does not read but a URL copied from a
+/// libpq setup may carry). Any case: a stray `PASSWORD=` is still a password.
+/// `passfile` names a file, and the file is what holds the secret.
+pub fn is_secret_url_param(key: &str) -> bool {
+    ["password", "sslpassword"]
+        .iter()
+        .any(|secret| key.eq_ignore_ascii_case(secret))
+}
+
+/// The URL with every secret replaced by `***`, for messages:
+/// `postgres://user:secret@host/db?password=secret` →
+/// `postgres://user:***@host/db?password=***`.
 pub fn redact_url_password(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // set_password only fails for URLs that cannot have one.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_string(),
-        Err(_) => "<unparseable URL>".to_string(),
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "<unparseable URL>".to_string();
+    };
+    let in_userinfo = parsed.password().is_some();
+    let in_query = parsed.query_pairs().any(|(k, _)| is_secret_url_param(&k));
+    if !in_userinfo && !in_query {
+        return url.to_string();
     }
+    if in_userinfo {
+        // set_password only fails for URLs that cannot have one.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if in_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_url_param(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// Secrets in a file others can read are half-public: say so, but go on.
@@ -673,5 +782,144 @@ fn warn_if_readable_by_others(path: &Path) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const APP: &str = "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"S\"\n";
+
+    fn parse(toml: &str) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = [("S".to_string(), "secret".to_string())].into();
+        Config::parse(&format!("{toml}\n{APP}"), Path::new("t.toml"), &env)
+    }
+
+    /// The key an `Invalid` error names, and its problem.
+    fn refusal(toml: &str) -> (String, String) {
+        match parse(toml) {
+            Err(ConfigError::Invalid { key, problem, .. }) => (key, problem),
+            other => panic!("{toml:?} should be refused as invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cron_expressions_are_checked_with_the_schedulers_parser() {
+        for good in [
+            "0 7/30 * * * *",
+            "*/2 * * * * *",
+            "0 0 3 * * MON-FRI",
+            "0 0 0 1 1 *",
+        ] {
+            let config = parse(&format!("[schedule]\ncron = \"{good}\"\n"));
+            assert!(config.is_ok(), "{good}: {config:?}");
+        }
+        for bad in [
+            "0 61 * * * *",
+            "0 * 25 * * *",
+            "0 * * * * FUNDAY",
+            "x * * * * *",
+            "0 0 0 30 2 *",
+        ] {
+            let (key, problem) = refusal(&format!("[schedule]\ncron = \"{bad}\"\n"));
+            assert_eq!(key, "schedule.cron", "{bad}");
+            assert!(problem.contains(bad), "{bad}: {problem}");
+        }
+    }
+
+    #[test]
+    fn every_integer_key_is_bounded_and_says_its_range() {
+        let keys = [
+            ("database", "max_connections"),
+            ("wechat", "connect_timeout_secs"),
+            ("wechat", "request_timeout_secs"),
+            ("wechat", "max_body_bytes"),
+            ("wechat", "max_in_flight"),
+            ("wechat", "retry_attempts"),
+            ("wechat", "retry_min_delay_ms"),
+            ("wechat", "token_command_ttl_secs"),
+            ("schedule", "lookback_weeks"),
+            ("schedule", "final_grace_days"),
+            ("schedule", "lease_secs"),
+            ("schedule", "drain_timeout_secs"),
+            ("schedule", "max_clock_skew"),
+            ("wechat", "suspect_recheck_ms"),
+        ];
+        for (section, key) in keys {
+            for huge in [u64::MAX, 1_000_000_000_000] {
+                let (named, problem) = refusal(&format!("[{section}]\n{key} = {huge}\n"));
+                assert_eq!(named, format!("{section}.{key}"), "{key} = {huge}");
+                assert!(problem.contains("allowed"), "{key} = {huge}: {problem}");
+            }
+        }
+        // The upper bounds all together still make a lease that fits its own bound.
+        let config = parse(
+            "[wechat]\nconnect_timeout_secs = 300\nrequest_timeout_secs = 600\nretry_attempts = 20\nretry_min_delay_ms = 60000\n",
+        )
+        .expect("every maximum at once is valid");
+        assert!(config.schedule.lease <= Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn weeks_before_wechat_are_neither_configured_nor_planned() {
+        for monday in ["1900-01-01", "2016-12-26"] {
+            let (key, problem) = refusal(&format!("[schedule]\nstart_week = \"{monday}\"\n"));
+            assert_eq!(key, "schedule.start_week");
+            assert!(problem.contains("2017"), "{problem}");
+        }
+        let config = parse("[schedule]\nstart_week = \"2017-01-02\"\n").expect("2017 is fine");
+        assert_eq!(
+            config.schedule.start_week.map(|w| w.to_string()).as_deref(),
+            Some("2017-01-02")
+        );
+        // A lookback reaching past 2017 stops at WeChat's first week.
+        let config = parse("[schedule]\nlookback_weeks = 1000\n").expect("valid");
+        let last = NaturalWeek::parse_monday("2026-11-16").expect("monday");
+        assert_eq!(config.oldest_week(last).to_string(), "2017-01-02");
+        let config = parse("[schedule]\nlookback_weeks = 3\n").expect("valid");
+        assert_eq!(config.oldest_week(last).to_string(), "2026-11-02");
+    }
+
+    #[test]
+    fn database_url_secrets_are_redacted_in_userinfo_and_query() {
+        let cases = [
+            ("postgres://u:hunter2@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u@h/db?password=hunter2",
+                "postgres://u@h/db?password=***",
+            ),
+            (
+                "postgres://u@h:5/db?sslmode=require&PassWord=hunter2&application_name=x",
+                "postgres://u@h:5/db?sslmode=require&PassWord=***&application_name=x",
+            ),
+            (
+                "postgresql://u:a@h/db?sslpassword=hunter2&password=hunter2",
+                "postgresql://u:***@h/db?sslpassword=***&password=***",
+            ),
+            // Percent-encoded keys are what sqlx decodes, so they are decoded here too.
+            (
+                "postgres://u@h/db?pass%77ord=hunter2",
+                "postgres://u@h/db?password=***",
+            ),
+            (
+                "postgres://u@h/db?sslmode=disable",
+                "postgres://u@h/db?sslmode=disable",
+            ),
+            ("not a url hunter2", "<unparseable URL>"),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url_password(url), redacted, "{url}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_unchanged() {
+        let config = parse("").expect("defaults are valid");
+        assert_eq!(config.schedule.drain_timeout, Duration::from_secs(20));
+        assert_eq!(config.schedule.lookback_weeks, 26);
+        assert_eq!(config.wechat.max_in_flight, 8);
+        assert_eq!(config.database.max_connections, 10);
     }
 }

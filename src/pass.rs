@@ -104,7 +104,7 @@ impl Pipeline {
 
     /// The weeks a pass at `as_of` keeps: oldest kept to last completed.
     pub fn kept_weeks(&self, as_of: DateTime<Utc>) -> (NaturalWeek, NaturalWeek) {
-        let last = NaturalWeek::last_completed_at(as_of, self.config.schedule.timezone);
+        let last = NaturalWeek::last_completed_at(as_of, crate::domain::BEIJING);
         (self.config.oldest_week(last), last)
     }
 }

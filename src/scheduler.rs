@@ -8,10 +8,8 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-/// How long a shutdown waits for the pass in flight to commit its weeks.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Runs until `shutdown` fires, then lets the pass in flight finish.
+/// Runs until `shutdown` fires, then lets the pass in flight finish, waiting
+/// for it at most `[schedule] drain_timeout_secs`.
 pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Result<()> {
     wait_for_database(&p, &shutdown).await;
     if shutdown.is_cancelled() {
@@ -34,16 +32,23 @@ pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Resul
     scheduler.add(job).await?;
     scheduler.start().await?;
     tracing::info!(cron = %p.config.schedule.cron, timezone = %tz, apps = p.config.apps.len(), "scheduler started");
-    // Weeks missed while the daemon was down are due now: fetch them at once.
-    tick(&p, &gate, &shutdown, "start-up").await;
+    // Weeks missed while the daemon was down are due now: fetch them at once,
+    // in a task like a cron tick's, so that a stop during it is drained within
+    // the same bound instead of waiting for the whole pass.
+    {
+        let (p, gate, shutdown) = (p.clone(), gate.clone(), shutdown.clone());
+        tokio::spawn(async move { tick(&p, &gate, &shutdown, "start-up").await });
+    }
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new work; waiting for weeks in flight");
-    let _ = scheduler.shutdown().await;
-    if tokio::time::timeout(DRAIN_TIMEOUT, gate.lock())
-        .await
-        .is_err()
-    {
-        tracing::warn!("a pass did not finish within {DRAIN_TIMEOUT:?}; its weeks will be taken again when their leases end");
+    let drain = p.config.schedule.drain_timeout;
+    let drained = tokio::time::timeout(drain, async {
+        let _ = scheduler.shutdown().await;
+        let _ = gate.lock().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("a pass did not finish within {drain:?}; its weeks will be taken again when their leases end");
     }
     Ok(())
 }

@@ -3,10 +3,10 @@
 
 use crate::cli::UsageError;
 use crate::config::Config;
-use crate::domain::{parse_date, AppId, NaturalWeek};
+use crate::domain::{ensure_wechat_era, parse_date, AppId, NaturalWeek, BEIJING};
 use crate::pass::{run_pass, PassOptions, Pipeline};
 use crate::store::{Scope, WeekRow};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -31,18 +31,24 @@ pub struct BackfillArgs {
     pub enqueue: bool,
 }
 
-/// The weeks `--from..--to` covers, refusing ranges that are wrong or not over.
+/// The weeks `--from..--to` covers, refusing ranges that are wrong or not
+/// over at `now`. Over means over in Beijing, where WeChat's weeks are,
+/// whatever zone the cron runs in.
 pub fn weeks_of_range(
     args: &BackfillArgs,
-    config: &Config,
+    now: DateTime<Utc>,
 ) -> Result<(NaturalWeek, NaturalWeek), UsageError> {
-    let from = parse_date(&args.from).map_err(|e| UsageError(format!("--from: {e}")))?;
-    let to = parse_date(&args.to).map_err(|e| UsageError(format!("--to: {e}")))?;
+    let from = parse_date(&args.from)
+        .and_then(ensure_wechat_era)
+        .map_err(|e| UsageError(format!("--from: {e}")))?;
+    let to = parse_date(&args.to)
+        .and_then(ensure_wechat_era)
+        .map_err(|e| UsageError(format!("--to: {e}")))?;
     if from > to {
         return Err(UsageError(format!("--from {from} is after --to {to}")));
     }
     let (first, last) = (NaturalWeek::containing(from), NaturalWeek::containing(to));
-    let done = NaturalWeek::last_completed_at(Utc::now(), config.schedule.timezone);
+    let done = NaturalWeek::last_completed_at(now, BEIJING);
     if last > done {
         return Err(UsageError(format!(
             "--to {to}: the week {}..{} has not ended yet (the latest complete week starts {done})",
@@ -54,7 +60,7 @@ pub fn weeks_of_range(
 }
 
 pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    let (first, last) = weeks_of_range(&args, &config)?;
+    let (first, last) = weeks_of_range(&args, Utc::now())?;
     let apps = config.select_apps(&args.apps).map_err(UsageError)?;
     let scope = Scope {
         apps: apps.iter().map(|a| a.appid.clone()).collect(),
@@ -79,13 +85,10 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     }
     let bar = progress_bar(p.store.count_due(&scope, as_of).await?);
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: finishing the weeks in flight; re-run to continue");
-            stop.cancel();
-        }
-    });
+    super::signals::stop_on_signals(
+        shutdown.clone(),
+        "interrupted: finishing the weeks in flight; re-run to continue",
+    );
     let opts = PassOptions {
         as_of,
         scope: scope.clone(),
@@ -195,4 +198,38 @@ pub(super) fn progress_bar(total: i64) -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn args(from: &str, to: &str) -> BackfillArgs {
+        BackfillArgs {
+            from: from.into(),
+            to: to.into(),
+            apps: vec![],
+            refetch: false,
+            enqueue: false,
+        }
+    }
+
+    #[test]
+    fn a_week_is_over_when_it_is_over_in_beijing() {
+        // Monday 2026-11-23 10:30 in Beijing; still Sunday afternoon in Los Angeles.
+        let now = crate::domain::BEIJING
+            .with_ymd_and_hms(2026, 11, 23, 10, 30, 0)
+            .single()
+            .expect("valid instant")
+            .with_timezone(&Utc);
+        let (first, last) =
+            weeks_of_range(&args("2026-11-16", "2026-11-22"), now).expect("week is over");
+        assert_eq!(
+            (first.to_string(), last.to_string()),
+            ("2026-11-16".into(), "2026-11-16".into())
+        );
+        let refused = weeks_of_range(&args("2026-11-16", "2026-11-23"), now);
+        assert!(refused.is_err_and(|e| e.0.contains("has not ended")));
+    }
 }

@@ -21,11 +21,12 @@ pub struct DemoArgs {
     /// wxretain_demo, else postgres://postgres@127.0.0.1:5432/wxretain_demo).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
-    /// Simulated apps.
-    #[arg(long, default_value_t = 3)]
+    /// Simulated apps (each one is a config entry built in memory).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub apps: u32,
-    /// Weeks to backfill, ending with the last complete week.
-    #[arg(long, default_value_t = 12)]
+    /// Weeks to backfill, ending with the last complete week (the simulator
+    /// serves 160).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=160))]
     pub weeks: u32,
 }
 
@@ -51,9 +52,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     env.insert("WXRETAIN_WECHAT_BASE_URL".to_string(), sim.base_url());
     let mut toml = format!(
         "[schedule]\nlookback_weeks = {}\n[wechat]\nmax_in_flight = 16\n",
-        args.weeks.max(1)
+        args.weeks
     );
-    for n in 1..=args.apps.max(1) {
+    for n in 1..=args.apps {
         let var = format!("DEMO_SECRET_{n}");
         env.insert(var.clone(), format!("demo-secret-{n}"));
         toml.push_str(&format!(
@@ -103,7 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     print!("\n{}", super::status::table(&statuses, first, last));
     let database = crate::config::redact_url_password(p.config.database.url.expose_secret());
     if let Some(appid) = scope.apps.first() {
-        print_next_steps(&p.store, &database, appid, args.weeks.max(1)).await;
+        print_next_steps(&p.store, &database, appid, args.weeks).await;
     }
     sim.shutdown().await;
     Ok(if report.failed == 0 {

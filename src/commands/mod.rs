@@ -6,6 +6,7 @@ pub mod migrate;
 pub mod once;
 pub mod report;
 pub mod run;
+mod signals;
 pub mod status;
 
 use crate::cli::UsageError;

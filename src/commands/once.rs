@@ -7,6 +7,14 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Exit status:
+  0  every week the pass attempted was stored, or is not yet published by WeChat
+     (or no week was due)
+  1  an attempted week failed (an app refused for its configuration included: no
+     permission, wrong secret, IP not whitelisted), had its answer rejected, was
+     put off because its app was paused, or could not be written; or the
+     database could not be reached
+  2  a bad config or arguments")]
 pub struct OnceArgs {
     /// Act as if it were this instant (RFC 3339, e.g. 2026-11-23T10:30:00+08:00).
     #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
@@ -30,5 +38,12 @@ pub async fn run(config: Config, args: OnceArgs) -> anyhow::Result<ExitCode> {
     };
     let report = run_pass(&p, &opts, &CancellationToken::new(), None).await?;
     println!("{}", serde_json::to_string(&report)?);
-    Ok(ExitCode::SUCCESS)
+    // Cron jobs and scripts read only the exit code: a week left unstored
+    // for any reason but "not published yet" must not look like success.
+    let unstored = report.failed + report.rejected + report.deferred + report.unsaved;
+    Ok(if unstored == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

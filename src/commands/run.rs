@@ -21,34 +21,12 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let listen = args.listen.unwrap_or(config.server.listen);
     let p = Arc::new(Pipeline::new(Arc::new(config), store.clone())?);
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
+    super::signals::stop_on_signals(
+        shutdown.clone(),
+        "stopping: no new work; waiting for the weeks in flight",
+    );
     crate::server::serve(listen, &p, metrics, shutdown.clone()).await?;
     crate::scheduler::run(p, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM (systemd, containers) and SIGINT (a terminal) both mean: stop taking
-/// work, let the weeks in flight commit, exit 0.
-fn spawn_signal_handler(shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = term.recv() => tracing::info!("SIGTERM received"),
-                        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        shutdown.cancel();
-    });
 }

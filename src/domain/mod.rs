@@ -8,4 +8,6 @@ mod week;
 pub use appid::{AppId, AppIdError};
 pub use keys::KeySet;
 pub use metric::{Metric, MAX_KEY};
-pub use week::{parse_date, yyyymmdd, NaturalWeek, WeekError, BEIJING};
+pub use week::{
+    ensure_wechat_era, parse_date, yyyymmdd, NaturalWeek, WeekError, BEIJING, FIRST_DATA_DAY,
+};

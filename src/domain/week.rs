@@ -12,6 +12,14 @@ use std::str::FromStr;
 /// The calendar WeChat's datacube speaks: Beijing, UTC+8, no daylight saving.
 pub const BEIJING: Tz = chrono_tz::Asia::Shanghai;
 
+/// The first day WeChat can have data for: the Mini Program platform opened
+/// in January 2017. An earlier date is a typo (year 1900, year -1), never a
+/// week worth asking WeChat about.
+pub const FIRST_DATA_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2017, 1, 1) {
+    Some(day) => day,
+    None => panic!("2017-01-01 is a date"),
+};
+
 /// A Monday-to-Sunday week, identified by its Monday.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NaturalWeek {
@@ -29,6 +37,17 @@ pub enum WeekError {
     BadRange(String),
     #[error("{begin}..{end} is not one natural week (Monday to the Sunday after it)")]
     NotOneWeek { begin: NaiveDate, end: NaiveDate },
+    #[error("{0} is before {FIRST_DATA_DAY}: WeChat has no data from before the Mini Program platform started in 2017")]
+    BeforeWeChat(NaiveDate),
+}
+
+/// `date` itself when WeChat can have data for it, else why not.
+pub fn ensure_wechat_era(date: NaiveDate) -> Result<NaiveDate, WeekError> {
+    if date < FIRST_DATA_DAY {
+        Err(WeekError::BeforeWeChat(date))
+    } else {
+        Ok(date)
+    }
 }
 
 /// Parses `yyyymmdd` (WeChat's form) or `yyyy-mm-dd` (what people type).
@@ -65,6 +84,11 @@ impl NaturalWeek {
         Self {
             monday: date - Duration::days(back),
         }
+    }
+
+    /// The first week that starts on or after [`FIRST_DATA_DAY`].
+    pub fn first_with_data() -> Self {
+        Self::containing(FIRST_DATA_DAY + Duration::days(6))
     }
 
     /// Parses a Monday written as `yyyymmdd` or `yyyy-mm-dd`.

@@ -98,8 +98,13 @@ impl Store {
                 .await
             {
                 Ok(_) => tracing::info!(database = %name, "created database"),
-                // Another replica created it between our check and our CREATE.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                // Another replica created it between our check and our CREATE:
+                // 42P04 if its CREATE had committed before ours began, 23505 on
+                // pg_database's unique name index if both ran at once. The
+                // migrations after this serialise on sqlx's advisory lock,
+                // which is taken before the migrations table is created.
+                Err(sqlx::Error::Database(e))
+                    if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
                 Err(e) => return Err(e).with_context(|| format!("cannot create database {name}")),
             }
         }
@@ -144,8 +149,35 @@ impl Store {
 }
 
 fn connect_options(url: &SecretString) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(url.expose_secret())
+    PgConnectOptions::from_str(&without_unread_secrets(url.expose_secret()))
         .map_err(|_| anyhow::anyhow!("database.url {} is not a valid Postgres URL", describe(url)))
+}
+
+/// sqlx logs every query parameter it does not read, value and all: the
+/// secret ones it does not read (`sslpassword`, a `PASSWORD` in capitals) are
+/// dropped before it sees them, with a warning that names only the key.
+fn without_unread_secrets(url: &str) -> String {
+    let unread = |key: &str| crate::config::is_secret_url_param(key) && key != "password";
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return url.to_string();
+    };
+    if !parsed.query_pairs().any(|(k, _)| unread(&k)) {
+        return url.to_string();
+    }
+    let mut kept = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        if unread(&key) {
+            tracing::warn!(parameter = %key, "database.url: the Postgres driver does not read this parameter; ignored (its value is not shown)");
+        } else {
+            kept.push((key.into_owned(), value.into_owned()));
+        }
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    parsed.to_string()
 }
 
 /// The URL without its password, for messages.
