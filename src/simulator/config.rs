@@ -67,6 +67,10 @@ pub struct SimArgs {
         allow_hyphen_values = true
     )]
     pub app_errors: Vec<String>,
+    /// Echo each request's path and query (access token included) in errmsg
+    /// and in answers, as some gateways do.
+    #[arg(long)]
+    pub echo_request: bool,
     /// Seed of the fault RNG.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -154,6 +158,7 @@ impl SimArgs {
                 minute_quota: self.minute_quota,
                 daily_quota: self.daily_quota,
                 app_errors,
+                echo_request: self.echo_request,
                 seed: self.seed,
             },
             publish_hour: self.publish_hour,

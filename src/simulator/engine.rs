@@ -105,6 +105,28 @@ impl Engine {
         self.lock().faults.clone()
     }
 
+    /// Every token handed out and still remembered, for tests that check
+    /// none of them was kept anywhere.
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.lock().tokens.all()
+    }
+
+    /// Adds the request to `answer` if `echo_request` is on (see [`Faults`]).
+    pub(crate) fn echo(&self, request: &str, mut answer: Value) -> Value {
+        if !self.lock().faults.echo_request {
+            return answer;
+        }
+        match answer.get_mut("errmsg") {
+            Some(Value::String(errmsg)) => errmsg.push_str(&format!("; request: {request}")),
+            _ => {
+                if let Value::Object(fields) = &mut answer {
+                    fields.insert("request".to_string(), Value::String(request.to_string()));
+                }
+            }
+        }
+        answer
+    }
+
     /// `{"errcode","errmsg"}` with a fresh `rid:` tail, as WeChat sends.
     pub(crate) fn error(&self, code: i64) -> Value {
         let n = self.rids.fetch_add(1, Ordering::Relaxed);

@@ -28,6 +28,11 @@ pub struct Faults {
     /// That app always gets that errcode on data calls; 40013, 40125 and
     /// 40164 are also answered on token calls.
     pub app_errors: Vec<(AppId, i64)>,
+    /// Answers echo the request's path and query, as some proxies and
+    /// gateways do: appended to every `errmsg`, and as a `request` field of
+    /// every successful answer. The query holds the access token (and the
+    /// AppSecret on `cgi-bin/token`): a collector must scrub what it keeps.
+    pub echo_request: bool,
     pub seed: u64,
 }
 

@@ -1,16 +1,17 @@
 //! The `getWeeklyRetain` call, with the token dance around it.
 
 use super::error::{Endpoint, ErrorClass, FetchError};
-use super::http::{post_json, send_and_read};
+use super::http::{api_error, post_json, send_and_read};
 use super::throttle::Throttle;
 use super::token::{TokenCache, TokenOrigin};
-use crate::config::{AppConfig, WechatConfig};
+use crate::config::{AppConfig, Credential, WechatConfig};
 use crate::domain::NaturalWeek;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::{Duration, Instant};
 
-/// A raw successful answer: a JSON object without a non-zero errcode.
-/// Whether it is *right* is for [`crate::validate`] to say.
+/// A raw successful answer: a JSON object without a non-zero errcode, as
+/// WeChat sent it except for credentials, which are scrubbed (see
+/// `send_and_read`). Whether it is *right* is for [`crate::validate`] to say.
 #[derive(Debug, Clone)]
 pub struct RawAnswer {
     pub body: serde_json::Value,
@@ -89,31 +90,27 @@ impl WeChatClient {
             serde_json::json!({ "begin_date": week.begin_date(), "end_date": week.end_date() });
         let request = post_json(&self.http, &url, &body)
             .query(&[(app.token_param.as_str(), token.expose_secret())]);
+        // The AppSecret is not sent here, but scrubbing it costs nothing and
+        // covers a gateway that somehow knows it.
+        let mut secrets = vec![token.expose_secret()];
+        if let Credential::Secret(secret) = &app.credential {
+            secrets.push(secret.expose_secret());
+        }
         self.throttle.acquire(&app.appid).await;
         let started = Instant::now();
         let result = send_and_read(
             request,
             Endpoint::WeeklyRetain,
             self.max_body_bytes,
-            &[token.expose_secret()],
+            &secrets,
         )
         .await;
         let latency = started.elapsed();
         metrics::histogram!("wxretain_api_latency_seconds").record(latency.as_secs_f64());
         let body = result?;
-        match body.get("errcode").and_then(serde_json::Value::as_i64) {
-            Some(code) if code != 0 => Err(FetchError::Api {
-                endpoint: Endpoint::WeeklyRetain,
-                code: super::ApiErrorCode::from_code(code),
-                errmsg: body
-                    .get("errmsg")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-            }),
-            _ => Ok(RawAnswer { body, latency }),
+        match api_error(Endpoint::WeeklyRetain, &body) {
+            Some(error) => Err(error),
+            None => Ok(RawAnswer { body, latency }),
         }
     }
 }

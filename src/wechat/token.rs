@@ -4,8 +4,8 @@
 //! One refresh at a time per app (a per-app async mutex), so a hundred weeks
 //! in flight for one app cost one token call, not a hundred.
 
-use super::error::{ApiErrorCode, Endpoint, FetchError};
-use super::http::{post_json, send_and_read};
+use super::error::{Endpoint, FetchError};
+use super::http::{api_error, post_json, send_and_read};
 use crate::config::{AppConfig, Credential, TokenEndpoint, WechatConfig};
 use crate::domain::AppId;
 use secrecy::{ExposeSecret, SecretString};
@@ -38,8 +38,6 @@ struct Slot {
 struct TokenAnswer {
     access_token: Option<String>,
     expires_in: Option<u64>,
-    errcode: Option<i64>,
-    errmsg: Option<String>,
 }
 
 /// Where tokens come from, per app; shared by every call of the client.
@@ -184,19 +182,17 @@ impl TokenCache {
             &[secret.expose_secret()],
         )
         .await?;
+        if let Some(error) = api_error(Endpoint::Token, &body) {
+            return Err(error);
+        }
         let answer: TokenAnswer =
             serde_json::from_value(body).map_err(|e| FetchError::Garbage {
                 endpoint: Endpoint::Token,
                 detail: e.to_string(),
                 body: String::new(),
             })?;
-        match (answer.errcode, answer.access_token) {
-            (Some(code), _) if code != 0 => Err(FetchError::Api {
-                endpoint: Endpoint::Token,
-                code: ApiErrorCode::from_code(code),
-                errmsg: answer.errmsg.unwrap_or_default(),
-            }),
-            (_, Some(token)) if !token.is_empty() => {
+        match answer.access_token {
+            Some(token) if !token.is_empty() => {
                 let expires_in = Duration::from_secs(answer.expires_in.unwrap_or(7200));
                 // Keep at least half the lifetime when WeChat hands out a short one.
                 let lifetime = expires_in.saturating_sub(EXPIRY_MARGIN).max(expires_in / 2);
