@@ -126,11 +126,19 @@ pub struct WechatConfig {
 
 impl WechatConfig {
     /// The longest one fetch can take: every try timing out, plus the
-    /// backoff between tries and the one token retry.
+    /// backoff between tries and the one token retry. Each try may wait for a
+    /// token (an HTTP call, or `token_command`, which gets as long: see
+    /// `token_call_timeout`) and a data call; the token retry adds a
+    /// replacement token, possibly forced (two token calls), and a data call.
     pub fn worst_fetch_time(&self) -> Duration {
         let per_try = self.request_timeout + self.connect_timeout;
-        let tries = 2 * self.retry_attempts as u32 + 2;
+        let tries = 2 * self.retry_attempts as u32 + 3;
         per_try * tries + self.retry_min_delay * 16 * self.retry_attempts as u32
+    }
+
+    /// The longest a token call may take, and so what `token_command` is given.
+    pub fn token_call_timeout(&self) -> Duration {
+        self.request_timeout + self.connect_timeout
     }
 }
 

@@ -4,10 +4,14 @@
 mod common;
 
 use common::*;
+use std::collections::HashMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wxretain::config::Config;
 use wxretain::domain::{NaturalWeek, BEIJING};
-use wxretain::simulator::Faults;
+use wxretain::simulator::{sim_appid, Faults, SimulatorHandle};
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]
@@ -173,4 +177,82 @@ async fn tokens_and_secrets_echoed_by_a_gateway_are_stored_and_logged_nowhere() 
             );
         }
     }
+}
+
+/// A config of the given TOML, pointed at the test database and simulator.
+fn config_of(db: &TestDb, sim: &SimulatorHandle, toml: &str) -> Config {
+    let env: HashMap<String, String> = [
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("WXRETAIN_WECHAT_BASE_URL".to_string(), sim.base_url()),
+    ]
+    .into();
+    Config::parse(toml, Path::new("test.toml"), &env).expect("test config is valid")
+}
+
+// ---- 3. a failing token source runs once for the weeks waiting on it --------
+
+/// A `token_command` for one app that appends a line to `runs` each time it
+/// runs, then does `then` (shell).
+fn token_script(dir: &Path, then: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let runs = dir.join("runs");
+    let script = dir.join("token.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho run >> '{}'\n{then}\n", runs.display()),
+    )
+    .expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (script, runs)
+}
+
+fn runs_of(runs: &Path) -> usize {
+    std::fs::read_to_string(runs).map_or(0, |t| t.lines().count())
+}
+
+async fn command_pass(then: &str, wechat: &str, within: Duration) -> (usize, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (script, runs) = token_script(dir.path(), then);
+    let db = TestDb::new().await;
+    let sim = simulator(now(), |_| {}).await;
+    let app = sim_appid(1);
+    let toml = format!(
+        "[wechat]\nretry_min_delay_ms = 5\nmax_in_flight = 8\n{wechat}\
+         [[apps]]\nappid = \"{app}\"\ntoken_command = [\"{}\"]\n",
+        script.display()
+    );
+    let p = pipeline(config_of(&db, &sim, &toml)).await;
+    let (first, last) = weeks(8);
+    let started = Instant::now();
+    let report = tokio::time::timeout(within, backfill(&p, first, last, now(), false))
+        .await
+        .unwrap_or_else(|_| panic!("the pass took over {within:?}"));
+    let took = started.elapsed();
+    assert_eq!(report.stored, 0, "{report:?}");
+    assert_eq!(report.failed + report.deferred, 8, "{report:?}");
+    let rows = p.store.weeks(&[app], first, last).await.expect("ledger");
+    assert!(
+        rows.iter().filter(|r| r.state == "failing").all(|r| r
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("token source:"))),
+        "{rows:?}"
+    );
+    (runs_of(&runs), took)
+}
+
+#[tokio::test]
+async fn a_failing_token_command_runs_once_for_the_eight_weeks_waiting_for_it() {
+    let (runs, took) = command_pass("sleep 1; exit 1", "", Duration::from_secs(30)).await;
+    assert_eq!(runs, 1, "the command ran {runs} times");
+    assert!(took < Duration::from_secs(4), "the pass took {took:?}");
+}
+
+#[tokio::test]
+async fn a_hanging_token_command_is_stopped_after_the_token_call_timeout_once() {
+    // A token call may take connect + request timeouts (2 s here): so may the command.
+    let wechat = "connect_timeout_secs = 1\nrequest_timeout_secs = 1\n";
+    let (runs, took) = command_pass("exec sleep 60", wechat, Duration::from_secs(20)).await;
+    assert_eq!(runs, 1, "the command ran {runs} times");
+    assert!(took < Duration::from_secs(6), "the pass took {took:?}");
 }

@@ -2,7 +2,9 @@
 //! command or an environment variable, and cached per app.
 //!
 //! One refresh at a time per app (a per-app async mutex), so a hundred weeks
-//! in flight for one app cost one token call, not a hundred.
+//! in flight for one app cost one token call, not a hundred. A refresh that
+//! fails is shared the same way: the weeks that waited for it get its error
+//! at once instead of each running the token source again, one after another.
 
 use super::error::{Endpoint, FetchError};
 use super::http::{api_error, post_json, send_and_read};
@@ -19,7 +21,6 @@ use std::time::{Duration, Instant};
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
 /// `force_refresh` is allowed at most once per 30 s (20 a day).
 const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A token and when to stop using it.
 #[derive(Clone)]
@@ -31,7 +32,34 @@ struct Cached {
 #[derive(Default)]
 struct Slot {
     cached: Option<Cached>,
+    /// How the last attempt failed and when it ended. Callers that were
+    /// already waiting for the slot while it ran take this error instead of
+    /// trying again: a `token_command` failing after 5 s made a pass with 8
+    /// weeks of its app take 40 s, a hanging one 30 s per week. Later callers
+    /// (a retry after backoff, the next pass) try again. Any class is shared:
+    /// a configuration error pauses the app in the pass, a transient one is
+    /// retried by each week after its own backoff.
+    failed: Option<(FetchError, Instant)>,
     last_forced: Option<Instant>,
+}
+
+impl Slot {
+    /// The cached token, while it is fresh.
+    fn fresh(&self) -> Option<SecretString> {
+        self.cached
+            .as_ref()
+            .filter(|c| Instant::now() < c.fresh_until)
+            .map(|c| c.token.clone())
+    }
+
+    /// The error of an attempt that ended after `arrived`: one the caller
+    /// waited for.
+    fn failed_since(&self, arrived: Instant) -> Option<FetchError> {
+        self.failed
+            .as_ref()
+            .filter(|(_, at)| *at >= arrived)
+            .map(|(e, _)| e.clone())
+    }
 }
 
 #[derive(Deserialize)]
@@ -71,12 +99,14 @@ impl TokenCache {
 
     /// A token for `app`: the cached one while fresh, else a new one.
     pub async fn get(&self, app: &AppConfig) -> Result<(SecretString, TokenOrigin), FetchError> {
+        let arrived = Instant::now();
         let slot = self.slot(&app.appid);
         let mut slot = slot.lock().await;
-        if let Some(cached) = &slot.cached {
-            if Instant::now() < cached.fresh_until {
-                return Ok((cached.token.clone(), TokenOrigin::Cache));
-            }
+        if let Some(token) = slot.fresh() {
+            return Ok((token, TokenOrigin::Cache));
+        }
+        if let Some(error) = slot.failed_since(arrived) {
+            return Err(error);
         }
         let fresh = self.obtain(app, false, &mut slot).await?;
         Ok((fresh, TokenOrigin::Fetched))
@@ -89,14 +119,16 @@ impl TokenCache {
         app: &AppConfig,
         failed: &SecretString,
     ) -> Result<SecretString, FetchError> {
+        let arrived = Instant::now();
         let slot = self.slot(&app.appid);
         let mut slot = slot.lock().await;
-        if let Some(cached) = &slot.cached {
-            if cached.token.expose_secret() != failed.expose_secret()
-                && Instant::now() < cached.fresh_until
-            {
-                return Ok(cached.token.clone());
+        if let Some(token) = slot.fresh() {
+            if token.expose_secret() != failed.expose_secret() {
+                return Ok(token);
             }
+        }
+        if let Some(error) = slot.failed_since(arrived) {
+            return Err(error);
         }
         // Drop it only now that we know it is still the one that failed.
         slot.cached = None;
@@ -119,7 +151,27 @@ impl TokenCache {
         Ok(fresh)
     }
 
+    /// A new token from the app's source, cached in `slot`; a failure is
+    /// kept there for the callers waiting behind this one.
     async fn obtain(
+        &self,
+        app: &AppConfig,
+        force: bool,
+        slot: &mut Slot,
+    ) -> Result<SecretString, FetchError> {
+        match self.obtain_uncached(app, force, slot).await {
+            Ok(token) => {
+                slot.failed = None;
+                Ok(token)
+            }
+            Err(error) => {
+                slot.failed = Some((error.clone(), Instant::now()));
+                Err(error)
+            }
+        }
+    }
+
+    async fn obtain_uncached(
         &self,
         app: &AppConfig,
         force: bool,
@@ -128,7 +180,9 @@ impl TokenCache {
         let (token, lifetime) = match &app.credential {
             Credential::Secret(secret) => self.fetch_from_wechat(&app.appid, secret, force).await?,
             Credential::Command(argv) => (
-                run_token_command(argv).await?,
+                // A command stands in for a token call: it gets the time one
+                // may take, which is what the lease budget counts.
+                run_token_command(argv, self.config.token_call_timeout()).await?,
                 self.config.token_command_ttl,
             ),
             Credential::Env(var) => {
@@ -208,7 +262,7 @@ impl TokenCache {
 }
 
 /// Runs `token_command` and takes the first line it prints as the token.
-async fn run_token_command(argv: &[String]) -> Result<SecretString, FetchError> {
+async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretString, FetchError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| FetchError::TokenSource("token_command is empty".to_string()))?;
@@ -217,11 +271,11 @@ async fn run_token_command(argv: &[String]) -> Result<SecretString, FetchError> 
         .args(args)
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+    let output = tokio::time::timeout(timeout, command.output())
         .await
         .map_err(|_| {
             FetchError::TokenSource(format!(
-                "{program} did not finish within {COMMAND_TIMEOUT:?}"
+                "{program} did not finish within {timeout:?} ([wechat] connect_timeout_secs + request_timeout_secs)"
             ))
         })?
         .map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
