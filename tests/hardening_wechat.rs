@@ -189,6 +189,60 @@ fn config_of(db: &TestDb, sim: &SimulatorHandle, toml: &str) -> Config {
     Config::parse(toml, Path::new("test.toml"), &env).expect("test config is valid")
 }
 
+// ---- 2. a wrong AppSecret is a configuration error --------------------------
+
+#[tokio::test]
+async fn a_wrong_app_secret_pauses_its_app_after_one_token_call_and_the_others_are_stored() {
+    let db = TestDb::new().await;
+    let apps = apps(3);
+    let wrong = apps[1].clone();
+    let sim = simulator(now(), |c| {
+        c.faults = Faults {
+            // The config has `secret-<appid>`: wrong for this app.
+            app_secrets: vec![(wrong.clone(), "the-right-secret".to_string())],
+            ..Faults::default()
+        };
+    })
+    .await;
+    let p = pipeline(config(&db, &sim, &apps, FAST)).await;
+    let (first, last) = weeks(12);
+    let report = backfill(&p, first, last, now(), false).await;
+
+    let good: Vec<_> = apps.iter().filter(|a| **a != wrong).cloned().collect();
+    assert_eq!(report.stored, 24, "{report:?}");
+    assert_eq!(table(&p.store).await, truth(&good, first, last, now(), 10));
+    let stats = sim.stats();
+    assert_eq!(
+        stats.token_calls_by_app.get(&wrong),
+        Some(&1),
+        "one token call for the app, not one per week"
+    );
+    let rows = p
+        .store
+        .weeks(std::slice::from_ref(&wrong), first, last)
+        .await
+        .expect("ledger");
+    let failing: Vec<_> = rows.iter().filter(|r| r.state == "failing").collect();
+    assert!(!failing.is_empty(), "{rows:?}");
+    for row in &failing {
+        assert_eq!(row.last_errcode, Some(40001), "{row:?}");
+        let error = row.last_error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("AppSecret is wrong") && error.contains("configuration"),
+            "{error}"
+        );
+    }
+    // Failed or put off untried, every week waits for the app's pause (an
+    // hour for a configuration error), not for a token retry in minutes.
+    assert_eq!(report.failed + report.deferred, 12, "{report:?}");
+    assert!(
+        rows.iter().all(|r| r
+            .next_due_at
+            .is_some_and(|t| t >= now() + chrono::Duration::minutes(59))),
+        "{rows:?}"
+    );
+}
+
 // ---- 3. a failing token source runs once for the weeks waiting on it --------
 
 /// A `token_command` for one app that appends a line to `runs` each time it

@@ -163,6 +163,13 @@ impl Engine {
         if req.secret.as_deref().is_none_or(|s| s.trim().is_empty()) {
             return self.error(40125);
         }
+        if req
+            .secret
+            .as_deref()
+            .is_some_and(|s| st.faults.wrong_secret(&appid, s))
+        {
+            return self.error(40001);
+        }
         let seed = st.faults.seed;
         let (token, expires_in) = match kind {
             TokenKind::Stable => st.tokens.stable(&appid, now, req.force_refresh, seed),
