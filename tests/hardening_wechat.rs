@@ -310,3 +310,41 @@ async fn a_hanging_token_command_is_stopped_after_the_token_call_timeout_once() 
     assert_eq!(runs, 1, "the command ran {runs} times");
     assert!(took < Duration::from_secs(6), "the pass took {took:?}");
 }
+
+// ---- 4. an odd expires_in is clamped, never a panic -------------------------
+
+#[tokio::test]
+async fn any_expires_in_leaves_the_weeks_stored_with_one_token_call() {
+    let odd = [
+        serde_json::json!(u64::MAX),
+        serde_json::json!(i64::MAX),
+        serde_json::json!(1e300),
+        serde_json::json!(-5),
+        serde_json::json!(0),
+        serde_json::json!("7200"),
+        serde_json::json!("soon"),
+        serde_json::Value::Null,
+    ];
+    for expires_in in odd {
+        let db = TestDb::new().await;
+        let sim = simulator(now(), |c| {
+            c.faults = Faults {
+                token_expires_in: Some(expires_in.clone()),
+                ..Faults::default()
+            };
+        })
+        .await;
+        let apps = apps(1);
+        let p = pipeline(config(&db, &sim, &apps, FAST)).await;
+        let (first, last) = weeks(4);
+        let report = backfill(&p, first, last, now(), false).await;
+        assert_eq!(report.stored, 4, "expires_in {expires_in}: {report:?}");
+        assert_eq!(table(&p.store).await, truth(&apps, first, last, now(), 10));
+        // Even "already expired" keeps the token for the pass: not a call per week.
+        assert_eq!(
+            sim.stats().token_calls_by_app.get(&apps[0]),
+            Some(&1),
+            "expires_in {expires_in}"
+        );
+    }
+}

@@ -176,6 +176,7 @@ impl SimArgs {
                 daily_quota: self.daily_quota,
                 app_errors,
                 app_secrets,
+                token_expires_in: None,
                 echo_request: self.echo_request,
                 seed: self.seed,
             },

@@ -175,6 +175,11 @@ impl Engine {
             TokenKind::Stable => st.tokens.stable(&appid, now, req.force_refresh, seed),
             TokenKind::Classic => st.tokens.classic(&appid, now, seed),
         };
+        let expires_in = st
+            .faults
+            .token_expires_in
+            .clone()
+            .unwrap_or(json!(expires_in));
         json!({"access_token": token, "expires_in": expires_in})
     }
 

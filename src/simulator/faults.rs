@@ -32,6 +32,9 @@ pub struct Faults {
     /// secret answers 40001, as WeChat's token endpoints do for a wrong
     /// secret. Apps not listed accept any non-empty secret.
     pub app_secrets: Vec<(AppId, String)>,
+    /// Replaces `expires_in` in every token answer, with any JSON: a huge
+    /// number, a negative one, a string...
+    pub token_expires_in: Option<serde_json::Value>,
     /// Answers echo the request's path and query, as some proxies and
     /// gateways do: appended to every `errmsg`, and as a `request` field of
     /// every successful answer. The query holds the access token (and the

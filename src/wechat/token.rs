@@ -19,6 +19,14 @@ use std::time::{Duration, Instant};
 /// Refresh this long before WeChat says a token expires: `expires_in` can be
 /// as low as ~300 s near renewal, and requests take time to arrive.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
+/// What `expires_in` is taken to be, whatever the answer says. WeChat
+/// documents 7200 s: a larger figure comes from a broken gateway, and
+/// trusting it could keep a dead token for days (and once overflowed the
+/// `Instant` it was added to, a panic with weeks left leased). Below 60 s,
+/// a token would be fetched again for nearly every week; one that claims to
+/// be expired already was just handed out, so it is used for a minute (half
+/// of it, after the margin below) and replaced if WeChat refuses it.
+const EXPIRES_IN_SECS: std::ops::RangeInclusive<u64> = 60..=7200;
 /// `force_refresh` is allowed at most once per 30 s (20 a day).
 const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
 
@@ -65,7 +73,34 @@ impl Slot {
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    /// Any JSON: read by [`expires_in`], which never fails.
+    expires_in: Option<serde_json::Value>,
+}
+
+/// `expires_in` as a token's lifetime, within [`EXPIRES_IN_SECS`]: missing,
+/// WeChat's documented 7200 s; a number (or a numeric string, as some
+/// gateways send) clamped; anything else, the shortest.
+fn expires_in(value: Option<&serde_json::Value>) -> Duration {
+    use serde_json::Value;
+    let (low, high) = (*EXPIRES_IN_SECS.start(), *EXPIRES_IN_SECS.end());
+    let secs = match value {
+        None | Some(Value::Null) => high,
+        Some(Value::Number(n)) => n.as_u64().unwrap_or_else(|| match n.as_f64() {
+            // A float, or a negative integer; `as` saturates, NaN gives 0.
+            Some(f) if f > 0.0 => f as u64,
+            _ => low,
+        }),
+        Some(Value::String(text)) => text.trim().parse().unwrap_or(low),
+        Some(_) => low,
+    };
+    Duration::from_secs(secs.clamp(low, high))
+}
+
+/// `now + lifetime`, or now (so the token counts as stale) if that would
+/// not fit in an `Instant`: `token_command_ttl_secs` is the operator's figure.
+fn fresh_until(lifetime: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(lifetime).unwrap_or(now)
 }
 
 /// Where tokens come from, per app; shared by every call of the client.
@@ -200,7 +235,7 @@ impl TokenCache {
             .increment(1);
         slot.cached = Some(Cached {
             token: token.clone(),
-            fresh_until: Instant::now() + lifetime,
+            fresh_until: fresh_until(lifetime),
         });
         Ok(token)
     }
@@ -247,7 +282,7 @@ impl TokenCache {
             })?;
         match answer.access_token {
             Some(token) if !token.is_empty() => {
-                let expires_in = Duration::from_secs(answer.expires_in.unwrap_or(7200));
+                let expires_in = expires_in(answer.expires_in.as_ref());
                 // Keep at least half the lifetime when WeChat hands out a short one.
                 let lifetime = expires_in.saturating_sub(EXPIRY_MARGIN).max(expires_in / 2);
                 Ok((SecretString::from(token), lifetime))
@@ -297,4 +332,34 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretS
         )));
     }
     Ok(SecretString::from(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expires_in_is_clamped_whatever_the_answer_says() {
+        let secs = |v: Option<serde_json::Value>| expires_in(v.as_ref()).as_secs();
+        assert_eq!(secs(None), 7200);
+        assert_eq!(secs(Some(json!(null))), 7200);
+        assert_eq!(secs(Some(json!(300))), 300);
+        assert_eq!(secs(Some(json!(u64::MAX))), 7200);
+        assert_eq!(secs(Some(json!(1e300))), 7200);
+        assert_eq!(secs(Some(json!(-5))), 60);
+        assert_eq!(secs(Some(json!(i64::MIN))), 60);
+        assert_eq!(secs(Some(json!(0))), 60);
+        assert_eq!(secs(Some(json!(0.5))), 60);
+        assert_eq!(secs(Some(json!(" 900 "))), 900);
+        assert_eq!(secs(Some(json!("-5"))), 60);
+        assert_eq!(secs(Some(json!("soon"))), 60);
+        assert_eq!(secs(Some(json!([7200]))), 60);
+    }
+
+    #[test]
+    fn a_lifetime_beyond_what_an_instant_holds_counts_as_stale() {
+        assert!(fresh_until(Duration::MAX) <= Instant::now());
+        assert!(fresh_until(Duration::from_secs(60)) > Instant::now());
+    }
 }
