@@ -118,6 +118,10 @@ pub struct WechatConfig {
     pub retry_min_delay: Duration,
     /// How long a token printed by `token_command` is reused.
     pub token_command_ttl: Duration,
+    /// Whether a refused token that stable_token hands back again may be
+    /// replaced with `force_refresh` (off when the app's own backend needs
+    /// the whole daily allowance).
+    pub force_refresh: bool,
     /// Data calls per second over all apps, per process.
     pub rate_per_second: f64,
     /// Data calls per second to any one app, per process.
@@ -230,6 +234,7 @@ struct RawWechat {
     retry_attempts: Option<usize>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
+    force_refresh: Option<bool>,
     rate_per_second: Option<f64>,
     app_rate_per_second: Option<f64>,
 }
@@ -443,6 +448,7 @@ impl Checker<'_> {
             retry_attempts: self.positive("wechat.retry_attempts", raw.retry_attempts, 4)?,
             retry_min_delay: Duration::from_millis(raw.retry_min_delay_ms.unwrap_or(500)),
             token_command_ttl: Duration::from_secs(raw.token_command_ttl_secs.unwrap_or(300)),
+            force_refresh: raw.force_refresh.unwrap_or(true),
             rate_per_second: self.rate("wechat.rate_per_second", raw.rate_per_second, 100.0)?,
             app_rate_per_second: self.rate(
                 "wechat.app_rate_per_second",

@@ -348,3 +348,114 @@ async fn any_expires_in_leaves_the_weeks_stored_with_one_token_call() {
         );
     }
 }
+
+// ---- 5. forced token refreshes come from one budget for all replicas --------
+
+/// How many forced refreshes the budget table says `appid` took today.
+async fn budget_taken(p: &wxretain::pass::Pipeline, appid: &wxretain::domain::AppId) -> i32 {
+    sqlx::query_scalar("SELECT count FROM force_refresh_budget WHERE appid = $1")
+        .bind(appid.as_str())
+        .fetch_optional(p.store.pool())
+        .await
+        .expect("read the budget")
+        .unwrap_or(0)
+}
+
+/// WeChat refuses every token of the app (40001 on the data call) while
+/// stable_token keeps handing back the current one, so each failing week
+/// wants a forced refresh. Two replicas share the database: together they
+/// force at most once per 30 s and at most the daily budget (10 of WeChat's
+/// 20), and a week that gets no forced refresh fails as a refused token.
+#[tokio::test]
+async fn two_replicas_force_token_refreshes_from_one_budget_spaced_30_s() {
+    let db = TestDb::new().await;
+    let apps = apps(1);
+    let app = apps[0].clone();
+    let sim = simulator(now(), |c| {
+        c.faults = Faults {
+            app_errors: vec![(app.clone(), 40001)],
+            ..Faults::default()
+        };
+    })
+    .await;
+    let extra = "[wechat]\nretry_min_delay_ms = 5\nmax_in_flight = 2\n";
+    let mut replicas = [
+        pipeline(config(&db, &sim, &apps, extra)).await,
+        pipeline(config(&db, &sim, &apps, extra)).await,
+    ];
+    // Two hosts: in one process, each would take the other's leases as those
+    // of a dead process of its own host.
+    for (i, p) in replicas.iter_mut().enumerate() {
+        p.owner = format!("replica-{i}:1:test");
+    }
+    let (first, last) = weeks(4);
+    let forced = || sim.stats().token_calls.forced;
+    let mut per_round = Vec::new();
+    // The first rounds run back to back, well within 30 s; before each later
+    // round, the budget is aged by 31 s, as if that much time had passed.
+    let back_to_back = 3;
+    for round in 0..16_usize {
+        let as_of = now() + chrono::Duration::hours(round as i64);
+        replicas[0]
+            .store
+            .enqueue(&apps, first, last, as_of, false)
+            .await
+            .expect("enqueue");
+        let before = forced();
+        let (a, b) = tokio::join!(
+            pass_over(&replicas[0], first, last, as_of),
+            pass_over(&replicas[1], first, last, as_of)
+        );
+        assert_eq!(a.failed + b.failed, 4, "round {round}: {a:?} {b:?}");
+        per_round.push(forced() - before);
+        if round + 1 >= back_to_back {
+            // The budget's clock is the database's.
+            sqlx::query(
+                "UPDATE force_refresh_budget SET last_at = last_at - interval '31 seconds'",
+            )
+            .execute(replicas[0].store.pool())
+            .await
+            .expect("age the budget");
+        }
+    }
+    // Within 30 s, one forced refresh between the two replicas, and never
+    // two in a round: each would be closer to the other than WeChat allows.
+    assert_eq!(
+        per_round[..back_to_back].iter().sum::<u64>(),
+        1,
+        "{per_round:?}"
+    );
+    assert!(per_round.iter().all(|&n| n <= 1), "{per_round:?}");
+    assert_eq!(forced(), 10, "the daily budget, all used: {per_round:?}");
+    assert_eq!(budget_taken(&replicas[0], &app).await, 10);
+    let rows = replicas[0]
+        .store
+        .weeks(&apps, first, last)
+        .await
+        .expect("ledger");
+    assert!(
+        rows.iter()
+            .all(|r| r.last_errcode == Some(40001) && r.state == "failing"),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_force_refresh_off_no_refresh_is_forced() {
+    let db = TestDb::new().await;
+    let apps = apps(1);
+    let sim = simulator(now(), |c| {
+        c.faults = Faults {
+            app_errors: vec![(apps[0].clone(), 40001)],
+            ..Faults::default()
+        };
+    })
+    .await;
+    let extra = format!("{FAST}force_refresh = false\n");
+    let p = pipeline(config(&db, &sim, &apps, &extra)).await;
+    let (first, last) = weeks(4);
+    let report = backfill(&p, first, last, now(), false).await;
+    assert_eq!(report.failed, 4, "{report:?}");
+    assert_eq!(sim.stats().token_calls.forced, 0);
+    assert_eq!(budget_taken(&p, &apps[0]).await, 0);
+}

@@ -143,7 +143,10 @@ impl Engine {
         let now = self.clock.now();
         let mut st = self.lock();
         match kind {
-            TokenKind::Stable => st.stats.token_calls.stable += 1,
+            TokenKind::Stable => {
+                st.stats.token_calls.stable += 1;
+                st.stats.token_calls.forced += u64::from(req.force_refresh);
+            }
             TokenKind::Classic => st.stats.token_calls.classic += 1,
         }
         if req.grant_type.as_deref() != Some("client_credential") {

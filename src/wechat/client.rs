@@ -3,10 +3,11 @@
 use super::error::{Endpoint, ErrorClass, FetchError};
 use super::http::{api_error, post_json, send_and_read};
 use super::throttle::Throttle;
-use super::token::{TokenCache, TokenOrigin};
+use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
 use crate::config::{AppConfig, Credential, WechatConfig};
 use crate::domain::NaturalWeek;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A raw successful answer: a JSON object without a non-zero errcode, as
@@ -37,7 +38,9 @@ impl std::fmt::Debug for WeChatClient {
 }
 
 impl WeChatClient {
-    pub fn new(config: &WechatConfig) -> anyhow::Result<Self> {
+    /// `budget` counts forced token refreshes for every replica (the
+    /// database's `force_refresh_budget`).
+    pub fn new(config: &WechatConfig, budget: Arc<dyn ForceRefreshBudget>) -> anyhow::Result<Self> {
         // rustls with the platform-independent webpki roots; certificates are
         // always verified: there is deliberately no switch to turn that off.
         let http = reqwest::Client::builder()
@@ -47,7 +50,7 @@ impl WeChatClient {
             .user_agent(concat!("wxretain/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            tokens: TokenCache::new(http.clone(), config.clone()),
+            tokens: TokenCache::new(http.clone(), config.clone(), budget),
             throttle: Throttle::new(config),
             http,
             base_url: config.base_url.clone(),
@@ -59,7 +62,8 @@ impl WeChatClient {
     ///
     /// A token WeChat refuses (40001/40014/42001) is replaced and the call is
     /// retried exactly once: WxJava's unbounded loop (issue #1381) is the
-    /// cautionary tale.
+    /// cautionary tale. When no other token can be had now, the refusal is
+    /// the answer and the week is tried again later.
     pub async fn weekly_retain(
         &self,
         app: &AppConfig,
@@ -69,8 +73,13 @@ impl WeChatClient {
         match self.call(app, week, &token).await {
             Err(e) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %week, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
-                let token = self.tokens.replace(app, &token).await?;
-                self.call(app, week, &token).await
+                match self.tokens.replace(app, &token).await? {
+                    Some(token) => self.call(app, week, &token).await,
+                    None => {
+                        tracing::info!(appid = %app.appid, %week, "no other token to be had now; the week is tried again later");
+                        Err(e)
+                    }
+                }
             }
             other => other,
         }

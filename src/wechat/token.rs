@@ -10,6 +10,7 @@ use super::error::{Endpoint, FetchError};
 use super::http::{api_error, post_json, send_and_read};
 use crate::config::{AppConfig, Credential, TokenEndpoint, WechatConfig};
 use crate::domain::AppId;
+use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -27,8 +28,27 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
 /// be expired already was just handed out, so it is used for a minute (half
 /// of it, after the margin below) and replaced if WeChat refuses it.
 const EXPIRES_IN_SECS: std::ops::RangeInclusive<u64> = 60..=7200;
-/// `force_refresh` is allowed at most once per 30 s (20 a day).
+/// WeChat allows `force_refresh` at most once per 30 s per app.
 const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
+/// Forced refreshes wxretain takes per app and Beijing day, over all its
+/// replicas. WeChat allows 20, shared with the app's own backend: half is
+/// left to the backend, whose users wait on a refused token while a late
+/// retention week waits for nobody.
+const FORCE_REFRESH_DAILY: u32 = 10;
+
+/// Where forced refreshes are counted. WeChat counts them per app whoever
+/// asks, so every replica must draw from one count: the database's (see the
+/// `Store` implementation).
+pub trait ForceRefreshBudget: Send + Sync {
+    /// Takes one forced refresh of `appid`, if no more than `daily_limit`
+    /// were taken today and the last was at least `spacing` ago.
+    fn take<'a>(
+        &'a self,
+        appid: &'a AppId,
+        daily_limit: u32,
+        spacing: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+}
 
 /// A token and when to stop using it.
 #[derive(Clone)]
@@ -48,7 +68,6 @@ struct Slot {
     /// a configuration error pauses the app in the pass, a transient one is
     /// retried by each week after its own backoff.
     failed: Option<(FetchError, Instant)>,
-    last_forced: Option<Instant>,
 }
 
 impl Slot {
@@ -107,6 +126,7 @@ fn fresh_until(lifetime: Duration) -> Instant {
 pub struct TokenCache {
     http: reqwest::Client,
     config: WechatConfig,
+    budget: Arc<dyn ForceRefreshBudget>,
     slots: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
@@ -118,10 +138,15 @@ pub enum TokenOrigin {
 }
 
 impl TokenCache {
-    pub fn new(http: reqwest::Client, config: WechatConfig) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        config: WechatConfig,
+        budget: Arc<dyn ForceRefreshBudget>,
+    ) -> Self {
         Self {
             http,
             config,
+            budget,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -149,17 +174,19 @@ impl TokenCache {
 
     /// WeChat refused `failed`: get a different token, unless another task
     /// already replaced it (then that one is returned without a call).
+    /// `None` when no other token can be had now: the source hands back the
+    /// same one and no forced refresh may be taken.
     pub async fn replace(
         &self,
         app: &AppConfig,
         failed: &SecretString,
-    ) -> Result<SecretString, FetchError> {
+    ) -> Result<Option<SecretString>, FetchError> {
         let arrived = Instant::now();
         let slot = self.slot(&app.appid);
         let mut slot = slot.lock().await;
         if let Some(token) = slot.fresh() {
             if token.expose_secret() != failed.expose_secret() {
-                return Ok(token);
+                return Ok(Some(token));
             }
         }
         if let Some(error) = slot.failed_since(arrived) {
@@ -169,21 +196,41 @@ impl TokenCache {
         slot.cached = None;
         let fresh = self.obtain(app, false, &mut slot).await?;
         if fresh.expose_secret() != failed.expose_secret() {
-            return Ok(fresh);
+            return Ok(Some(fresh));
         }
-        // stable_token hands back the same token while WeChat thinks it valid;
-        // force a new one, within WeChat's limit on forced refreshes.
-        let spaced = slot
-            .last_forced
-            .is_none_or(|t| t.elapsed() >= FORCE_REFRESH_SPACING);
-        if matches!(app.credential, Credential::Secret(_))
+        // stable_token hands back the same token while WeChat thinks it
+        // valid: only a forced refresh gets another.
+        if self.may_force(app).await {
+            return self.obtain(app, true, &mut slot).await.map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Whether a forced refresh may be taken for `app` now: one of its own
+    /// from the shared budget, so replicas together keep to WeChat's limits.
+    async fn may_force(&self, app: &AppConfig) -> bool {
+        let forceable = matches!(app.credential, Credential::Secret(_))
             && self.config.token_endpoint == TokenEndpoint::Stable
-            && spaced
-        {
-            slot.last_forced = Some(Instant::now());
-            return self.obtain(app, true, &mut slot).await;
+            && self.config.force_refresh;
+        if !forceable {
+            return false;
         }
-        Ok(fresh)
+        let taken = self
+            .budget
+            .take(&app.appid, FORCE_REFRESH_DAILY, FORCE_REFRESH_SPACING)
+            .await;
+        match taken {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(appid = %app.appid, daily = FORCE_REFRESH_DAILY, "no forced token refresh left (30 s apart, the day's allowance): not forcing one");
+                false
+            }
+            // Without the count, forcing could overrun WeChat's limit.
+            Err(e) => {
+                tracing::warn!(appid = %app.appid, error = %e, "cannot take a forced token refresh from the budget; not forcing one");
+                false
+            }
+        }
     }
 
     /// A new token from the app's source, cached in `slot`; a failure is
