@@ -25,8 +25,8 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
 /// trusting it could keep a dead token for days (and once overflowed the
 /// `Instant` it was added to, a panic with weeks left leased). Below 60 s,
 /// a token would be fetched again for nearly every week; one that claims to
-/// be expired already was just handed out, so it is used for a minute (half
-/// of it, after the margin below) and replaced if WeChat refuses it.
+/// be expired already was just handed out, so it is kept for 30 s (the 60 s
+/// floor less the margin below, at least half) and replaced if refused.
 const EXPIRES_IN_SECS: std::ops::RangeInclusive<u64> = 60..=7200;
 /// WeChat allows `force_refresh` at most once per 30 s per app.
 const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
@@ -222,7 +222,7 @@ impl TokenCache {
         match taken {
             Ok(true) => true,
             Ok(false) => {
-                tracing::info!(appid = %app.appid, daily = FORCE_REFRESH_DAILY, "no forced token refresh left (30 s apart, the day's allowance): not forcing one");
+                tracing::debug!(appid = %app.appid, daily = FORCE_REFRESH_DAILY, "no forced token refresh may be taken now (30 s apart, the day's allowance)");
                 false
             }
             // Without the count, forcing could overrun WeChat's limit.
@@ -241,7 +241,7 @@ impl TokenCache {
         force: bool,
         slot: &mut Slot,
     ) -> Result<SecretString, FetchError> {
-        match self.obtain_uncached(app, force, slot).await {
+        match self.refresh(app, force, slot).await {
             Ok(token) => {
                 slot.failed = None;
                 Ok(token)
@@ -253,7 +253,7 @@ impl TokenCache {
         }
     }
 
-    async fn obtain_uncached(
+    async fn refresh(
         &self,
         app: &AppConfig,
         force: bool,
