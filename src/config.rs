@@ -118,6 +118,10 @@ pub struct WechatConfig {
     pub retry_min_delay: Duration,
     /// How long a token printed by `token_command` is reused.
     pub token_command_ttl: Duration,
+    /// Whether a refused token that stable_token hands back again may be
+    /// replaced with `force_refresh` (off when the app's own backend needs
+    /// the whole daily allowance).
+    pub force_refresh: bool,
     /// Data calls per second over all apps, per process.
     pub rate_per_second: f64,
     /// Data calls per second to any one app, per process.
@@ -128,11 +132,19 @@ pub struct WechatConfig {
 
 impl WechatConfig {
     /// The longest one fetch can take: every try timing out, plus the
-    /// backoff between tries and the one token retry.
+    /// backoff between tries and the one token retry. Each try may wait for a
+    /// token (an HTTP call, or `token_command`, which gets as long: see
+    /// `token_call_timeout`) and a data call; the token retry adds a
+    /// replacement token, possibly forced (two token calls), and a data call.
     pub fn worst_fetch_time(&self) -> Duration {
         let per_try = self.request_timeout + self.connect_timeout;
-        let tries = 2 * self.retry_attempts as u32 + 2;
+        let tries = 2 * self.retry_attempts as u32 + 3;
         per_try * tries + self.retry_min_delay * 16 * self.retry_attempts as u32
+    }
+
+    /// The longest a token call may take, and so what `token_command` is given.
+    pub fn token_call_timeout(&self) -> Duration {
+        self.request_timeout + self.connect_timeout
     }
 }
 
@@ -232,6 +244,7 @@ struct RawWechat {
     retry_attempts: Option<u64>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
+    force_refresh: Option<bool>,
     rate_per_second: Option<f64>,
     app_rate_per_second: Option<f64>,
     suspect_recheck_ms: Option<u64>,
@@ -483,6 +496,7 @@ impl Checker<'_> {
                 300,
                 (0, 86_400),
             )?),
+            force_refresh: raw.force_refresh.unwrap_or(true),
             rate_per_second: self.rate("wechat.rate_per_second", raw.rate_per_second, 100.0)?,
             app_rate_per_second: self.rate(
                 "wechat.app_rate_per_second",

@@ -69,7 +69,7 @@ type Pauses = Mutex<HashMap<AppId, DateTime<Utc>>>;
 impl Pipeline {
     pub fn new(config: Arc<Config>, store: Store) -> anyhow::Result<Self> {
         Ok(Self {
-            client: WeChatClient::new(&config.wechat)?,
+            client: WeChatClient::new(&config.wechat, Arc::new(store.clone()))?,
             rule: Rule::from_config(&config.schedule),
             owner: ReplicaId::current(),
             clock: HostClock::system(),

@@ -86,15 +86,15 @@ async fn a_claim_that_waits_longer_than_its_lease_is_not_fetched_twice() {
     let apps = apps(1);
     let extra = "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 1\nretry_attempts = 1\n\
                  retry_min_delay_ms = 5\nmax_in_flight = 16\nrate_per_second = 1000\napp_rate_per_second = 2\n\
-                 [schedule]\nlookback_weeks = 24\nlease_secs = 9\n";
+                 [schedule]\nlookback_weeks = 30\nlease_secs = 11\n";
     let (_dir, path, env) = config_file(&apps, extra);
     let first = once_command(&path, &env, &db, &sim)
         .env("HOSTNAME", "replica-a")
         .spawn()
         .expect("spawn first");
-    // 24 weeks at 2 a second: the first replica needs ~12 s; its later
-    // claims have waited past their 9 s lease when the second one starts.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // 30 weeks at 2 a second: the first replica needs ~15 s; its later
+    // claims have waited past their 11 s lease when the second one starts.
+    tokio::time::sleep(Duration::from_secs(13)).await;
     let second = once_command(&path, &env, &db, &sim)
         .env("HOSTNAME", "replica-b")
         .output()
@@ -109,7 +109,7 @@ async fn a_claim_that_waits_longer_than_its_lease_is_not_fetched_twice() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_eq!(sim.stats().per_week.len(), 24);
+    assert_eq!(sim.stats().per_week.len(), 30);
     assert_eq!(fetched_twice(&sim), Vec::<String>::new());
 }
 

@@ -187,7 +187,7 @@ async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends(
     let extra =
         "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 1\nretry_attempts = 1\n\
                  retry_min_delay_ms = 5\nmax_in_flight = 4\n\
-                 [schedule]\nlookback_weeks = 20\nlease_secs = 9\ncron = \"*/2 * * * * *\"\n";
+                 [schedule]\nlookback_weeks = 20\nlease_secs = 11\ncron = \"*/2 * * * * *\"\n";
     let (_dir, path, env) = config_file(&apps, extra);
 
     let mut doomed = Replica::start_elsewhere("replica-doomed", &path, &env, &db, &sim);

@@ -73,6 +73,14 @@ pub struct SimArgs {
         allow_hyphen_values = true
     )]
     pub app_errors: Vec<String>,
+    /// Echo each request's path and query (access token included) in errmsg
+    /// and in answers, as some gateways do.
+    #[arg(long)]
+    pub echo_request: bool,
+    /// APPID=SECRET: that app's AppSecret; token calls with another answer
+    /// 40001 (repeatable; apps not named accept any secret).
+    #[arg(long = "app-secret", value_name = "APPID=SECRET")]
+    pub app_secrets: Vec<String>,
     /// Seed of the fault RNG.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -134,6 +142,19 @@ impl SimArgs {
                 .with_context(|| format!("--app-error {whole:?}"))?;
             app_errors.push((appid, errcode(code, "app-error", whole)?));
         }
+        let mut app_secrets = Vec::new();
+        for whole in &self.app_secrets {
+            let (appid, secret) = split_pair(
+                "app-secret",
+                whole,
+                "APPID=SECRET, e.g. wx0123456789abcdef=s3cret",
+            )?;
+            let appid: AppId = appid
+                .trim()
+                .parse()
+                .with_context(|| format!("--app-secret {appid:?}"))?;
+            app_secrets.push((appid, secret.to_string()));
+        }
         if self.publish_hour > 23 {
             bail!("--publish-hour {}: must be 0..=23", self.publish_hour);
         }
@@ -169,6 +190,9 @@ impl SimArgs {
                 minute_quota: self.minute_quota,
                 daily_quota: self.daily_quota,
                 app_errors,
+                app_secrets,
+                token_expires_in: None,
+                echo_request: self.echo_request,
                 seed: self.seed,
             },
             publish_hour: self.publish_hour,
@@ -207,11 +231,14 @@ mod tests {
             "2024-03-11T10:00:00+08:00",
             "--minute-quota",
             "5",
+            "--app-secret",
+            "wx0123456789abcdef=s3cret",
         ])
         .expect("valid flags");
         assert_eq!(c.faults.error_rates, vec![(45011, 0.25), (-1, 1.0)]);
         assert_eq!(c.faults.app_errors.len(), 1);
         assert_eq!(c.faults.minute_quota, Some(5));
+        assert_eq!(c.faults.app_secrets[0].1, "s3cret");
         assert!(c.clock.is_frozen());
         assert_eq!(c.publish_hour, 10);
         assert_eq!(c.history_weeks, 160);
@@ -226,6 +253,8 @@ mod tests {
             &["--garbage-rate", "-0.1"],
             &["--app-error", "wxNOPE=48001"],
             &["--app-error", "wx0123456789abcdef=x"],
+            &["--app-secret", "wx0123456789abcdef"],
+            &["--app-secret", "wxNOPE=s3cret"],
             &["--publish-hour", "24"],
             &["--now", "yesterday"],
         ] {

@@ -105,6 +105,28 @@ impl Engine {
         self.lock().faults.clone()
     }
 
+    /// Every token handed out and still remembered, for tests that check
+    /// none of them was kept anywhere.
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.lock().tokens.all()
+    }
+
+    /// Adds the request to `answer` if `echo_request` is on (see [`Faults`]).
+    pub(crate) fn echo(&self, request: &str, mut answer: Value) -> Value {
+        if !self.lock().faults.echo_request {
+            return answer;
+        }
+        match answer.get_mut("errmsg") {
+            Some(Value::String(errmsg)) => errmsg.push_str(&format!("; request: {request}")),
+            _ => {
+                if let Value::Object(fields) = &mut answer {
+                    fields.insert("request".to_string(), Value::String(request.to_string()));
+                }
+            }
+        }
+        answer
+    }
+
     /// `{"errcode","errmsg"}` with a fresh `rid:` tail, as WeChat sends.
     pub(crate) fn error(&self, code: i64) -> Value {
         let n = self.rids.fetch_add(1, Ordering::Relaxed);
@@ -121,7 +143,10 @@ impl Engine {
         let now = self.clock.now();
         let mut st = self.lock();
         match kind {
-            TokenKind::Stable => st.stats.token_calls.stable += 1,
+            TokenKind::Stable => {
+                st.stats.token_calls.stable += 1;
+                st.stats.token_calls.forced += u64::from(req.force_refresh);
+            }
             TokenKind::Classic => st.stats.token_calls.classic += 1,
         }
         if req.grant_type.as_deref() != Some("client_credential") {
@@ -141,11 +166,23 @@ impl Engine {
         if req.secret.as_deref().is_none_or(|s| s.trim().is_empty()) {
             return self.error(40125);
         }
+        if req
+            .secret
+            .as_deref()
+            .is_some_and(|s| st.faults.wrong_secret(&appid, s))
+        {
+            return self.error(40001);
+        }
         let seed = st.faults.seed;
         let (token, expires_in) = match kind {
             TokenKind::Stable => st.tokens.stable(&appid, now, req.force_refresh, seed),
             TokenKind::Classic => st.tokens.classic(&appid, now, seed),
         };
+        let expires_in = st
+            .faults
+            .token_expires_in
+            .clone()
+            .unwrap_or(json!(expires_in));
         json!({"access_token": token, "expires_in": expires_in})
     }
 

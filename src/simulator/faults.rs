@@ -34,6 +34,18 @@ pub struct Faults {
     /// That app always gets that errcode on data calls; 40013, 40125 and
     /// 40164 are also answered on token calls.
     pub app_errors: Vec<(AppId, i64)>,
+    /// These apps' AppSecrets: a token call for one of them with any other
+    /// secret answers 40001, as WeChat's token endpoints do for a wrong
+    /// secret. Apps not listed accept any non-empty secret.
+    pub app_secrets: Vec<(AppId, String)>,
+    /// Replaces `expires_in` in every token answer, with any JSON: a huge
+    /// number, a negative one, a string...
+    pub token_expires_in: Option<serde_json::Value>,
+    /// Answers echo the request's path and query, as some proxies and
+    /// gateways do: appended to every `errmsg`, and as a `request` field of
+    /// every successful answer. The query holds the access token (and the
+    /// AppSecret on `cgi-bin/token`): a collector must scrub what it keeps.
+    pub echo_request: bool,
     pub seed: u64,
 }
 
@@ -58,6 +70,13 @@ impl Faults {
             .iter()
             .find(|(app, _)| app == appid)
             .map(|&(_, code)| code)
+    }
+
+    /// Whether `secret` is wrong for `appid` (only listed apps can be wrong).
+    pub(crate) fn wrong_secret(&self, appid: &AppId, secret: &str) -> bool {
+        self.app_secrets
+            .iter()
+            .any(|(app, expected)| app == appid && expected != secret)
     }
 }
 

@@ -99,6 +99,12 @@ impl SimulatorHandle {
         self.engine.arrivals()
     }
 
+    /// Every access token handed out (while fewer than 100,000 were), so a
+    /// test can check that none of them was stored or logged.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.engine.issued_tokens()
+    }
+
     /// Replaces the faults and reseeds the fault RNG with `faults.seed`.
     pub fn set_faults(&self, faults: Faults) {
         self.engine.set_faults(faults);

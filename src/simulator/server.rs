@@ -11,7 +11,7 @@ use super::tokens::TokenKind;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -43,7 +43,7 @@ fn params(query: Params) -> HashMap<String, String> {
     query.map(|Query(q)| q).unwrap_or_default()
 }
 
-async fn stable_token(State(engine): State<Arc<Engine>>, body: Bytes) -> Json<Value> {
+async fn stable_token(State(engine): State<Arc<Engine>>, uri: Uri, body: Bytes) -> Json<Value> {
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
         tracing::debug!("simulator stable_token: body is not a JSON object");
         return Json(engine.error(47001));
@@ -60,10 +60,11 @@ async fn stable_token(State(engine): State<Arc<Engine>>, body: Bytes) -> Json<Va
     };
     // Never the secret or the token: only the app and the refresh flag.
     tracing::debug!(appid = ?req.appid, force_refresh = req.force_refresh, "simulator stable_token");
-    Json(engine.token_call(TokenKind::Stable, &req))
+    let answer = engine.token_call(TokenKind::Stable, &req);
+    Json(engine.echo(&format!("POST {uri}"), answer))
 }
 
-async fn classic_token(State(engine): State<Arc<Engine>>, query: Params) -> Json<Value> {
+async fn classic_token(State(engine): State<Arc<Engine>>, uri: Uri, query: Params) -> Json<Value> {
     let mut q = params(query);
     let req = TokenRequest {
         grant_type: q.remove("grant_type"),
@@ -72,17 +73,23 @@ async fn classic_token(State(engine): State<Arc<Engine>>, query: Params) -> Json
         force_refresh: false,
     };
     tracing::debug!(appid = ?req.appid, "simulator classic token");
-    Json(engine.token_call(TokenKind::Classic, &req))
+    let answer = engine.token_call(TokenKind::Classic, &req);
+    Json(engine.echo(&format!("GET {uri}"), answer))
 }
 
-async fn weekly_retain(State(engine): State<Arc<Engine>>, query: Params, body: Bytes) -> Response {
+async fn weekly_retain(
+    State(engine): State<Arc<Engine>>,
+    uri: Uri,
+    query: Params,
+    body: Bytes,
+) -> Response {
     let q = params(query);
     let token = q
         .get("access_token")
         .or_else(|| q.get("cloudbase_access_token"))
         .map(String::as_str);
     match engine.data_call(token, &body).await {
-        Answer::Json(value) => Json(value).into_response(),
+        Answer::Json(value) => Json(engine.echo(&format!("POST {uri}"), value)).into_response(),
         Answer::GatewayError => (
             StatusCode::BAD_GATEWAY,
             [(header::CONTENT_TYPE, "text/html")],

@@ -11,6 +11,9 @@ pub struct TokenCalls {
     pub stable: u64,
     /// `GET /cgi-bin/token`
     pub classic: u64,
+    /// Stable token calls with `force_refresh: true` (also counted in
+    /// `stable`): WeChat allows 20 a day per app, 30 s apart.
+    pub forced: u64,
 }
 
 /// Data calls for one (appid, week).

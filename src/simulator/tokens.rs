@@ -122,6 +122,11 @@ impl TokenStore {
         token
     }
 
+    /// Every token remembered (replaced ones may have been forgotten).
+    pub(crate) fn all(&self) -> Vec<String> {
+        self.by_token.keys().cloned().collect()
+    }
+
     /// The app a token was minted for, valid or not (for counting calls).
     pub(crate) fn owner(&self, token: &str) -> Option<AppId> {
         self.by_token.get(token).map(|i| i.appid.clone())

@@ -5,6 +5,7 @@
 //! Docker image build without a database.
 
 mod cohorts;
+mod force_refresh;
 mod ledger;
 mod save;
 mod schema;

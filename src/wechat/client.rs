@@ -1,16 +1,18 @@
 //! The `getWeeklyRetain` call, with the token dance around it.
 
 use super::error::{Endpoint, ErrorClass, FetchError};
-use super::http::{post_json, send_and_read_text};
+use super::http::{api_error, post_json, send_and_read_text};
 use super::throttle::Throttle;
-use super::token::{TokenCache, TokenOrigin};
-use crate::config::{AppConfig, WechatConfig};
+use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
+use crate::config::{AppConfig, Credential, WechatConfig};
 use crate::domain::NaturalWeek;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A raw successful answer: a JSON object without a non-zero errcode.
-/// Whether it is *right* is for [`crate::validate`] to say.
+/// A raw successful answer: a JSON object without a non-zero errcode, as
+/// WeChat sent it except for credentials, which are scrubbed (see
+/// `send_and_read`). Whether it is *right* is for [`crate::validate`] to say.
 #[derive(Debug, Clone)]
 pub struct RawAnswer {
     pub body: serde_json::Value,
@@ -38,7 +40,9 @@ impl std::fmt::Debug for WeChatClient {
 }
 
 impl WeChatClient {
-    pub fn new(config: &WechatConfig) -> anyhow::Result<Self> {
+    /// `budget` counts forced token refreshes for every replica (the
+    /// database's `force_refresh_budget`).
+    pub fn new(config: &WechatConfig, budget: Arc<dyn ForceRefreshBudget>) -> anyhow::Result<Self> {
         // rustls with the platform-independent webpki roots; certificates are
         // always verified: there is deliberately no switch to turn that off.
         let http = reqwest::Client::builder()
@@ -48,7 +52,7 @@ impl WeChatClient {
             .user_agent(concat!("wxretain/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            tokens: TokenCache::new(http.clone(), config.clone()),
+            tokens: TokenCache::new(http.clone(), config.clone(), budget),
             throttle: Throttle::new(config),
             http,
             base_url: config.base_url.clone(),
@@ -60,7 +64,8 @@ impl WeChatClient {
     ///
     /// A token WeChat refuses (40001/40014/42001) is replaced and the call is
     /// retried exactly once: WxJava's unbounded loop (issue #1381) is the
-    /// cautionary tale.
+    /// cautionary tale. When no other token can be had now, the refusal is
+    /// the answer and the week is tried again later.
     pub async fn weekly_retain(
         &self,
         app: &AppConfig,
@@ -70,8 +75,13 @@ impl WeChatClient {
         match self.call(app, week, &token).await {
             Err(e) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %week, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
-                let token = self.tokens.replace(app, &token).await?;
-                self.call(app, week, &token).await
+                match self.tokens.replace(app, &token).await? {
+                    Some(token) => self.call(app, week, &token).await,
+                    None => {
+                        tracing::info!(appid = %app.appid, %week, "no other token to be had now; the week is tried again later");
+                        Err(e)
+                    }
+                }
             }
             other => other,
         }
@@ -91,31 +101,27 @@ impl WeChatClient {
             serde_json::json!({ "begin_date": week.begin_date(), "end_date": week.end_date() });
         let request = post_json(&self.http, &url, &body)
             .query(&[(app.token_param.as_str(), token.expose_secret())]);
+        // The AppSecret is not sent here, but scrubbing it costs nothing and
+        // covers a gateway that somehow knows it.
+        let mut secrets = vec![token.expose_secret()];
+        if let Credential::Secret(secret) = &app.credential {
+            secrets.push(secret.expose_secret());
+        }
         self.throttle.acquire(&app.appid).await;
         let started = Instant::now();
         let result = send_and_read_text(
             request,
             Endpoint::WeeklyRetain,
             self.max_body_bytes,
-            &[token.expose_secret()],
+            &secrets,
         )
         .await;
         let latency = started.elapsed();
         metrics::histogram!("wxretain_api_latency_seconds").record(latency.as_secs_f64());
         let (body, text) = result?;
-        match body.get("errcode").and_then(serde_json::Value::as_i64) {
-            Some(code) if code != 0 => Err(FetchError::Api {
-                endpoint: Endpoint::WeeklyRetain,
-                code: super::ApiErrorCode::from_code(code),
-                errmsg: body
-                    .get("errmsg")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-            }),
-            _ => Ok(RawAnswer {
+        match api_error(Endpoint::WeeklyRetain, &body) {
+            Some(error) => Err(error),
+            None => Ok(RawAnswer {
                 body,
                 text,
                 latency,

@@ -10,8 +10,11 @@ use std::fmt;
 pub enum ApiErrorCode {
     /// -1: system busy.
     SystemBusy,
-    /// 40001: invalid credential (bad secret, or a token that is not valid).
+    /// 40001: invalid credential: from the token endpoint a wrong AppSecret,
+    /// from the data endpoint a token that is not valid.
     InvalidCredential,
+    /// 40002: the token request's grant_type is not client_credential.
+    InvalidGrantType,
     /// 40014: invalid access_token (not the latest).
     InvalidAccessToken,
     /// 42001: access_token expired.
@@ -32,6 +35,12 @@ pub enum ApiErrorCode {
     InvalidSecret,
     /// 40164: the caller's IP is not on the app's whitelist.
     IpNotWhitelisted,
+    /// 40243: the AppSecret is frozen (an administrator froze it).
+    SecretFrozen,
+    /// 41002: the token request has no appid.
+    AppIdMissing,
+    /// 41004: the token request has no AppSecret.
+    SecretMissing,
     /// 61500: date format error.
     DateFormat,
     /// 61501: date range error (the week has not ended, or is not served).
@@ -69,6 +78,7 @@ impl ApiErrorCode {
         match code {
             -1 => SystemBusy,
             40001 => InvalidCredential,
+            40002 => InvalidGrantType,
             40014 => InvalidAccessToken,
             42001 => AccessTokenExpired,
             45009 => DailyQuota,
@@ -79,6 +89,9 @@ impl ApiErrorCode {
             40013 => InvalidAppId,
             40125 => InvalidSecret,
             40164 => IpNotWhitelisted,
+            40243 => SecretFrozen,
+            41002 => AppIdMissing,
+            41004 => SecretMissing,
             61500 => DateFormat,
             61501 => DateRange,
             61503 => NotReady,
@@ -91,6 +104,7 @@ impl ApiErrorCode {
         match self {
             SystemBusy => -1,
             InvalidCredential => 40001,
+            InvalidGrantType => 40002,
             InvalidAccessToken => 40014,
             AccessTokenExpired => 42001,
             DailyQuota => 45009,
@@ -101,6 +115,9 @@ impl ApiErrorCode {
             InvalidAppId => 40013,
             InvalidSecret => 40125,
             IpNotWhitelisted => 40164,
+            SecretFrozen => 40243,
+            AppIdMissing => 41002,
+            SecretMissing => 41004,
             DateFormat => 61500,
             DateRange => 61501,
             NotReady => 61503,
@@ -121,8 +138,43 @@ impl ApiErrorCode {
             | ThirdPartyUnauthorized
             | InvalidAppId
             | InvalidSecret
-            | IpNotWhitelisted => ErrorClass::Config,
+            | IpNotWhitelisted
+            | InvalidGrantType
+            | SecretFrozen
+            | AppIdMissing
+            | SecretMissing => ErrorClass::Config,
             DateFormat | DataFormat => ErrorClass::Bug,
+        }
+    }
+
+    /// The class of this code when `endpoint` answered it.
+    ///
+    /// A token call says nothing about a week, and there is no token yet to
+    /// refuse: from the token endpoint, 40001 means the AppSecret is wrong
+    /// (WeChat's table for `cgi-bin/token`), and a "refused token", a
+    /// malformed request, "not ready" or a date range error can only be a
+    /// setup problem too (a wrong base_url, a gateway rewriting requests).
+    /// Treating them as [`ErrorClass::Config`] pauses the app, raises
+    /// `wxretain_app_broken` and tries again in an hour; treated as a refused
+    /// token, each week would cost a token call, forever. Busy and quota
+    /// answers keep their class: they pass by themselves.
+    pub fn class_at(self, endpoint: Endpoint) -> ErrorClass {
+        match (endpoint, self.class()) {
+            (
+                Endpoint::Token,
+                ErrorClass::Token | ErrorClass::Bug | ErrorClass::NotReady | ErrorClass::DateRange,
+            ) => ErrorClass::Config,
+            (_, class) => class,
+        }
+    }
+
+    /// [`Self::meaning`], as `endpoint` means it.
+    pub fn meaning_at(self, endpoint: Endpoint) -> &'static str {
+        match (endpoint, self) {
+            (Endpoint::Token, ApiErrorCode::InvalidCredential) => {
+                "the AppSecret is wrong or is not this app's: a configuration error"
+            }
+            _ => self.meaning(),
         }
     }
 
@@ -132,6 +184,7 @@ impl ApiErrorCode {
         match self {
             SystemBusy => "WeChat is busy",
             InvalidCredential => "access token refused (invalid credential)",
+            InvalidGrantType => "WeChat refused the token request's grant_type",
             InvalidAccessToken => "access token is not the latest",
             AccessTokenExpired => "access token expired",
             DailyQuota => "daily API quota used up",
@@ -144,6 +197,9 @@ impl ApiErrorCode {
             InvalidAppId => "WeChat does not know this appid",
             InvalidSecret => "the AppSecret is wrong",
             IpNotWhitelisted => "this machine's IP is not on the app's IP whitelist",
+            SecretFrozen => "the AppSecret is frozen: an administrator must unfreeze or reset it",
+            AppIdMissing => "the token request reached WeChat without an appid",
+            SecretMissing => "the token request reached WeChat without an AppSecret",
             DateFormat => "WeChat refused the date format",
             DateRange => "WeChat refused the week (not ended yet, or too old)",
             NotReady => "WeChat is still computing this week",
@@ -177,8 +233,8 @@ impl fmt::Display for Endpoint {
 /// A failed call. Its text never holds a token, a secret, or a URL with either.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
-    /// WeChat answered with an errcode.
-    #[error("{endpoint}: {code}: {errmsg}")]
+    /// WeChat answered with an errcode (what it means depends on which call).
+    #[error("{endpoint}: errcode {} ({}): {errmsg}", .code.code(), .code.meaning_at(*.endpoint))]
     Api {
         endpoint: Endpoint,
         code: ApiErrorCode,
@@ -208,7 +264,7 @@ pub enum FetchError {
 impl FetchError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            FetchError::Api { code, .. } => code.class(),
+            FetchError::Api { endpoint, code, .. } => code.class_at(*endpoint),
             FetchError::Http { status, .. } if *status >= 500 || *status == 429 => {
                 ErrorClass::Transient
             }
@@ -279,5 +335,56 @@ mod tests {
         }
         assert_eq!(ApiErrorCode::from_code(12345), ApiErrorCode::Other(12345));
         assert_eq!(ApiErrorCode::Other(12345).class(), ErrorClass::Transient);
+    }
+
+    fn api(endpoint: Endpoint, code: i64) -> FetchError {
+        FetchError::Api {
+            endpoint,
+            code: ApiErrorCode::from_code(code),
+            errmsg: "invalid credential, access_token is invalid or not latest rid: 1".into(),
+        }
+    }
+
+    #[test]
+    fn the_token_endpoint_refusing_credentials_is_a_configuration_error() {
+        for code in [
+            40001, 40002, 40013, 40014, 40125, 40164, 40243, 41002, 41004, 42001,
+        ] {
+            assert_eq!(
+                api(Endpoint::Token, code).class(),
+                ErrorClass::Config,
+                "{code}"
+            );
+        }
+        for code in [47001, 61500, 61501, 61503] {
+            assert_eq!(
+                api(Endpoint::Token, code).class(),
+                ErrorClass::Config,
+                "{code}"
+            );
+        }
+        // What passes by itself keeps its class.
+        assert_eq!(api(Endpoint::Token, -1).class(), ErrorClass::Transient);
+        assert_eq!(api(Endpoint::Token, 45011).class(), ErrorClass::MinuteQuota);
+        assert_eq!(api(Endpoint::Token, 45009).class(), ErrorClass::DailyQuota);
+        // The data endpoint's refused tokens stay refused tokens.
+        for code in [40001, 40014, 42001] {
+            assert_eq!(
+                api(Endpoint::WeeklyRetain, code).class(),
+                ErrorClass::Token,
+                "{code}"
+            );
+        }
+        let wrong_secret = api(Endpoint::Token, 40001).to_string();
+        assert!(
+            wrong_secret.starts_with("token: errcode 40001 (the AppSecret is wrong"),
+            "{wrong_secret}"
+        );
+        assert!(wrong_secret.contains("configuration"), "{wrong_secret}");
+        let refused = api(Endpoint::WeeklyRetain, 40001).to_string();
+        assert!(
+            refused.contains("errcode 40001 (access token refused"),
+            "{refused}"
+        );
     }
 }

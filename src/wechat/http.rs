@@ -1,7 +1,8 @@
 //! One way to send a request and read its answer: bounded in size, JSON only,
-//! with every secret scrubbed from what an error can carry.
+//! and scrubbed of every secret before anyone else sees it.
 
-use super::error::{Endpoint, FetchError};
+use super::error::{ApiErrorCode, Endpoint, FetchError};
+use serde_json::Value;
 
 /// A POST with a JSON body. reqwest's `json()` would do, but it sets no
 /// charset, and some gateways in front of WeChat insist on one.
@@ -20,8 +21,11 @@ pub fn post_json(
 
 /// Sends, reads at most `limit` bytes, and parses a JSON object.
 ///
-/// `secrets` are removed from any text an error keeps (a proxy's error page
-/// can echo the URL and its `access_token`).
+/// This is where an answer enters wxretain, so it is scrubbed here, once:
+/// `secrets` (the token, the AppSecret) and any credential query parameter
+/// are removed from the answer and from any text an error keeps. Proxies,
+/// gateways and some errmsgs echo the request URL, and with it the token;
+/// what leaves this function can be stored and logged as it is.
 pub async fn send_and_read(
     request: reqwest::RequestBuilder,
     endpoint: Endpoint,
@@ -44,7 +48,7 @@ pub async fn send_and_read_text(
     let transport = |e: reqwest::Error| FetchError::Transport {
         endpoint,
         // The URL carries the access token: drop it before the text exists.
-        message: describe(&e.without_url()),
+        message: scrub(&describe(&e.without_url()), secrets),
     };
     let mut response = request.send().await.map_err(transport)?;
     let status = response.status();
@@ -64,30 +68,113 @@ pub async fn send_and_read_text(
             status: status.as_u16(),
         });
     }
-    match serde_json::from_slice::<serde_json::Value>(&body) {
+    match serde_json::from_slice::<Value>(&body) {
         // JSON that parsed is UTF-8 (serde_json checks the strings); the lossy
         // conversion only guards against a parser that some day does not.
-        Ok(value) if value.is_object() => Ok((value, String::from_utf8_lossy(&body).into_owned())),
+        Ok(mut value) if value.is_object() => {
+            scrub_json(&mut value, secrets);
+            let text = scrub(&String::from_utf8_lossy(&body), secrets);
+            Ok((value, text))
+        }
         Ok(_) => Err(garbage(endpoint, "not a JSON object", &body, secrets)),
         Err(e) => Err(garbage(endpoint, &e.to_string(), &body, secrets)),
     }
 }
 
+/// The error a (scrubbed) answer stands for, if it has a non-zero errcode.
+pub fn api_error(endpoint: Endpoint, body: &Value) -> Option<FetchError> {
+    let code = body
+        .get("errcode")
+        .and_then(Value::as_i64)
+        .filter(|&c| c != 0)?;
+    Some(FetchError::Api {
+        endpoint,
+        code: ApiErrorCode::from_code(code),
+        errmsg: body
+            .get("errmsg")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect(),
+    })
+}
+
 fn garbage(endpoint: Endpoint, detail: &str, body: &[u8], secrets: &[&str]) -> FetchError {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    // Scrubbed whole, then cut: a cut first could split a secret in two
+    // halves that no longer match.
+    let text = scrub(&String::from_utf8_lossy(body), secrets);
     FetchError::Garbage {
         endpoint,
-        detail: detail.to_string(),
-        body: scrub(&text, secrets),
+        detail: scrub(detail, secrets),
+        body: text.chars().take(200).collect(),
     }
 }
 
-/// Replaces every secret in `text` with `***`.
+/// Query parameters whose value is a credential, lower case. Matching is by
+/// substring, so `cloudbase_access_token=`, `authorizer_access_token=`,
+/// `component_access_token=`, `appsecret=` and `client_secret=` are covered
+/// too; `%3d` is `=` in a URL that was itself URL-encoded into another.
+const CREDENTIAL_PARAMS: [&str; 4] = ["access_token=", "secret=", "access_token%3d", "secret%3d"];
+
+/// Where a query parameter's value ends in echoed text: the next parameter,
+/// whitespace, or the quote or bracket around the URL.
+fn ends_value(c: char) -> bool {
+    c.is_whitespace() || "&\"'<>#,;()[]{}\\|`".contains(c)
+}
+
+/// Replaces every secret in `text`, and the value of every credential query
+/// parameter (see [`CREDENTIAL_PARAMS`]), with `***`.
+///
+/// Known secrets shorter than 4 characters are left alone: replacing them
+/// would mangle the text without protecting anything. The parameter rule
+/// catches credentials we do not know, such as an older token a gateway
+/// still echoes.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
-    secrets
+    let text = secrets
         .iter()
         .filter(|s| s.len() >= 4)
-        .fold(text.to_string(), |t, s| t.replace(s, "***"))
+        .fold(text.to_string(), |t, s| t.replace(s, "***"));
+    // ASCII lowercasing keeps every byte offset, so positions found in
+    // `lower` are positions (and char boundaries) in `text`.
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some((found, name_len)) = CREDENTIAL_PARAMS
+        .iter()
+        .filter_map(|p| lower[at..].find(p).map(|i| (at + i, p.len())))
+        .min()
+    {
+        let value = found + name_len;
+        let end = text[value..]
+            .find(ends_value)
+            .map_or(text.len(), |i| value + i);
+        out.push_str(&text[at..value]);
+        if end > value {
+            out.push_str("***");
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// [`scrub`] on every string of a JSON value, object keys included.
+pub fn scrub_json(value: &mut Value, secrets: &[&str]) {
+    match value {
+        Value::String(text) => *text = scrub(text, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_json(v, secrets)),
+        Value::Object(fields) => {
+            *fields = std::mem::take(fields)
+                .into_iter()
+                .map(|(key, mut v)| {
+                    scrub_json(&mut v, secrets);
+                    (scrub(&key, secrets), v)
+                })
+                .collect();
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 /// reqwest's Display hides the cause (timeout, refused...) in `source()`.
@@ -100,4 +187,63 @@ fn describe(e: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_secrets_and_credential_parameters_are_scrubbed() {
+        let cases = [
+            ("token TOKEN1234 echoed", "token *** echoed"),
+            (
+                "GET /cgi-bin/token?grant_type=client_credential&appid=wx1&secret=S3CRET",
+                "GET /cgi-bin/token?grant_type=client_credential&appid=wx1&secret=***",
+            ),
+            (
+                "invalid ip, url: https://api.weixin.qq.com/x?ACCESS_TOKEN=older-token&a=1 rid: 1",
+                "invalid ip, url: https://api.weixin.qq.com/x?ACCESS_TOKEN=***&a=1 rid: 1",
+            ),
+            (
+                "<a href='/x?cloudbase_access_token=abc'>",
+                "<a href='/x?cloudbase_access_token=***'>",
+            ),
+            (
+                "next=%2Fx%3Faccess_token%3Dabc%26b",
+                "next=%2Fx%3Faccess_token%3D***",
+            ),
+            (
+                "authorizer_access_token=a\nappsecret=b",
+                "authorizer_access_token=***\nappsecret=***",
+            ),
+            ("access_token=", "access_token="),
+            (
+                "no credentials here: 中文 access",
+                "no credentials here: 中文 access",
+            ),
+            ("short secret ab stays", "short secret ab stays"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(scrub(text, &["TOKEN1234", "ab"]), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn json_is_scrubbed_in_values_and_keys_and_keeps_its_numbers() {
+        let mut body = serde_json::json!({
+            "ref_date": "20240304-20240310",
+            "request": "POST /datacube/x?access_token=TOKEN1234",
+            "TOKEN1234": [{"key": 0, "value": 12, "note": "TOKEN1234"}],
+        });
+        scrub_json(&mut body, &["TOKEN1234"]);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "ref_date": "20240304-20240310",
+                "request": "POST /datacube/x?access_token=***",
+                "***": [{"key": 0, "value": 12, "note": "***"}],
+            })
+        );
+    }
 }

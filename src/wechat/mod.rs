@@ -8,4 +8,5 @@ mod token;
 
 pub use client::{RawAnswer, WeChatClient};
 pub use error::{ApiErrorCode, Endpoint, ErrorClass, FetchError};
-pub use http::scrub;
+pub use http::{scrub, scrub_json};
+pub use token::ForceRefreshBudget;

@@ -2,12 +2,15 @@
 //! command or an environment variable, and cached per app.
 //!
 //! One refresh at a time per app (a per-app async mutex), so a hundred weeks
-//! in flight for one app cost one token call, not a hundred.
+//! in flight for one app cost one token call, not a hundred. A refresh that
+//! fails is shared the same way: the weeks that waited for it get its error
+//! at once instead of each running the token source again, one after another.
 
-use super::error::{ApiErrorCode, Endpoint, FetchError};
-use super::http::{post_json, send_and_read};
+use super::error::{Endpoint, FetchError};
+use super::http::{api_error, post_json, send_and_read};
 use crate::config::{AppConfig, Credential, TokenEndpoint, WechatConfig};
 use crate::domain::AppId;
+use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -17,9 +20,35 @@ use std::time::{Duration, Instant};
 /// Refresh this long before WeChat says a token expires: `expires_in` can be
 /// as low as ~300 s near renewal, and requests take time to arrive.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
-/// `force_refresh` is allowed at most once per 30 s (20 a day).
+/// What `expires_in` is taken to be, whatever the answer says. WeChat
+/// documents 7200 s: a larger figure comes from a broken gateway, and
+/// trusting it could keep a dead token for days (and once overflowed the
+/// `Instant` it was added to, a panic with weeks left leased). Below 60 s,
+/// a token would be fetched again for nearly every week; one that claims to
+/// be expired already was just handed out, so it is kept for 30 s (the 60 s
+/// floor less the margin below, at least half) and replaced if refused.
+const EXPIRES_IN_SECS: std::ops::RangeInclusive<u64> = 60..=7200;
+/// WeChat allows `force_refresh` at most once per 30 s per app.
 const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Forced refreshes wxretain takes per app and Beijing day, over all its
+/// replicas. WeChat allows 20, shared with the app's own backend: half is
+/// left to the backend, whose users wait on a refused token while a late
+/// retention week waits for nobody.
+const FORCE_REFRESH_DAILY: u32 = 10;
+
+/// Where forced refreshes are counted. WeChat counts them per app whoever
+/// asks, so every replica must draw from one count: the database's (see the
+/// `Store` implementation).
+pub trait ForceRefreshBudget: Send + Sync {
+    /// Takes one forced refresh of `appid`, if no more than `daily_limit`
+    /// were taken today and the last was at least `spacing` ago.
+    fn take<'a>(
+        &'a self,
+        appid: &'a AppId,
+        daily_limit: u32,
+        spacing: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
+}
 
 /// A token and when to stop using it.
 #[derive(Clone)]
@@ -31,21 +60,73 @@ struct Cached {
 #[derive(Default)]
 struct Slot {
     cached: Option<Cached>,
-    last_forced: Option<Instant>,
+    /// How the last attempt failed and when it ended. Callers that were
+    /// already waiting for the slot while it ran take this error instead of
+    /// trying again: a `token_command` failing after 5 s made a pass with 8
+    /// weeks of its app take 40 s, a hanging one 30 s per week. Later callers
+    /// (a retry after backoff, the next pass) try again. Any class is shared:
+    /// a configuration error pauses the app in the pass, a transient one is
+    /// retried by each week after its own backoff.
+    failed: Option<(FetchError, Instant)>,
+}
+
+impl Slot {
+    /// The cached token, while it is fresh.
+    fn fresh(&self) -> Option<SecretString> {
+        self.cached
+            .as_ref()
+            .filter(|c| Instant::now() < c.fresh_until)
+            .map(|c| c.token.clone())
+    }
+
+    /// The error of an attempt that ended after `arrived`: one the caller
+    /// waited for.
+    fn failed_since(&self, arrived: Instant) -> Option<FetchError> {
+        self.failed
+            .as_ref()
+            .filter(|(_, at)| *at >= arrived)
+            .map(|(e, _)| e.clone())
+    }
 }
 
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: Option<String>,
-    expires_in: Option<u64>,
-    errcode: Option<i64>,
-    errmsg: Option<String>,
+    /// Any JSON: read by [`expires_in`], which never fails.
+    expires_in: Option<serde_json::Value>,
+}
+
+/// `expires_in` as a token's lifetime, within [`EXPIRES_IN_SECS`]: missing,
+/// WeChat's documented 7200 s; a number (or a numeric string, as some
+/// gateways send) clamped; anything else, the shortest.
+fn expires_in(value: Option<&serde_json::Value>) -> Duration {
+    use serde_json::Value;
+    let (low, high) = (*EXPIRES_IN_SECS.start(), *EXPIRES_IN_SECS.end());
+    let secs = match value {
+        None | Some(Value::Null) => high,
+        Some(Value::Number(n)) => n.as_u64().unwrap_or_else(|| match n.as_f64() {
+            // A float, or a negative integer; `as` saturates, NaN gives 0.
+            Some(f) if f > 0.0 => f as u64,
+            _ => low,
+        }),
+        Some(Value::String(text)) => text.trim().parse().unwrap_or(low),
+        Some(_) => low,
+    };
+    Duration::from_secs(secs.clamp(low, high))
+}
+
+/// `now + lifetime`, or now (so the token counts as stale) if that would
+/// not fit in an `Instant`: `token_command_ttl_secs` is the operator's figure.
+fn fresh_until(lifetime: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(lifetime).unwrap_or(now)
 }
 
 /// Where tokens come from, per app; shared by every call of the client.
 pub struct TokenCache {
     http: reqwest::Client,
     config: WechatConfig,
+    budget: Arc<dyn ForceRefreshBudget>,
     slots: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
@@ -57,10 +138,15 @@ pub enum TokenOrigin {
 }
 
 impl TokenCache {
-    pub fn new(http: reqwest::Client, config: WechatConfig) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        config: WechatConfig,
+        budget: Arc<dyn ForceRefreshBudget>,
+    ) -> Self {
         Self {
             http,
             config,
+            budget,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -73,12 +159,14 @@ impl TokenCache {
 
     /// A token for `app`: the cached one while fresh, else a new one.
     pub async fn get(&self, app: &AppConfig) -> Result<(SecretString, TokenOrigin), FetchError> {
+        let arrived = Instant::now();
         let slot = self.slot(&app.appid);
         let mut slot = slot.lock().await;
-        if let Some(cached) = &slot.cached {
-            if Instant::now() < cached.fresh_until {
-                return Ok((cached.token.clone(), TokenOrigin::Cache));
-            }
+        if let Some(token) = slot.fresh() {
+            return Ok((token, TokenOrigin::Cache));
+        }
+        if let Some(error) = slot.failed_since(arrived) {
+            return Err(error);
         }
         let fresh = self.obtain(app, false, &mut slot).await?;
         Ok((fresh, TokenOrigin::Fetched))
@@ -86,42 +174,86 @@ impl TokenCache {
 
     /// WeChat refused `failed`: get a different token, unless another task
     /// already replaced it (then that one is returned without a call).
+    /// `None` when no other token can be had now: the source hands back the
+    /// same one and no forced refresh may be taken.
     pub async fn replace(
         &self,
         app: &AppConfig,
         failed: &SecretString,
-    ) -> Result<SecretString, FetchError> {
+    ) -> Result<Option<SecretString>, FetchError> {
+        let arrived = Instant::now();
         let slot = self.slot(&app.appid);
         let mut slot = slot.lock().await;
-        if let Some(cached) = &slot.cached {
-            if cached.token.expose_secret() != failed.expose_secret()
-                && Instant::now() < cached.fresh_until
-            {
-                return Ok(cached.token.clone());
+        if let Some(token) = slot.fresh() {
+            if token.expose_secret() != failed.expose_secret() {
+                return Ok(Some(token));
             }
+        }
+        if let Some(error) = slot.failed_since(arrived) {
+            return Err(error);
         }
         // Drop it only now that we know it is still the one that failed.
         slot.cached = None;
         let fresh = self.obtain(app, false, &mut slot).await?;
         if fresh.expose_secret() != failed.expose_secret() {
-            return Ok(fresh);
+            return Ok(Some(fresh));
         }
-        // stable_token hands back the same token while WeChat thinks it valid;
-        // force a new one, within WeChat's limit on forced refreshes.
-        let spaced = slot
-            .last_forced
-            .is_none_or(|t| t.elapsed() >= FORCE_REFRESH_SPACING);
-        if matches!(app.credential, Credential::Secret(_))
-            && self.config.token_endpoint == TokenEndpoint::Stable
-            && spaced
-        {
-            slot.last_forced = Some(Instant::now());
-            return self.obtain(app, true, &mut slot).await;
+        // stable_token hands back the same token while WeChat thinks it
+        // valid: only a forced refresh gets another.
+        if self.may_force(app).await {
+            return self.obtain(app, true, &mut slot).await.map(Some);
         }
-        Ok(fresh)
+        Ok(None)
     }
 
+    /// Whether a forced refresh may be taken for `app` now: one of its own
+    /// from the shared budget, so replicas together keep to WeChat's limits.
+    async fn may_force(&self, app: &AppConfig) -> bool {
+        let forceable = matches!(app.credential, Credential::Secret(_))
+            && self.config.token_endpoint == TokenEndpoint::Stable
+            && self.config.force_refresh;
+        if !forceable {
+            return false;
+        }
+        let taken = self
+            .budget
+            .take(&app.appid, FORCE_REFRESH_DAILY, FORCE_REFRESH_SPACING)
+            .await;
+        match taken {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(appid = %app.appid, daily = FORCE_REFRESH_DAILY, "no forced token refresh may be taken now (30 s apart, the day's allowance)");
+                false
+            }
+            // Without the count, forcing could overrun WeChat's limit.
+            Err(e) => {
+                tracing::warn!(appid = %app.appid, error = %e, "cannot take a forced token refresh from the budget; not forcing one");
+                false
+            }
+        }
+    }
+
+    /// A new token from the app's source, cached in `slot`; a failure is
+    /// kept there for the callers waiting behind this one.
     async fn obtain(
+        &self,
+        app: &AppConfig,
+        force: bool,
+        slot: &mut Slot,
+    ) -> Result<SecretString, FetchError> {
+        match self.refresh(app, force, slot).await {
+            Ok(token) => {
+                slot.failed = None;
+                Ok(token)
+            }
+            Err(error) => {
+                slot.failed = Some((error.clone(), Instant::now()));
+                Err(error)
+            }
+        }
+    }
+
+    async fn refresh(
         &self,
         app: &AppConfig,
         force: bool,
@@ -130,7 +262,9 @@ impl TokenCache {
         let (token, lifetime) = match &app.credential {
             Credential::Secret(secret) => self.fetch_from_wechat(&app.appid, secret, force).await?,
             Credential::Command(argv) => (
-                run_token_command(argv).await?,
+                // A command stands in for a token call: it gets the time one
+                // may take, which is what the lease budget counts.
+                run_token_command(argv, self.config.token_call_timeout()).await?,
                 self.config.token_command_ttl,
             ),
             Credential::Env(var) => {
@@ -148,7 +282,7 @@ impl TokenCache {
             .increment(1);
         slot.cached = Some(Cached {
             token: token.clone(),
-            fresh_until: Instant::now() + lifetime,
+            fresh_until: fresh_until(lifetime),
         });
         Ok(token)
     }
@@ -184,20 +318,18 @@ impl TokenCache {
             &[secret.expose_secret()],
         )
         .await?;
+        if let Some(error) = api_error(Endpoint::Token, &body) {
+            return Err(error);
+        }
         let answer: TokenAnswer =
             serde_json::from_value(body).map_err(|e| FetchError::Garbage {
                 endpoint: Endpoint::Token,
                 detail: e.to_string(),
                 body: String::new(),
             })?;
-        match (answer.errcode, answer.access_token) {
-            (Some(code), _) if code != 0 => Err(FetchError::Api {
-                endpoint: Endpoint::Token,
-                code: ApiErrorCode::from_code(code),
-                errmsg: answer.errmsg.unwrap_or_default(),
-            }),
-            (_, Some(token)) if !token.is_empty() => {
-                let expires_in = Duration::from_secs(answer.expires_in.unwrap_or(7200));
+        match answer.access_token {
+            Some(token) if !token.is_empty() => {
+                let expires_in = expires_in(answer.expires_in.as_ref());
                 // Keep at least half the lifetime when WeChat hands out a short one.
                 let lifetime = expires_in.saturating_sub(EXPIRY_MARGIN).max(expires_in / 2);
                 Ok((SecretString::from(token), lifetime))
@@ -212,7 +344,7 @@ impl TokenCache {
 }
 
 /// Runs `token_command` and takes the first line it prints as the token.
-async fn run_token_command(argv: &[String]) -> Result<SecretString, FetchError> {
+async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretString, FetchError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| FetchError::TokenSource("token_command is empty".to_string()))?;
@@ -221,11 +353,11 @@ async fn run_token_command(argv: &[String]) -> Result<SecretString, FetchError> 
         .args(args)
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+    let output = tokio::time::timeout(timeout, command.output())
         .await
         .map_err(|_| {
             FetchError::TokenSource(format!(
-                "{program} did not finish within {COMMAND_TIMEOUT:?}"
+                "{program} did not finish within {timeout:?} ([wechat] connect_timeout_secs + request_timeout_secs)"
             ))
         })?
         .map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
@@ -247,4 +379,34 @@ async fn run_token_command(argv: &[String]) -> Result<SecretString, FetchError> 
         )));
     }
     Ok(SecretString::from(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expires_in_is_clamped_whatever_the_answer_says() {
+        let secs = |v: Option<serde_json::Value>| expires_in(v.as_ref()).as_secs();
+        assert_eq!(secs(None), 7200);
+        assert_eq!(secs(Some(json!(null))), 7200);
+        assert_eq!(secs(Some(json!(300))), 300);
+        assert_eq!(secs(Some(json!(u64::MAX))), 7200);
+        assert_eq!(secs(Some(json!(1e300))), 7200);
+        assert_eq!(secs(Some(json!(-5))), 60);
+        assert_eq!(secs(Some(json!(i64::MIN))), 60);
+        assert_eq!(secs(Some(json!(0))), 60);
+        assert_eq!(secs(Some(json!(0.5))), 60);
+        assert_eq!(secs(Some(json!(" 900 "))), 900);
+        assert_eq!(secs(Some(json!("-5"))), 60);
+        assert_eq!(secs(Some(json!("soon"))), 60);
+        assert_eq!(secs(Some(json!([7200]))), 60);
+    }
+
+    #[test]
+    fn a_lifetime_beyond_what_an_instant_holds_counts_as_stale() {
+        assert!(fresh_until(Duration::MAX) <= Instant::now());
+        assert!(fresh_until(Duration::from_secs(60)) > Instant::now());
+    }
 }
