@@ -454,3 +454,34 @@ async fn an_impossible_answer_repeated_exactly_is_stored_and_flagged() {
         assert_eq!(raw, body.to_string());
     }
 }
+
+/// An empty answer for a week that has keys (WeChat has lost them, for now)
+/// takes nothing away: the rows and the ledger's keys stay, and the week
+/// stays maturing rather than "not ready".
+#[tokio::test]
+async fn an_empty_answer_does_not_erase_the_keys_the_ledger_recorded() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 10, 12);
+    let sim = simulator(now, |_| {}).await;
+    let apps = apps(1);
+    let p = pipeline(config(&db, &sim, &apps, FAST)).await;
+    let week = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING)
+        .plus_weeks(-2); // keys 0..2 are out
+    backfill(&p, week, week, now, false).await;
+    let before = table(&p.store).await;
+    assert_eq!(before.len(), 6);
+
+    sim.set_faults(Faults {
+        empty_answer_rate: 1.0,
+        ..Faults::default()
+    });
+    let report = backfill(&p, week, week, now, true).await;
+    assert_eq!(report.stored, 1, "{report:?}");
+    assert_eq!(table(&p.store).await, before);
+    let (state, keys): (String, Vec<i16>) =
+        sqlx::query_as("SELECT state, keys FROM retention_ledger")
+            .fetch_one(p.store.pool())
+            .await
+            .expect("ledger");
+    assert_eq!((state.as_str(), keys), ("maturing", vec![0, 1, 2]));
+}

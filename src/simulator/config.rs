@@ -51,6 +51,9 @@ pub struct SimArgs {
     /// Probability of answering another week's data per data call.
     #[arg(long, default_value_t = 0.0)]
     pub wrong_ref_date_rate: f64,
+    /// Probability of an answer with empty series (no data for the week).
+    #[arg(long, default_value_t = 0.0)]
+    pub empty_answer_rate: f64,
     /// Probability of an impossible answer (more new users than active ones), this once.
     #[arg(long, default_value_t = 0.0)]
     pub implausible_rate: f64,
@@ -178,6 +181,7 @@ impl SimArgs {
                 garbage_rate: probability("garbage-rate", self.garbage_rate)?,
                 wrong_ref_date_rate: probability("wrong-ref-date-rate", self.wrong_ref_date_rate)?,
                 implausible_rate: probability("implausible-rate", self.implausible_rate)?,
+                empty_answer_rate: probability("empty-answer-rate", self.empty_answer_rate)?,
                 implausible_apps: self
                     .implausible_apps
                     .iter()

@@ -273,6 +273,12 @@ impl Engine {
         if st.draw(pwrong) {
             return Answer::Json(truth_answer(&appid, week.prev(), max_key));
         }
+        let pempty = st.faults.empty_answer_rate;
+        if st.draw(pempty) {
+            return Answer::Json(
+                serde_json::json!({"ref_date": week.ref_date(), "visit_uv_new": [], "visit_uv": []}),
+            );
+        }
         let mut answer = truth_answer(&appid, week, max_key);
         let pimplausible = st.faults.implausible_rate;
         if st.faults.implausible_apps.contains(&appid) || st.draw(pimplausible) {

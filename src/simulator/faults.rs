@@ -22,6 +22,9 @@ pub struct Faults {
     /// Answers, this once, more new users than active ones for key 0: an
     /// answer that cannot be true, as a glitch would produce.
     pub implausible_rate: f64,
+    /// Answers the asked week with empty series, as WeChat does for a week
+    /// it has no data for (yet).
+    pub empty_answer_rate: f64,
     /// These apps' answers always have more new users than active ones for
     /// key 0, identically each time: impossible, but what WeChat says.
     pub implausible_apps: Vec<AppId>,
