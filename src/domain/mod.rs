@@ -1,11 +1,13 @@
 //! Types that parse once and can only hold valid values.
 
 mod appid;
+mod grain;
 mod keys;
 mod metric;
 mod week;
 
 pub use appid::{AppId, AppIdError};
+pub use grain::{Grain, Period};
 pub use keys::KeySet;
 pub use metric::{Metric, MAX_KEY};
 pub use week::{
