@@ -174,7 +174,8 @@ async fn backfill(bin: &Path, args: &Args, apps: u32, latency_ms: u64) -> anyhow
     let mut toml = format!(
         "[database]\nmax_connections = 4\n\
          [wechat]\nmax_in_flight = {c}\nrate_per_second = 1000000\n\
-         app_rate_per_second = 1000000\nretry_min_delay_ms = 20\n",
+         app_rate_per_second = 1000000\nretry_min_delay_ms = 20\n\
+         [collect]\nretention = [\"weekly\"]\n",
         c = args.concurrency
     );
     for n in 1..=apps {

@@ -124,7 +124,9 @@ fn write_config(dir: &Path, apps: u32) -> anyhow::Result<PathBuf> {
     let secret = dir.join("secret");
     std::fs::write(&secret, "bench-secret")?;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    let mut toml = String::from("[schedule]\nlookback_weeks = 104\n");
+    // Weekly only: this measures the weekly ledger's scale, as before the
+    // daily and monthly grains existed (issue: 10,000 apps × three grains).
+    let mut toml = String::from("[schedule]\nlookback_weeks = 104\n[collect]\nretention = [\"weekly\"]\n");
     for n in 1..=apps {
         toml.push_str(&format!(
             "[[apps]]\nappid = \"{}\"\nsecret_file = \"{}\"\n",
@@ -161,8 +163,8 @@ async fn fill(args: &Args, url: &str, bin: &Path) -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(url).await?;
     sqlx::query(
         "INSERT INTO retention_ledger
-             (appid, week_start, state, keys, calls, last_success_at, last_attempt_at, next_due_at)
-         SELECT a, w::date,
+             (appid, grain, period_start, state, keys, calls, last_success_at, last_attempt_at, next_due_at)
+         SELECT a, 'weekly', w::date,
                 CASE WHEN w >= $3 THEN 'maturing' ELSE 'complete' END,
                 CASE WHEN w >= $3 THEN '{0,1}'::smallint[] ELSE '{0,1,2,3,4}' END,
                 3, now() - interval '1 day', now() - interval '1 day',

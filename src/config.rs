@@ -4,7 +4,7 @@
 //! complaint names the key it is about, so a deployment fails at start-up with
 //! a message an operator can act on instead of mid-pass.
 
-use crate::domain::{ensure_wechat_era, AppId, NaturalWeek, BEIJING};
+use crate::domain::{ensure_wechat_era, AppId, Grain, NaturalWeek, Period, BEIJING};
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -205,6 +205,9 @@ pub struct AppConfig {
     pub name: String,
     pub credential: Credential,
     pub token_param: TokenParam,
+    /// The retention grains collected for this app (`[collect] retention`,
+    /// or the app's own `retention`).
+    pub grains: Vec<Grain>,
 }
 
 // ---- the file's shape -------------------------------------------------------
@@ -221,7 +224,15 @@ struct RawConfig {
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
+    collect: RawCollect,
+    #[serde(default)]
     apps: Vec<RawApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCollect {
+    retention: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -281,6 +292,7 @@ struct RawApp {
     token_command: Option<Vec<String>>,
     token_env: Option<String>,
     token_param: Option<TokenParam>,
+    retention: Option<Vec<String>>,
 }
 
 /// Where environment variables come from: the process, or a map in tests.
@@ -335,9 +347,13 @@ impl Config {
         let wechat = check.wechat(raw.wechat, env)?;
         let schedule = check.schedule(raw.schedule, &wechat)?;
         let server = check.server(raw.server)?;
+        let retention = match raw.collect.retention {
+            None => Grain::ALL.to_vec(),
+            Some(names) => check.grains("collect.retention", &names)?,
+        };
         let mut apps = Vec::with_capacity(raw.apps.len());
         for (i, app) in raw.apps.into_iter().enumerate() {
-            let app = check.app(i, app, wechat.token_param, env)?;
+            let app = check.app(i, app, wechat.token_param, &retention, env)?;
             if apps.iter().any(|a: &AppConfig| a.appid == app.appid) {
                 return Err(check.invalid(
                     format!("apps[{i}].appid"),
@@ -370,6 +386,22 @@ impl Config {
                     .cloned()
                     .ok_or_else(|| format!("--app {w}: not an app in {}", self.path.display()))
             })
+            .collect()
+    }
+
+    /// The oldest period of `grain` kept: the oldest week kept applies to
+    /// all three grains (days from its Monday, months from the month that
+    /// holds it).
+    pub fn oldest_period(&self, grain: Grain, last_completed_week: NaturalWeek) -> Period {
+        grain.containing(self.oldest_week(last_completed_week).monday())
+    }
+
+    /// Which configured apps collect `grain`.
+    pub fn apps_collecting(&self, grain: Grain) -> Vec<AppId> {
+        self.apps
+            .iter()
+            .filter(|a| a.grains.contains(&grain))
+            .map(|a| a.appid.clone())
             .collect()
     }
 
@@ -659,11 +691,31 @@ impl Checker<'_> {
         Ok(ServerConfig { listen })
     }
 
+    /// A list of grain names: known, at least one, each once.
+    fn grains(&self, key: &str, names: &[String]) -> Result<Vec<Grain>, ConfigError> {
+        let mut grains = Vec::new();
+        for name in names {
+            let grain: Grain = name.parse().map_err(|e: String| self.invalid(key, e))?;
+            if !grains.contains(&grain) {
+                grains.push(grain);
+            }
+        }
+        if grains.is_empty() {
+            return Err(self.invalid(
+                key,
+                "names no grain: use any of \"daily\", \"weekly\", \"monthly\"",
+            ));
+        }
+        grains.sort();
+        Ok(grains)
+    }
+
     fn app(
         &self,
         i: usize,
         raw: RawApp,
         default_param: TokenParam,
+        default_grains: &[Grain],
         env: &dyn Env,
     ) -> Result<AppConfig, ConfigError> {
         let key = |field: &str| format!("apps[{i}].{field}");
@@ -729,11 +781,16 @@ impl Checker<'_> {
         } else {
             unreachable!("exactly one credential was counted above")
         };
+        let grains = match &raw.retention {
+            None => default_grains.to_vec(),
+            Some(names) => self.grains(&key("retention"), names)?,
+        };
         Ok(AppConfig {
             name: raw.name.unwrap_or_else(|| appid.to_string()),
             appid,
             credential,
             token_param: raw.token_param.unwrap_or(default_param),
+            grains,
         })
     }
 }

@@ -5,11 +5,11 @@
 
 use crate::clock::HostClock;
 use crate::config::{AppConfig, Config};
-use crate::domain::{AppId, KeySet, NaturalWeek};
+use crate::domain::{AppId, Grain, KeySet, NaturalWeek, Period};
 use crate::planner::{Rule, Verdict, WeekState};
 use crate::replica::ReplicaId;
 use crate::store::{Answered, Claim, SaveStats, Scope, Store};
-use crate::validate::{validate, WeekAnswer};
+use crate::validate::{validate, PeriodAnswer};
 use crate::wechat::{ErrorClass, FetchError, WeChatClient};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
@@ -78,12 +78,11 @@ impl Pipeline {
         })
     }
 
-    /// The configured apps as a scope over every week.
+    /// The configured apps as a scope over every period of every grain.
     pub fn all_apps(&self) -> Scope {
         Scope {
             apps: self.config.apps.iter().map(|a| a.appid.clone()).collect(),
-            first: None,
-            last: None,
+            ranges: Vec::new(),
         }
     }
 
@@ -107,6 +106,33 @@ impl Pipeline {
         let last = NaturalWeek::last_completed_at(as_of, crate::domain::BEIJING);
         (self.config.oldest_week(last), last)
     }
+
+    /// The periods of `grain` a pass at `as_of` keeps: from the one holding
+    /// the oldest kept week's Monday to the last completed one.
+    pub fn kept_periods(&self, grain: Grain, as_of: DateTime<Utc>) -> (Period, Period) {
+        let last_week = NaturalWeek::last_completed_at(as_of, crate::domain::BEIJING);
+        (
+            self.config.oldest_period(grain, last_week),
+            grain.last_completed_at(as_of),
+        )
+    }
+
+    /// Adds the kept periods the ledger lacks, for every grain each app in
+    /// `apps` collects.
+    pub async fn plan(&self, apps: &[AppId], as_of: DateTime<Utc>) -> anyhow::Result<u64> {
+        let mut planned = 0;
+        for grain in Grain::ALL {
+            let collecting: Vec<AppId> = self
+                .config
+                .apps_collecting(grain)
+                .into_iter()
+                .filter(|a| apps.contains(a))
+                .collect();
+            let (first, last) = self.kept_periods(grain, as_of);
+            planned += self.store.plan(&collecting, first, last, &self.rule).await?;
+        }
+        Ok(planned)
+    }
 }
 
 /// Runs one pass. Stops claiming when `shutdown` fires; weeks in flight finish
@@ -120,8 +146,7 @@ pub async fn run_pass(
     let mut report = PassReport::default();
     p.check_clock(opts.as_of).await?;
     if opts.plan {
-        let (first, last) = p.kept_weeks(opts.as_of);
-        report.planned = p.store.plan(&opts.scope.apps, first, last, &p.rule).await?;
+        report.planned = p.plan(&opts.scope.apps, opts.as_of).await?;
     }
     // Leases this process still holds are left from an earlier pass that lost
     // the database mid-way: one process runs one pass at a time.
@@ -147,7 +172,7 @@ pub async fn run_pass(
     let _heartbeat = Heartbeat::start(p, lease);
     // Weeks claimed and not yet finished: a claim that returns one of them
     // again (its lease had run out and we took it back) must not start it twice.
-    let mut held: HashSet<(AppId, NaturalWeek)> = HashSet::new();
+    let mut held: HashSet<(AppId, Period)> = HashSet::new();
     let pauses: Pauses = Mutex::new(HashMap::new());
     let mut queue: VecDeque<Claim> = VecDeque::new();
     let mut answered: Vec<Pending> = Vec::new();
@@ -206,7 +231,7 @@ pub async fn run_pass(
                 queue.extend(
                     claims
                         .into_iter()
-                        .filter(|c| held.insert((c.appid.clone(), c.week))),
+                        .filter(|c| held.insert((c.appid.clone(), c.period))),
                 );
             }
             Some(Event::Claimed(Err(e))) => {
@@ -233,7 +258,7 @@ pub async fn run_pass(
             Some(Event::Saved(batch, latencies, saved)) => {
                 saving = false;
                 for a in &batch {
-                    held.remove(&(a.claim.appid.clone(), a.claim.week));
+                    held.remove(&(a.claim.appid.clone(), a.claim.period));
                 }
                 for outcome in saved_outcomes(batch, latencies, saved) {
                     tally(&outcome, &mut report, progress);
@@ -271,7 +296,7 @@ enum Event {
 
 /// A fetch either ended the week's attempt or brought an answer to store.
 enum Fetched {
-    Done((AppId, NaturalWeek), Outcome),
+    Done((AppId, Period), Outcome),
     Answered(Pending),
 }
 
@@ -329,11 +354,11 @@ fn saved_outcomes(
             .map(|((a, latency_ms), stats)| {
                 let (claim, verdict) = (&a.claim, &a.verdict);
                 let Some(stats) = stats else {
-                    tracing::warn!(appid = %claim.appid, week = %claim.week, outcome = "lease_lost", latency_ms, "another replica took this week after its lease ran out; this answer is dropped");
+                    tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "lease_lost", latency_ms, "another replica took this week after its lease ran out; this answer is dropped");
                     record_metrics(claim, &Outcome::LeaseLost);
                     return Outcome::LeaseLost;
                 };
-                tracing::info!(appid = %claim.appid, week = %claim.week, outcome = "stored", keys = ?a.answer.keys(),
+                tracing::info!(appid = %claim.appid, period = %claim.period, outcome = "stored", keys = ?a.answer.keys(),
                     rows_written = stats.rows_written, state = verdict.state.as_str(),
                     next_due = ?verdict.next_due, latency_ms, "fetched week");
                 let outcome = Outcome::Stored {
@@ -408,7 +433,7 @@ impl Outcome {
 }
 
 async fn process(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Pauses) -> Fetched {
-    let week = (claim.appid.clone(), claim.week);
+    let week = (claim.appid.clone(), claim.period);
     match attempt(p, claim, as_of, pauses).await {
         Attempt::Done(outcome) => Fetched::Done(week, outcome),
         Attempt::Answered(pending) => Fetched::Answered(pending),
@@ -444,15 +469,15 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         });
     }
     let started = Instant::now();
-    let fetched = fetch_with_retry(p, app, claim.week).await;
+    let fetched = fetch_with_retry(p, app, claim.period).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     let written = match fetched {
         Ok(raw) => {
             // Refusals keep the body received first, for inspection.
-            let checked = match validate(claim.week, &raw.body) {
+            let checked = match validate(claim.period, &raw.body) {
                 Ok(answer) => match answer.implausibility() {
                     None => Ok((answer, raw.text, false)),
-                    Some(why) => confirm(p, app, claim.week, answer, why)
+                    Some(why) => confirm(p, app, claim.period, answer, why)
                         .await
                         .map_err(|reason| (reason, raw.text)),
                 },
@@ -461,7 +486,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             match checked {
                 Ok((answer, raw, suspect)) => {
                     let keys = KeySet::of(answer.keys()).union(claim.before.keys);
-                    let verdict = p.rule.after_answer(claim.week, keys, claim.before, as_of);
+                    let verdict = p.rule.after_answer(claim.period, keys, claim.before, as_of);
                     return Attempt::Answered(Pending {
                         answered: Answered {
                             claim,
@@ -475,12 +500,12 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                 }
                 Err((reason, body)) => {
                     let verdict = p.rule.after_failure(
-                        claim.week,
+                        claim.period,
                         ErrorClass::Transient,
                         claim.before,
                         as_of,
                     );
-                    tracing::warn!(appid = %claim.appid, week = %claim.week, outcome = "rejected", %reason, latency_ms, "answer refused; nothing written");
+                    tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "rejected", %reason, latency_ms, "answer refused; nothing written");
                     let saved = p
                         .store
                         .record_rejection(&p.owner, &claim, &verdict, &reason, &body)
@@ -491,7 +516,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         }
         Err(error) => {
             let class = error.class();
-            let verdict = p.rule.after_failure(claim.week, class, claim.before, as_of);
+            let verdict = p.rule.after_failure(claim.period, class, claim.before, as_of);
             log_failure(&claim, &error, &verdict, latency_ms);
             if class == ErrorClass::Config {
                 metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(1.0);
@@ -520,7 +545,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
     let outcome = match written {
         Ok(outcome) => outcome,
         Err(e) => {
-            tracing::error!(appid = %claim.appid, week = %claim.week, error = %e, "could not record the result; the week will be taken again when its lease ends");
+            tracing::error!(appid = %claim.appid, period = %claim.period, error = %e, "could not record the result; the week will be taken again when its lease ends");
             Outcome::Unsaved
         }
     };
@@ -543,7 +568,7 @@ fn record_metrics(claim: &Claim, outcome: &Outcome) {
         Outcome::Unsaved => "unsaved",
         Outcome::LeaseLost => "lease_lost",
     };
-    metrics::counter!("wxretain_fetches_total", "appid" => claim.appid.to_string(), "outcome" => label).increment(1);
+    metrics::counter!("wxretain_fetches_total", "appid" => claim.appid.to_string(), "grain" => claim.period.grain().as_str(), "outcome" => label).increment(1);
     if let Outcome::Stored { rows, .. } = outcome {
         metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(0.0);
         metrics::counter!("wxretain_rows_written_total").increment(*rows);
@@ -552,39 +577,39 @@ fn record_metrics(claim: &Claim, outcome: &Outcome) {
     }
 }
 
-/// An answer that cannot be true (see [`crate::validate::WeekAnswer::implausibility`])
-/// is never stored on first sight: the week is asked again after a pause,
+/// An answer that cannot be true (see [`crate::validate::PeriodAnswer::implausibility`])
+/// is never stored on first sight: the period is asked again after a pause,
 /// and the answer is stored, flagged `suspect`, only if WeChat repeats it
 /// exactly. A plausible second answer is stored instead; anything else is
 /// refused (the first body is kept in `rejected_answers`) and retried later.
 async fn confirm(
     p: &Pipeline,
     app: &AppConfig,
-    week: NaturalWeek,
-    first: WeekAnswer,
+    period: Period,
+    first: PeriodAnswer,
     why: String,
-) -> Result<(WeekAnswer, String, bool), String> {
+) -> Result<(PeriodAnswer, String, bool), String> {
     let appid = app.appid.to_string();
     let counted = |outcome: &'static str| {
         metrics::counter!("wxretain_implausible_answers_total", "appid" => appid.clone(), "outcome" => outcome)
             .increment(1);
     };
-    tracing::info!(appid = %app.appid, %week, reason = %why, pause_ms = p.config.wechat.suspect_recheck.as_millis() as u64, "answer looks impossible; asking WeChat again before storing it");
+    tracing::info!(appid = %app.appid, %period, reason = %why, pause_ms = p.config.wechat.suspect_recheck.as_millis() as u64, "answer looks impossible; asking WeChat again before storing it");
     tokio::time::sleep(p.config.wechat.suspect_recheck).await;
     let unconfirmed = |detail: String| {
         counted("refused");
         format!("impossible answer not confirmed ({why}): {detail}")
     };
-    let again = fetch_with_retry(p, app, week)
+    let again = fetch_with_retry(p, app, period)
         .await
         .map_err(|e| unconfirmed(format!("asking again failed: {e}")))?;
-    match validate(week, &again.body) {
+    match validate(period, &again.body) {
         Err(rejection) => Err(unconfirmed(format!(
             "the second answer is invalid: {rejection}"
         ))),
         Ok(second) if second == first => {
             counted("stored");
-            tracing::warn!(appid = %app.appid, %week, reason = %why, "WeChat gave the same impossible answer twice; stored as WeChat's, flagged suspect");
+            tracing::warn!(appid = %app.appid, %period, reason = %why, "WeChat gave the same impossible answer twice; stored as WeChat's, flagged suspect");
             Ok((second, again.text, true))
         }
         Ok(second) if second.implausibility().is_none() => {
@@ -602,7 +627,7 @@ async fn confirm(
 async fn fetch_with_retry(
     p: &Pipeline,
     app: &AppConfig,
-    week: NaturalWeek,
+    period: Period,
 ) -> Result<crate::wechat::RawAnswer, FetchError> {
     let w = &p.config.wechat;
     let policy = ExponentialBuilder::default()
@@ -610,30 +635,30 @@ async fn fetch_with_retry(
         .with_max_delay(w.retry_min_delay * 16)
         .with_max_times(w.retry_attempts.saturating_sub(1))
         .with_jitter();
-    (|| p.client.weekly_retain(app, week))
+    (|| p.client.retain(app, period))
         .retry(policy)
         .when(|e: &FetchError| e.class() == ErrorClass::Transient)
         .notify(|e: &FetchError, pause: Duration| {
-            tracing::debug!(appid = %app.appid, %week, error = %e, ?pause, "transient failure; retrying");
+            tracing::debug!(appid = %app.appid, %period, error = %e, ?pause, "transient failure; retrying");
         })
         .await
 }
 
 fn log_failure(claim: &Claim, error: &FetchError, verdict: &Verdict, latency_ms: u64) {
-    let (appid, week) = (&claim.appid, claim.week);
+    let (appid, period) = (&claim.appid, claim.period);
     let errcode = error.errcode();
     match error.class() {
         ErrorClass::NotReady | ErrorClass::DateRange => {
-            tracing::info!(%appid, %week, outcome = "not_ready", errcode, next_due = ?verdict.next_due, latency_ms, "week not ready at WeChat")
+            tracing::info!(%appid, %period, outcome = "not_ready", errcode, next_due = ?verdict.next_due, latency_ms, "period not ready at WeChat")
         }
         ErrorClass::Config => {
-            tracing::error!(%appid, %week, outcome = "broken", errcode, error = %error, next_due = ?verdict.next_due, latency_ms, "app configuration problem: fix it; other apps go on")
+            tracing::error!(%appid, %period, outcome = "broken", errcode, error = %error, next_due = ?verdict.next_due, latency_ms, "app configuration problem: fix it; other apps go on")
         }
         ErrorClass::Bug => {
-            tracing::error!(%appid, %week, outcome = "failed", errcode, error = %error, request = %format!("begin_date={} end_date={}", week.begin_date(), week.end_date()), latency_ms, "WeChat refused our request as malformed; not retried")
+            tracing::error!(%appid, %period, outcome = "failed", errcode, error = %error, request = %format!("begin_date={} end_date={}", period.begin_date(), period.end_date()), latency_ms, "WeChat refused our request as malformed; not retried")
         }
         _ => {
-            tracing::warn!(%appid, %week, outcome = "failed", errcode, error = %error, state = verdict.state.as_str(), next_due = ?verdict.next_due, latency_ms, "fetch failed")
+            tracing::warn!(%appid, %period, outcome = "failed", errcode, error = %error, state = verdict.state.as_str(), next_due = ?verdict.next_due, latency_ms, "fetch failed")
         }
     }
 }

@@ -11,7 +11,7 @@
 //! pass acting on a wrong instant can then delay a week, never lose its keys.
 
 use crate::config::ScheduleConfig;
-use crate::domain::{KeySet, NaturalWeek, BEIJING, MAX_KEY};
+use crate::domain::{KeySet, NaturalWeek, Period, BEIJING};
 use crate::wechat::ErrorClass;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -125,19 +125,19 @@ impl Rule {
         }
     }
 
-    /// When key `key` of `week` should be published.
-    pub fn key_expected_at(&self, week: NaturalWeek, key: u8) -> DateTime<Utc> {
-        week.local_instant(7 * (i64::from(key) + 1), self.publish_hour, BEIJING)
+    /// When key `key` of `period` should be published.
+    pub fn key_expected_at(&self, period: Period, key: u8) -> DateTime<Utc> {
+        period.key_expected_at(key, self.publish_hour)
     }
 
-    /// After this, a week without key 4 stops being asked for it.
-    pub fn final_deadline(&self, week: NaturalWeek) -> DateTime<Utc> {
-        self.key_expected_at(week, MAX_KEY) + self.final_grace
+    /// After this, a period without its last key stops being asked for it.
+    pub fn final_deadline(&self, period: Period) -> DateTime<Utc> {
+        self.key_expected_at(period, period.grain().max_key()) + self.final_grace
     }
 
-    /// First time a never-fetched week is worth asking for.
-    pub fn first_due(&self, week: NaturalWeek) -> DateTime<Utc> {
-        self.key_expected_at(week, 0)
+    /// First time a never-fetched period is worth asking for.
+    pub fn first_due(&self, period: Period) -> DateTime<Utc> {
+        self.key_expected_at(period, 0)
     }
 
     /// Whether the week may be made final by deadline at `as_of`: past its
@@ -145,8 +145,8 @@ impl Rule {
     /// `final_grace`. A `late_since` after `as_of` was written by a pass
     /// acting on a later instant than this one: it is not evidence, so it
     /// starts again.
-    fn lateness(&self, week: NaturalWeek, before: Before, as_of: DateTime<Utc>) -> Lateness {
-        if as_of < self.key_expected_at(week, MAX_KEY) {
+    fn lateness(&self, week: Period, before: Before, as_of: DateTime<Utc>) -> Lateness {
+        if as_of < self.key_expected_at(week, week.grain().max_key()) {
             return Lateness {
                 since: None,
                 may_finish: false,
@@ -166,13 +166,19 @@ impl Rule {
     /// stored before (an answer that lost keys does not erase them).
     pub fn after_answer(
         &self,
-        week: NaturalWeek,
+        week: Period,
         keys: KeySet,
         before: Before,
         as_of: DateTime<Utc>,
     ) -> Verdict {
         let late = self.lateness(week, before, as_of);
-        let Some(next_key) = (0..=MAX_KEY).find(|k| !keys.contains(*k)) else {
+        let Some(next_key) = week
+            .grain()
+            .keys()
+            .iter()
+            .copied()
+            .find(|k| !keys.contains(*k))
+        else {
             return final_verdict(WeekState::Complete);
         };
         if late.may_finish {
@@ -202,7 +208,7 @@ impl Rule {
     /// After a failed attempt of class `class`.
     pub fn after_failure(
         &self,
-        week: NaturalWeek,
+        week: Period,
         class: ErrorClass,
         before: Before,
         as_of: DateTime<Utc>,
@@ -230,7 +236,7 @@ impl Rule {
                 self.late_retry(kept_or(WeekState::NotReady), before, as_of, late, HOURLY)
             }
             ErrorClass::DateRange => {
-                let recent = as_of < week.ends_at(BEIJING) + Duration::days(DATE_RANGE_RECENT);
+                let recent = as_of < week.ends_at() + Duration::days(DATE_RANGE_RECENT);
                 if recent {
                     self.late_retry(kept_or(WeekState::NotReady), before, as_of, late, HOURLY)
                 } else if before.attempts + 1 >= DATE_RANGE_TRIES {
@@ -402,8 +408,8 @@ mod tests {
         }
     }
 
-    fn week() -> NaturalWeek {
-        NaturalWeek::parse_monday("20261102").expect("monday")
+    fn week() -> Period {
+        NaturalWeek::parse_monday("20261102").expect("monday").into()
     }
 
     fn beijing(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {

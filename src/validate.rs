@@ -1,22 +1,26 @@
 //! Checks an answer before anything is written: a wrong answer must never
 //! reach `weekly_retention`, where dashboards would trust it.
 
-use crate::domain::{Metric, NaturalWeek, MAX_KEY};
+use crate::domain::{Grain, Metric, Period};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A week's answer that passed every check.
+/// A period's answer that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WeekAnswer {
-    pub week: NaturalWeek,
+pub struct PeriodAnswer {
+    pub period: Period,
     /// Every value WeChat sent, by metric and key.
     pub values: BTreeMap<(Metric, u8), i64>,
 }
 
-impl WeekAnswer {
-    /// Keys present in both series: what the week can be said to "have".
+impl PeriodAnswer {
+    /// Keys present in both series: what the period can be said to "have".
     pub fn keys(&self) -> Vec<u8> {
-        (0..=MAX_KEY)
+        self.period
+            .grain()
+            .keys()
+            .iter()
+            .copied()
             .filter(|k| {
                 Metric::ALL
                     .iter()
@@ -39,7 +43,7 @@ impl WeekAnswer {
             let Some(&cohort) = self.values.get(&(metric, 0)) else {
                 continue;
             };
-            for key in 1..=MAX_KEY {
+            for &key in &self.period.grain().keys()[1..] {
                 if let Some(&kept) = self.values.get(&(metric, key)) {
                     if kept > cohort {
                         return Some(format!(
@@ -49,7 +53,7 @@ impl WeekAnswer {
                 }
             }
         }
-        for key in 0..=MAX_KEY {
+        for &key in self.period.grain().keys() {
             let new = self.values.get(&(Metric::VisitUvNew, key));
             let active = self.values.get(&(Metric::VisitUv, key));
             if let (Some(&new), Some(&active)) = (new, active) {
@@ -69,17 +73,18 @@ impl WeekAnswer {
 pub enum Rejection {
     #[error("ref_date is missing or not a string")]
     NoRefDate,
-    #[error("ref_date {got:?} is not the week asked for ({wanted})")]
+    #[error("ref_date {got:?} is not the period asked for ({wanted})")]
     WrongWeek { got: String, wanted: String },
     #[error("{0} is missing or not an array")]
     MissingSeries(Metric),
     #[error("{metric}[{index}] is not an object with integer key and value")]
     BadEntry { metric: Metric, index: usize },
-    #[error("{metric}[{index}].key {key} is outside 0..=4")]
+    #[error("{metric}[{index}].key {key} is not a {grain} key ({keys:?})", keys = grain.keys())]
     KeyOutOfRange {
         metric: Metric,
         index: usize,
         key: i64,
+        grain: Grain,
     },
     #[error("{metric} has key {key} twice")]
     DuplicateKey { metric: Metric, key: u8 },
@@ -91,16 +96,17 @@ pub enum Rejection {
     },
 }
 
-/// Checks `body` as the answer for `week`. Unknown extra fields are fine.
-pub fn validate(week: NaturalWeek, body: &Value) -> Result<WeekAnswer, Rejection> {
+/// Checks `body` as the answer for `period`. Unknown extra fields are fine.
+pub fn validate(period: Period, body: &Value) -> Result<PeriodAnswer, Rejection> {
+    let grain = period.grain();
     let ref_date = body
         .get("ref_date")
         .and_then(Value::as_str)
         .ok_or(Rejection::NoRefDate)?;
-    if NaturalWeek::parse_ref_date(ref_date) != Ok(week) {
+    if Period::parse_ref_date(grain, ref_date) != Ok(period) {
         return Err(Rejection::WrongWeek {
             got: ref_date.chars().take(40).collect(),
-            wanted: week.ref_date(),
+            wanted: period.ref_date(),
         });
     }
     let mut values = BTreeMap::new();
@@ -116,8 +122,13 @@ pub fn validate(week: NaturalWeek, body: &Value) -> Result<WeekAnswer, Rejection
                 .ok_or(Rejection::BadEntry { metric, index })?;
             let key = u8::try_from(key)
                 .ok()
-                .filter(|k| *k <= MAX_KEY)
-                .ok_or(Rejection::KeyOutOfRange { metric, index, key })?;
+                .filter(|k| grain.is_key(*k))
+                .ok_or(Rejection::KeyOutOfRange {
+                    metric,
+                    index,
+                    key,
+                    grain,
+                })?;
             let raw = entry
                 .get("value")
                 .ok_or(Rejection::BadEntry { metric, index })?;
@@ -135,7 +146,7 @@ pub fn validate(week: NaturalWeek, body: &Value) -> Result<WeekAnswer, Rejection
             }
         }
     }
-    Ok(WeekAnswer { week, values })
+    Ok(PeriodAnswer { period, values })
 }
 
 #[cfg(test)]
@@ -143,8 +154,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn week() -> NaturalWeek {
-        NaturalWeek::parse_monday("20170306").expect("monday")
+    fn week() -> Period {
+        crate::domain::NaturalWeek::parse_monday("20170306")
+            .expect("monday")
+            .into()
     }
 
     #[test]

@@ -93,7 +93,7 @@ async fn soak_good_apps_end_equal_to_the_truth_and_the_log_holds_no_secret() {
     );
     let statuses = p
         .store
-        .app_status(&apps, first, last)
+        .app_status(&apps, first.into(), last.into())
         .await
         .expect("status");
     let b = statuses

@@ -266,7 +266,7 @@ async fn one_pass_past_the_deadline_does_not_make_a_week_final() {
     let p = pipeline(config(&db, &sim, &apps, &extra)).await;
     let late = beijing(2026, 8, 20, 12); // five weeks past the deadline
     p.store
-        .enqueue(&apps, week, week, late, false)
+        .enqueue(&apps, week.into(), week.into(), late, false)
         .await
         .expect("enqueue");
     let report = pass_over(&p, week, week, late).await;
@@ -434,13 +434,13 @@ async fn an_impossible_answer_repeated_exactly_is_stored_and_flagged() {
     );
     let statuses = p
         .store
-        .app_status(&apps, first, last)
+        .app_status(&apps, first.into(), last.into())
         .await
         .expect("status");
     assert_eq!(statuses[0].suspect, 4);
     assert_eq!(statuses[1].suspect, 0);
     let archived: Vec<(bool, Option<String>, serde_json::Value)> = sqlx::query_as(
-        "SELECT suspect, raw, body FROM retention_answers WHERE appid = $1 ORDER BY week_start",
+        "SELECT suspect, raw, body FROM retention_answers WHERE appid = $1 ORDER BY period_start",
     )
     .bind(odd.as_str())
     .fetch_all(p.store.pool())

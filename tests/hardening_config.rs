@@ -229,7 +229,7 @@ async fn a_cron_zone_far_from_beijing_still_plans_the_week_that_just_ended_in_be
         .expect_code(0, "once");
     let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
     let weeks: Vec<(chrono::NaiveDate, i32)> = sqlx::query_as(
-        "SELECT week_start, cardinality(keys) FROM retention_ledger ORDER BY week_start",
+        "SELECT period_start, cardinality(keys) FROM retention_ledger WHERE grain = 'weekly' ORDER BY period_start",
     )
     .fetch_all(&pool)
     .await

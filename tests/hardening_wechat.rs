@@ -153,7 +153,7 @@ async fn tokens_and_secrets_echoed_by_a_gateway_are_stored_and_logged_nowhere() 
     let status = format!(
         "{:?}",
         p.store
-            .app_status(&apps, first, last)
+            .app_status(&apps, first.into(), last.into())
             .await
             .expect("status")
     );
@@ -393,7 +393,7 @@ async fn two_replicas_force_token_refreshes_from_one_budget_spaced_30_s() {
     let back_to_back = 3;
     for round in 0..16 {
         let before = forced();
-        let weeks = (0..4).map(|i| replicas[i % 2].weekly_retain(app, first.plus_weeks(i as i64)));
+        let weeks = (0..4).map(|i| replicas[i % 2].retain(app, first.plus_weeks(i as i64).into()));
         for result in futures::future::join_all(weeks).await {
             let error = result.expect_err("every token is refused");
             assert_eq!(

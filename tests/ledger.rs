@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{Duration, NaiveDate};
 use common::*;
-use wxretain::domain::NaturalWeek;
+use wxretain::domain::{Grain, NaturalWeek, Period};
 use wxretain::planner::Rule;
 use wxretain::store::Store;
 
@@ -18,6 +18,10 @@ async fn migrated() -> (TestDb, Store) {
     (db, store)
 }
 
+fn p(week: NaturalWeek) -> Period {
+    week.into()
+}
+
 fn rule() -> Rule {
     Rule {
         publish_hour: 10,
@@ -26,7 +30,7 @@ fn rule() -> Rule {
 }
 
 async fn weeks_of(store: &Store, appid: &str) -> Vec<NaiveDate> {
-    sqlx::query_scalar("SELECT week_start FROM retention_ledger WHERE appid = $1 ORDER BY 1")
+    sqlx::query_scalar("SELECT period_start FROM retention_ledger WHERE appid = $1 ORDER BY 1")
         .bind(appid)
         .fetch_all(store.pool())
         .await
@@ -48,27 +52,27 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
     // five, app 3 nothing.
     let middle = first.plus_weeks(4);
     store
-        .enqueue(&apps[..1], middle, middle, chrono::Utc::now(), false)
+        .enqueue(&apps[..1], p(middle), p(middle), chrono::Utc::now(), false)
         .await
         .expect("enqueue");
     store
-        .plan(&apps[1..2], first, first.plus_weeks(4), &rule)
+        .plan(&apps[1..2], p(first), p(first.plus_weeks(4)), &rule)
         .await
         .expect("plan");
 
-    let added = store.plan(&apps, first, last, &rule).await.expect("plan");
+    let added = store.plan(&apps, p(first), p(last), &rule).await.expect("plan");
     assert_eq!(added, 30 - 1 - 5);
     for app in &apps {
         assert_eq!(weeks_of(&store, app.as_str()).await, all, "{app}");
     }
     // Again: nothing to add. A week later: one week per app.
     assert_eq!(
-        store.plan(&apps, first, last, &rule).await.expect("plan"),
+        store.plan(&apps, p(first), p(last), &rule).await.expect("plan"),
         0
     );
     assert_eq!(
         store
-            .plan(&apps, first, last.next(), &rule)
+            .plan(&apps, p(first), p(last.next()), &rule)
             .await
             .expect("plan"),
         3
@@ -76,13 +80,13 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
     // An older start (start_week moved back): the older weeks too.
     assert_eq!(
         store
-            .plan(&apps, first.plus_weeks(-2), last.next(), &rule)
+            .plan(&apps, p(first.plus_weeks(-2)), p(last.next()), &rule)
             .await
             .expect("plan"),
         6
     );
     // A week deleted by hand in the middle comes back.
-    sqlx::query("DELETE FROM retention_ledger WHERE appid = $1 AND week_start = $2")
+    sqlx::query("DELETE FROM retention_ledger WHERE appid = $1 AND period_start = $2")
         .bind(apps[2].as_str())
         .bind(middle.monday())
         .execute(store.pool())
@@ -90,7 +94,7 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
         .expect("delete");
     assert_eq!(
         store
-            .plan(&apps, first.plus_weeks(-2), last.next(), &rule)
+            .plan(&apps, p(first.plus_weeks(-2)), p(last.next()), &rule)
             .await
             .expect("plan"),
         1
@@ -98,14 +102,14 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
 
     // New weeks are due when key 0 should be out: Monday after, 10:00 Beijing.
     let due: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
-        "SELECT next_due_at FROM retention_ledger WHERE appid = $1 AND week_start = $2",
+        "SELECT next_due_at FROM retention_ledger WHERE appid = $1 AND period_start = $2",
     )
     .bind(apps[0].as_str())
     .bind(last.next().monday())
     .fetch_one(store.pool())
     .await
     .expect("row");
-    assert_eq!(due, rule.key_expected_at(last.next(), 0));
+    assert_eq!(due, rule.key_expected_at(p(last.next()), 0));
 }
 
 #[tokio::test]
@@ -115,21 +119,22 @@ async fn state_counts_cover_every_app_and_state_with_zeros() {
     let apps = apps(2);
     let last = NaturalWeek::containing(NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
     store
-        .plan(&apps[..1], last.plus_weeks(-2), last, &rule)
+        .plan(&apps[..1], p(last.plus_weeks(-2)), p(last), &rule)
         .await
         .expect("plan");
-    sqlx::query("UPDATE retention_ledger SET state = 'complete' WHERE week_start = $1")
+    sqlx::query("UPDATE retention_ledger SET state = 'complete' WHERE period_start = $1")
         .bind(last.monday())
         .execute(store.pool())
         .await
         .expect("update");
-    let counts = store.state_counts(&apps).await.expect("counts");
+    let weekly: Vec<_> = apps.iter().map(|a| (a.clone(), vec![Grain::Weekly])).collect();
+    let counts = store.state_counts(&weekly).await.expect("counts");
     assert_eq!(counts.len(), 2 * 6, "every app × every state");
     let n = |app: usize, state: &str| {
         counts
             .iter()
-            .find(|(a, s, _)| a == apps[app].as_str() && s == state)
-            .map(|c| c.2)
+            .find(|(a, _, s, _)| a == apps[app].as_str() && *s == state)
+            .map(|c| c.3)
     };
     assert_eq!(n(0, "missing"), Some(2));
     assert_eq!(n(0, "complete"), Some(1));
@@ -138,5 +143,51 @@ async fn state_counts_cover_every_app_and_state_with_zeros() {
         n(1, "missing"),
         Some(0),
         "an app without weeks still has zeros"
+    );
+}
+
+/// Days and months are planned like weeks: every gap filled, an unbroken
+/// run only extended, across a month and a year boundary; key 0 is due the
+/// day after a day and the first of the month after a month.
+#[tokio::test]
+async fn days_and_months_are_planned_across_month_and_year_boundaries() {
+    let (_db, store) = migrated().await;
+    let rule = rule();
+    let apps = apps(1);
+    let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("date");
+    let (d1, d2) = (
+        Grain::Daily.containing(day("2026-12-29")),
+        Grain::Daily.containing(day("2027-01-02")),
+    );
+    assert_eq!(store.plan(&apps, d1, d2, &rule).await.expect("plan"), 5);
+    assert_eq!(store.plan(&apps, d1, d2, &rule).await.expect("plan"), 0);
+    assert_eq!(store.plan(&apps, d1, d2.next(), &rule).await.expect("plan"), 1);
+    let (m1, m2) = (
+        Grain::Monthly.containing(day("2026-11-15")),
+        Grain::Monthly.containing(day("2027-02-01")),
+    );
+    assert_eq!(store.plan(&apps, m1, m2, &rule).await.expect("plan"), 4);
+    assert_eq!(store.plan(&apps, m1, m2, &rule).await.expect("plan"), 0);
+    assert_eq!(store.plan(&apps, m1, m2.next(), &rule).await.expect("plan"), 1);
+    let due: Vec<(String, NaiveDate, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT grain, period_start, next_due_at FROM retention_ledger ORDER BY grain, period_start",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("ledger");
+    assert_eq!(due.len(), 6 + 5);
+    for (grain, start, next_due) in due {
+        let period = Period::starting(grain.parse().expect("grain"), start).expect("period");
+        assert_eq!(next_due, rule.key_expected_at(period, 0), "{period}");
+    }
+    let months: Vec<NaiveDate> = sqlx::query_scalar(
+        "SELECT period_start FROM retention_ledger WHERE grain = 'monthly' ORDER BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("months");
+    assert_eq!(
+        months,
+        ["2026-11-01", "2026-12-01", "2027-01-01", "2027-02-01", "2027-03-01"].map(day)
     );
 }

@@ -90,7 +90,7 @@ async fn a_maturing_week_gains_keys_and_the_archive_keeps_both_answers() {
         "key 1 arrived for both metrics"
     );
     let archived: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM retention_answers WHERE week_start = $1")
+        sqlx::query_scalar("SELECT count(*) FROM retention_answers WHERE period_start = $1")
             .bind(last.monday())
             .fetch_one(p.store.pool())
             .await

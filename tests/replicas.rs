@@ -196,7 +196,7 @@ async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends(
     let deadline = Instant::now() + Duration::from_secs(30);
     let held: Vec<(String, NaiveDate, DateTime<Utc>)> = loop {
         let held: Vec<(String, NaiveDate, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT appid, week_start, lease_until FROM retention_ledger
+            "SELECT appid, period_start, lease_until FROM retention_ledger
               WHERE lease_owner LIKE 'replica-doomed:%'",
         )
         .fetch_all(&pool)
@@ -229,7 +229,7 @@ async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends(
     let mut taken_over = 0;
     for (appid, week, lease_until) in &held {
         let stored_at: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT last_success_at FROM retention_ledger WHERE appid = $1 AND week_start = $2",
+            "SELECT last_success_at FROM retention_ledger WHERE appid = $1 AND period_start = $2",
         )
         .bind(appid)
         .bind(week)

@@ -3,10 +3,10 @@
 
 use crate::cli::UsageError;
 use crate::config::Config;
-use crate::domain::{ensure_wechat_era, parse_date, AppId, NaturalWeek, BEIJING};
+use crate::domain::{ensure_wechat_era, parse_date, AppId, Grain, NaturalWeek, Period, BEIJING};
 use crate::pass::{run_pass, PassOptions, Pipeline};
-use crate::store::{Scope, WeekRow};
-use chrono::{DateTime, Utc};
+use crate::store::{PeriodRow, Scope};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -14,30 +14,79 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
-    /// First day of the range (yyyy-mm-dd or yyyymmdd); its whole week is fetched.
+    /// First day of the range (yyyy-mm-dd or yyyymmdd): every day from it,
+    /// and every week and month that holds one of its days.
     #[arg(long, value_name = "DATE")]
     pub from: String,
-    /// Last day of the range; its week must have ended.
+    /// Last day of the range; the week holding it must have ended.
     #[arg(long, value_name = "DATE")]
     pub to: String,
     /// Only this app (repeatable; default: every configured app).
     #[arg(long = "app", value_name = "APPID")]
     pub apps: Vec<String>,
-    /// Fetch weeks again even if already stored.
+    /// Only these grains, comma-separated: daily,weekly,monthly (default:
+    /// those each app collects).
+    #[arg(long, value_name = "GRAINS", value_delimiter = ',', value_parser = parse_grain)]
+    pub retention: Vec<Grain>,
+    /// Fetch periods again even if already stored.
     #[arg(long)]
     pub refetch: bool,
-    /// Only mark the weeks due and return: a running daemon does the work.
+    /// Only mark the periods due and return: a running daemon does the work.
     #[arg(long)]
     pub enqueue: bool,
 }
 
-/// The weeks `--from..--to` covers, refusing ranges that are wrong or not
-/// over at `now`. Over means over in Beijing, where WeChat's weeks are,
-/// whatever zone the cron runs in.
-pub fn weeks_of_range(
+fn parse_grain(text: &str) -> Result<Grain, String> {
+    text.parse()
+}
+
+/// What `--from..--to` asks of each grain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranges {
+    /// The ended periods of each grain that overlap the range: `(first, last)`.
+    pub ranges: Vec<(Period, Period)>,
+    /// Periods that overlap the range but have not ended: the daemon takes
+    /// them when they have.
+    pub not_ended: Vec<Period>,
+}
+
+/// The periods `--from..--to` covers for `grains`, refusing ranges that are
+/// wrong or whose last week is not over at `now`. Over means over in Beijing,
+/// where WeChat's calendar is, whatever zone the cron runs in.
+pub fn periods_of_range(
     args: &BackfillArgs,
+    grains: &[Grain],
     now: DateTime<Utc>,
-) -> Result<(NaturalWeek, NaturalWeek), UsageError> {
+) -> Result<Ranges, UsageError> {
+    let (from, to) = dates_of_range(args)?;
+    let last_week = NaturalWeek::containing(to);
+    let done = NaturalWeek::last_completed_at(now, BEIJING);
+    if last_week > done {
+        return Err(UsageError(format!(
+            "--to {to}: the week {}..{} has not ended yet (the latest complete week starts {done})",
+            last_week.monday(),
+            last_week.sunday()
+        )));
+    }
+    let mut out = Ranges {
+        ranges: Vec::new(),
+        not_ended: Vec::new(),
+    };
+    for &grain in grains {
+        let (first, mut last) = (grain.containing(from), grain.containing(to));
+        let ended = grain.last_completed_at(now);
+        if last > ended {
+            out.not_ended.push(last);
+            last = last.prev();
+        }
+        if first <= last {
+            out.ranges.push((first, last));
+        }
+    }
+    Ok(out)
+}
+
+fn dates_of_range(args: &BackfillArgs) -> Result<(NaiveDate, NaiveDate), UsageError> {
     let from = parse_date(&args.from)
         .and_then(ensure_wechat_era)
         .map_err(|e| UsageError(format!("--from: {e}")))?;
@@ -47,39 +96,49 @@ pub fn weeks_of_range(
     if from > to {
         return Err(UsageError(format!("--from {from} is after --to {to}")));
     }
-    let (first, last) = (NaturalWeek::containing(from), NaturalWeek::containing(to));
-    let done = NaturalWeek::last_completed_at(now, BEIJING);
-    if last > done {
-        return Err(UsageError(format!(
-            "--to {to}: the week {}..{} has not ended yet (the latest complete week starts {done})",
-            last.monday(),
-            last.sunday()
-        )));
-    }
-    Ok((first, last))
+    Ok((from, to))
 }
 
 pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    let (first, last) = weeks_of_range(&args, Utc::now())?;
     let apps = config.select_apps(&args.apps).map_err(UsageError)?;
+    let wanted: Vec<Grain> = if args.retention.is_empty() {
+        Grain::ALL.to_vec()
+    } else {
+        args.retention.clone()
+    };
+    let ranges = periods_of_range(&args, &wanted, Utc::now())?;
     let scope = Scope {
         apps: apps.iter().map(|a| a.appid.clone()).collect(),
-        first: Some(first),
-        last: Some(last),
+        ranges: ranges.ranges.clone(),
     };
     let p = super::pipeline(config).await?;
-    let as_of = Utc::now();
-    let marked = p
-        .store
-        .enqueue(&scope.apps, first, last, as_of, args.refetch)
-        .await?;
-    let weeks = first.weeks_until(last) + 1;
+    let as_of = p.clock.now();
+    p.check_clock(as_of).await?;
+    let mut marked = 0;
+    let mut pairs = 0;
+    for &(first, last) in &ranges.ranges {
+        let collecting: Vec<AppId> = apps
+            .iter()
+            .filter(|a| a.grains.contains(&first.grain()))
+            .map(|a| a.appid.clone())
+            .collect();
+        pairs += collecting.len() as i64 * (first.periods_until(last) + 1);
+        marked += p
+            .store
+            .enqueue(&collecting, first, last, as_of, args.refetch)
+            .await?;
+    }
+    for period in &ranges.not_ended {
+        println!(
+            "{} {period} has not ended: left to the daemon, which fetches it once it has",
+            period.grain()
+        );
+    }
     if args.enqueue {
         println!(
-            "marked {marked} of {} (app, week) pairs due ({} apps × {weeks} weeks, {first}..{}); a running daemon will fetch them",
-            scope.apps.len() as i64 * weeks,
+            "marked {marked} of {pairs} (app, period) pairs due ({} apps, {}); a running daemon will fetch them",
             scope.apps.len(),
-            last.sunday()
+            describe(&ranges.ranges)
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -87,7 +146,7 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     let shutdown = CancellationToken::new();
     super::signals::stop_on_signals(
         shutdown.clone(),
-        "interrupted: finishing the weeks in flight; re-run to continue",
+        "interrupted: finishing the periods in flight; re-run to continue",
     );
     let opts = PassOptions {
         as_of,
@@ -98,8 +157,16 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let rows = p.store.weeks(&scope.apps, first, last).await?;
-    let complete = print_summary(&p, &scope, &rows, weeks);
+    let mut complete = true;
+    for &(first, last) in &ranges.ranges {
+        let collecting: Vec<AppId> = apps
+            .iter()
+            .filter(|a| a.grains.contains(&first.grain()))
+            .map(|a| a.appid.clone())
+            .collect();
+        let rows = p.store.periods(&collecting, first, last).await?;
+        complete &= print_summary(&p, &collecting, &rows, first, last);
+    }
     println!(
         "this run: {} fetched, {} stored, {} rows written, {} not ready, {} failed, {} rejected",
         report.attempted,
@@ -112,18 +179,45 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     if complete {
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("some weeks are not stored: re-run the same command to continue (see `wxretain status`)");
+        println!("some periods are not stored: re-run the same command to continue (see `wxretain status`)");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `3 days 2026-11-02..2026-11-04, 1 weeks ...` for messages.
+fn describe(ranges: &[(Period, Period)]) -> String {
+    ranges
+        .iter()
+        .map(|(f, l)| {
+            format!(
+                "{} {} {}s {}..{}",
+                f.periods_until(*l) + 1,
+                f.grain(),
+                f.grain().unit(),
+                f.start(),
+                l.end()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Up to this many apps, every app gets a line; above it (a platform with
 /// thousands), only the apps with something left to do, and a total.
 const SUMMARY_ALL_APPS_UP_TO: usize = 50;
 
-/// Prints one line per app; true when every week is stored or not yet published.
-fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> bool {
-    let mut by_app: HashMap<&str, Vec<&WeekRow>> = HashMap::new();
+/// Prints one line per app for one grain's range; true when every period is
+/// stored or not yet published.
+fn print_summary(
+    p: &Pipeline,
+    apps: &[AppId],
+    rows: &[PeriodRow],
+    first: Period,
+    last: Period,
+) -> bool {
+    let grain = first.grain();
+    let expected = (first.periods_until(last) + 1) as usize;
+    let mut by_app: HashMap<&str, Vec<&PeriodRow>> = HashMap::new();
     for row in rows {
         by_app.entry(row.appid.as_str()).or_default().push(row);
     }
@@ -133,21 +227,22 @@ fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> b
         .iter()
         .map(|a| (&a.appid, a.name.as_str()))
         .collect();
-    let every_app = scope.apps.len() <= SUMMARY_ALL_APPS_UP_TO;
+    let every_app = apps.len() <= SUMMARY_ALL_APPS_UP_TO;
+    let all_keys = grain.keys().len();
     let (mut complete, mut done_apps) = (true, 0usize);
-    for appid in &scope.apps {
+    for appid in apps {
         let mine = by_app.remove(appid.as_str()).unwrap_or_default();
         let stored = mine
             .iter()
             .filter(|r| matches!(r.state.as_str(), "maturing" | "complete"))
             .count();
-        let all_keys = mine.iter().filter(|r| r.keys.len() == 5).count();
+        let with_all_keys = mine.iter().filter(|r| r.keys.len() == all_keys).count();
         let pending = mine.iter().filter(|r| r.state == "not_ready").count();
-        let failed: Vec<&&WeekRow> = mine
+        let failed: Vec<&&PeriodRow> = mine
             .iter()
             .filter(|r| !matches!(r.state.as_str(), "maturing" | "complete" | "not_ready"))
             .collect();
-        let app_done = failed.is_empty() && mine.len() as i64 == weeks;
+        let app_done = failed.is_empty() && mine.len() == expected;
         complete &= app_done;
         if app_done {
             done_apps += 1;
@@ -161,14 +256,15 @@ fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> b
         } else {
             format!("{appid} ({name})")
         };
+        let unit = grain.unit();
         println!(
-            "{label}: {weeks} weeks: {stored} stored ({all_keys} with all 5 keys), {pending} not yet published by WeChat, {} not stored",
-            failed.len() + (weeks as usize).saturating_sub(mine.len())
+            "{label}: {grain}: {expected} {unit}s: {stored} stored ({with_all_keys} with all {all_keys} keys), {pending} not yet published by WeChat, {} not stored",
+            failed.len() + expected.saturating_sub(mine.len())
         );
         for r in failed.iter().take(5) {
             println!(
                 "  {} {}: {}",
-                r.week_start,
+                r.period_start,
                 r.state,
                 r.last_error.as_deref().unwrap_or("not fetched yet")
             );
@@ -179,8 +275,9 @@ fn print_summary(p: &Pipeline, scope: &Scope, rows: &[WeekRow], weeks: i64) -> b
     }
     if !every_app {
         println!(
-            "{done_apps} of {} apps have every week stored or not yet published",
-            scope.apps.len()
+            "{grain}: {done_apps} of {} apps have every {} stored or not yet published",
+            apps.len(),
+            grain.unit()
         );
     }
     complete
@@ -210,26 +307,54 @@ mod tests {
             from: from.into(),
             to: to.into(),
             apps: vec![],
+            retention: vec![],
             refetch: false,
             enqueue: false,
         }
     }
 
+    fn beijing(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        BEIJING
+            .with_ymd_and_hms(y, m, d, h, min, 0)
+            .single()
+            .expect("valid instant")
+            .with_timezone(&Utc)
+    }
+
     #[test]
     fn a_week_is_over_when_it_is_over_in_beijing() {
         // Monday 2026-11-23 10:30 in Beijing; still Sunday afternoon in Los Angeles.
-        let now = crate::domain::BEIJING
-            .with_ymd_and_hms(2026, 11, 23, 10, 30, 0)
-            .single()
-            .expect("valid instant")
-            .with_timezone(&Utc);
-        let (first, last) =
-            weeks_of_range(&args("2026-11-16", "2026-11-22"), now).expect("week is over");
+        let now = beijing(2026, 11, 23, 10, 30);
+        let r = periods_of_range(&args("2026-11-16", "2026-11-22"), &[Grain::Weekly], now)
+            .expect("week is over");
+        assert_eq!(r.ranges.len(), 1);
         assert_eq!(
-            (first.to_string(), last.to_string()),
+            (r.ranges[0].0.start().to_string(), r.ranges[0].1.start().to_string()),
             ("2026-11-16".into(), "2026-11-16".into())
         );
-        let refused = weeks_of_range(&args("2026-11-16", "2026-11-23"), now);
+        let refused = periods_of_range(&args("2026-11-16", "2026-11-23"), &[Grain::Weekly], now);
         assert!(refused.is_err_and(|e| e.0.contains("has not ended")));
+    }
+
+    #[test]
+    fn days_in_the_range_weeks_and_months_that_overlap_it_unended_months_left_to_the_daemon() {
+        let now = beijing(2026, 11, 23, 10, 30);
+        let r = periods_of_range(&args("2026-10-28", "2026-11-08"), &Grain::ALL, now)
+            .expect("weeks over");
+        let shown: Vec<(String, String)> = r
+            .ranges
+            .iter()
+            .map(|(f, l)| (f.to_string(), l.to_string()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("2026-10-28".to_string(), "2026-11-08".to_string()),
+                ("2026-10-26..2026-11-01".into(), "2026-11-02..2026-11-08".into()),
+                ("2026-10".into(), "2026-10".into()),
+            ]
+        );
+        assert_eq!(r.not_ended.len(), 1);
+        assert_eq!(r.not_ended[0].to_string(), "2026-11");
     }
 }

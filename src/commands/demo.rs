@@ -3,7 +3,7 @@
 //! `report`, SQL on the dashboard views), with no WeChat account.
 
 use crate::config::{Config, DEFAULT_DATABASE_URL};
-use crate::domain::{AppId, Metric};
+use crate::domain::{AppId, Grain, Metric, Period};
 use crate::pass::{run_pass, PassOptions};
 use crate::report::{render, Format, Triangle};
 use crate::simulator::{sim_appid, SimConfig, Simulator};
@@ -71,21 +71,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     let as_of = Utc::now();
-    let (first, last) = p.kept_weeks(as_of);
-    let scope = Scope {
-        apps: p.all_apps().apps,
-        first: Some(first),
-        last: Some(last),
-    };
-    p.store
-        .enqueue(&scope.apps, first, last, as_of, false)
-        .await?;
-    println!(
-        "backfilling {} apps × {} weeks ({first} .. {})",
-        scope.apps.len(),
-        first.weeks_until(last) + 1,
-        last.sunday()
-    );
+    let apps = p.all_apps().apps;
+    let ranges: Vec<(Period, Period)> = Grain::ALL
+        .iter()
+        .map(|&g| p.kept_periods(g, as_of))
+        .collect();
+    for &(first, last) in &ranges {
+        p.store.enqueue(&apps, first, last, as_of, false).await?;
+        println!(
+            "backfilling {} apps × {} {}s ({} .. {}) of {} retention",
+            apps.len(),
+            first.periods_until(last) + 1,
+            first.grain().unit(),
+            first.start(),
+            last.end(),
+            first.grain()
+        );
+    }
+    let scope = Scope { apps, ranges };
     let bar = super::backfill::progress_bar(p.store.count_due(&scope, as_of).await?);
     let opts = PassOptions {
         as_of,
@@ -100,8 +103,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "fetched {} weeks over HTTP: {} stored, {} rows written, {} not yet published, {} failed",
         report.attempted, report.stored, report.rows_written, report.not_ready, report.failed
     );
-    let statuses = p.store.app_status(&scope.apps, first, last).await?;
-    print!("\n{}", super::status::table(&statuses, first, last));
+    println!();
+    for (first, last, statuses) in super::status::grain_statuses(&p, as_of).await? {
+        print!("{}", super::status::table(&statuses, first, last));
+    }
     let database = crate::config::redact_url_password(p.config.database.url.expose_secret());
     if let Some(appid) = scope.apps.first() {
         print_next_steps(&p.store, &database, appid, args.weeks).await;

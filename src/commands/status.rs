@@ -1,6 +1,7 @@
 //! `wxretain status`: per-app health from the ledger, as a table or JSON.
 
 use crate::config::Config;
+use crate::domain::{Grain, Period};
 use crate::store::{AppStatus, Store};
 use chrono::Utc;
 use std::process::ExitCode;
@@ -16,26 +17,44 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&config.database.url, 2).await?;
     store.ready().await.map_err(anyhow::Error::msg)?;
     let p = crate::pass::Pipeline::new(std::sync::Arc::new(config), store)?;
-    let (first, last) = p.kept_weeks(Utc::now());
-    let apps = p.all_apps().apps;
-    let statuses = p.store.app_status(&apps, first, last).await?;
+    let statuses = grain_statuses(&p, Utc::now()).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        let all: Vec<&AppStatus> = statuses.iter().flat_map(|(_, _, s)| s).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
-        print!("{}", table(&statuses, first, last));
+        for (first, last, s) in &statuses {
+            print!("{}", table(s, *first, *last));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn table(
-    statuses: &[AppStatus],
-    first: crate::domain::NaturalWeek,
-    last: crate::domain::NaturalWeek,
-) -> String {
+/// Per grain that any app collects: its kept periods and each collecting
+/// app's status over them.
+pub async fn grain_statuses(
+    p: &crate::pass::Pipeline,
+    as_of: chrono::DateTime<Utc>,
+) -> anyhow::Result<Vec<(Period, Period, Vec<AppStatus>)>> {
+    let mut out = Vec::new();
+    for grain in Grain::ALL {
+        let apps = p.config.apps_collecting(grain);
+        if apps.is_empty() {
+            continue;
+        }
+        let (first, last) = p.kept_periods(grain, as_of);
+        out.push((first, last, p.store.app_status(&apps, first, last).await?));
+    }
+    Ok(out)
+}
+
+pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
     let mut out = format!(
-        "weeks {first} .. {} ({} weeks)\n",
-        last.sunday(),
-        first.weeks_until(last) + 1
+        "{} {} .. {} ({} {}s)\n",
+        first.grain(),
+        first.start(),
+        last.end(),
+        first.periods_until(last) + 1,
+        first.grain().unit()
     );
     out.push_str(&format!(
         "{:<20} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7} {:<11} {:<17} {}\n",

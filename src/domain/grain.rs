@@ -9,7 +9,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How long a period is: what a retention call asks about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Grain {
     Daily,
     Weekly,
@@ -84,6 +85,16 @@ impl Grain {
             Grain::Daily => "day",
             Grain::Weekly => "week",
             Grain::Monthly => "month",
+        }
+    }
+
+    /// One period's length as (months, days): what SQL's `make_interval`
+    /// takes to step from one period's first day to the next's.
+    pub fn step(self) -> (i32, i32) {
+        match self {
+            Grain::Daily => (0, 1),
+            Grain::Weekly => (0, 7),
+            Grain::Monthly => (1, 0),
         }
     }
 

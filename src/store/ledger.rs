@@ -1,7 +1,8 @@
-//! The ledger: which `(appid, week)` exist, which are due, who holds them.
+//! The ledger: which `(appid, grain, period)` exist, which are due, who
+//! holds them.
 
 use super::{app_strings, Store};
-use crate::domain::{AppId, KeySet, NaturalWeek};
+use crate::domain::{AppId, Grain, KeySet, NaturalWeek, Period};
 use crate::planner::{Before, Rule, Verdict, WeekState};
 use crate::replica::ReplicaId;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -12,93 +13,122 @@ use std::time::Duration;
 pub struct Scope {
     /// Only these apps (always set: apps no longer configured are left alone).
     pub apps: Vec<AppId>,
-    /// Only weeks from this one on.
-    pub first: Option<NaturalWeek>,
-    /// Only weeks up to this one.
-    pub last: Option<NaturalWeek>,
+    /// Only these periods: `(first, last)` of one grain each, inclusive.
+    /// Empty: every period of every grain.
+    pub ranges: Vec<(Period, Period)>,
 }
 
-/// A week this process holds the lease on.
+impl Scope {
+    /// `apps`' weeks `first..=last` and nothing else.
+    pub fn weeks(apps: Vec<AppId>, first: NaturalWeek, last: NaturalWeek) -> Self {
+        Self {
+            apps,
+            ranges: vec![(first.into(), last.into())],
+        }
+    }
+
+    /// The ranges as the three arrays the queries bind.
+    fn columns(&self) -> (Vec<&'static str>, Vec<NaiveDate>, Vec<NaiveDate>) {
+        let grains = self.ranges.iter().map(|(f, _)| f.grain().as_str()).collect();
+        let firsts = self.ranges.iter().map(|(f, _)| f.start()).collect();
+        let lasts = self.ranges.iter().map(|(_, l)| l.start()).collect();
+        (grains, firsts, lasts)
+    }
+}
+
+/// A period this process holds the lease on.
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub appid: AppId,
-    pub week: NaturalWeek,
+    pub period: Period,
     pub before: Before,
 }
 
 impl Store {
-    /// Adds every week of `first..=last` for `apps` that the ledger lacks, due
-    /// when key 0 should be out. Idempotent: every replica's tick may plan.
+    /// Adds every period of `first..=last` (one grain) for `apps` that the
+    /// ledger lacks, due when key 0 should be out. Idempotent: every
+    /// replica's tick may plan.
     ///
-    /// Every tick of every replica runs this, over every app and week kept, so
-    /// it must not touch each (app, week): an app whose weeks run unbroken
-    /// from `first` gets only the weeks after its latest one (the common
-    /// case: none, or the week that just ended). Counting an app's weeks is an
-    /// index-only scan; with 10,000 apps × 104 weeks a tick costs ~0.3 s
-    /// instead of 4 s of conflicting inserts.
+    /// Every tick of every replica runs this, over every app and period kept,
+    /// so it must not touch each (app, period): an app whose periods run
+    /// unbroken from `first` gets only the periods after its latest one (the
+    /// common case: none, or the one that just ended). Counting an app's
+    /// periods is an index-only scan; with 10,000 apps × 104 weeks a tick
+    /// costs ~0.3 s instead of 4 s of conflicting inserts.
     pub async fn plan(
         &self,
         apps: &[AppId],
-        first: NaturalWeek,
-        last: NaturalWeek,
+        first: Period,
+        last: Period,
         rule: &Rule,
     ) -> sqlx::Result<u64> {
         if last < first || apps.is_empty() {
             return Ok(0);
         }
+        let (months, days) = first.grain().step();
+        // Unbroken from `first`: the n-th period after `first` is the latest.
         let result = sqlx::query(
-            "INSERT INTO retention_ledger (appid, week_start, next_due_at)
-             SELECT a, w::date, ((w::date + 7)::timestamp + make_interval(hours => $4)) AT TIME ZONE 'Asia/Shanghai'
+            "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
+             SELECT a, $5, p::date, ((p::date + step.i)::timestamp + make_interval(hours => $4)) AT TIME ZONE 'Asia/Shanghai'
              FROM unnest($1::text[]) AS a
-             CROSS JOIN LATERAL (SELECT count(*) AS n, max(l.week_start) AS top FROM retention_ledger l
-                                  WHERE l.appid = a AND l.week_start BETWEEN $2 AND $3) AS have
+             CROSS JOIN (SELECT make_interval(months => $6, days => $7) AS i) AS step
+             CROSS JOIN LATERAL (SELECT count(*) AS n, max(l.period_start) AS top FROM retention_ledger l
+                                  WHERE l.appid = a AND l.grain = $5 AND l.period_start BETWEEN $2 AND $3) AS have
              CROSS JOIN LATERAL generate_series(
-                 CASE WHEN have.n > 0 AND have.n = (have.top - $2::date) / 7 + 1 THEN have.top + 7 ELSE $2::date END,
-                 $3::date, interval '7 days') AS w
-             ON CONFLICT (appid, week_start) DO NOTHING",
+                 CASE WHEN have.n > 0 AND ($2::date + (have.n - 1) * step.i)::date = have.top
+                      THEN (have.top + step.i)::date ELSE $2::date END,
+                 $3::date, step.i) AS p
+             ON CONFLICT (appid, grain, period_start) DO NOTHING",
         )
         .bind(app_strings(apps))
-        .bind(first.monday())
-        .bind(last.monday())
+        .bind(first.start())
+        .bind(last.start())
         .bind(rule.publish_hour as i32)
+        .bind(first.grain().as_str())
+        .bind(months)
+        .bind(days)
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected())
     }
 
-    /// Makes `first..=last` due at `as_of` for `apps`: weeks never stored,
-    /// failing or given up; with `refetch`, every week.
+    /// Makes `first..=last` (one grain) due at `as_of` for `apps`: periods
+    /// never stored, failing or given up; with `refetch`, every period.
     pub async fn enqueue(
         &self,
         apps: &[AppId],
-        first: NaturalWeek,
-        last: NaturalWeek,
+        first: Period,
+        last: Period,
         as_of: DateTime<Utc>,
         refetch: bool,
     ) -> sqlx::Result<u64> {
+        let (months, days) = first.grain().step();
         let result = sqlx::query(
-            "INSERT INTO retention_ledger (appid, week_start, next_due_at)
-             SELECT a, w::date, $4
+            "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
+             SELECT a, $6, p::date, $4
              FROM unnest($1::text[]) AS a
-             CROSS JOIN generate_series($2::date, $3::date, interval '7 days') AS w
-             ON CONFLICT (appid, week_start) DO UPDATE
+             CROSS JOIN generate_series($2::date, $3::date, make_interval(months => $7, days => $8)) AS p
+             ON CONFLICT (appid, grain, period_start) DO UPDATE
                 SET next_due_at = LEAST(retention_ledger.next_due_at, EXCLUDED.next_due_at),
                     attempts = 0, updated_at = now()
                 WHERE $5 OR retention_ledger.state NOT IN ('maturing', 'complete')",
         )
         .bind(app_strings(apps))
-        .bind(first.monday())
-        .bind(last.monday())
+        .bind(first.start())
+        .bind(last.start())
         .bind(as_of)
         .bind(refetch)
+        .bind(first.grain().as_str())
+        .bind(months)
+        .bind(days)
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected())
     }
 
-    /// Leases up to `limit` due weeks for `owner`. `FOR UPDATE SKIP LOCKED`
+    /// Leases up to `limit` due periods for `owner`. `FOR UPDATE SKIP LOCKED`
     /// keeps replicas off each other's rows; the lease (wall clock, not
-    /// `as_of`) hands a dead replica's weeks to the others once it runs out.
+    /// `as_of`) hands a dead replica's periods to the others once it runs out.
     pub async fn claim(
         &self,
         owner: &ReplicaId,
@@ -109,34 +139,38 @@ impl Store {
     ) -> sqlx::Result<Vec<Claim>> {
         type Row = (
             String,
+            String,
             NaiveDate,
             String,
             Vec<i16>,
             i32,
             Option<DateTime<Utc>>,
         );
+        let (grains, firsts, lasts) = scope.columns();
         let rows: Vec<Row> = sqlx::query_as(
             "WITH due AS (
-                 SELECT appid, week_start FROM retention_ledger
+                 SELECT appid, grain, period_start FROM retention_ledger l
                  WHERE next_due_at <= $2
                    -- a filter on the few rows the ordered index scan reads
                    AND appid = ANY($1)
-                   AND ($3::date IS NULL OR week_start >= $3)
-                   AND ($4::date IS NULL OR week_start <= $4)
+                   AND (cardinality($3::text[]) = 0 OR EXISTS (
+                        SELECT 1 FROM unnest($3::text[], $4::date[], $5::date[]) AS r(g, f, t)
+                         WHERE r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))
                    AND (lease_until IS NULL OR lease_until < now())
-                 ORDER BY next_due_at, week_start, appid
-                 LIMIT $5
+                 ORDER BY next_due_at, period_start, appid
+                 LIMIT $6
                  FOR UPDATE SKIP LOCKED)
              UPDATE retention_ledger l
-                SET lease_owner = $6, lease_until = now() + make_interval(secs => $7)
+                SET lease_owner = $7, lease_until = now() + make_interval(secs => $8)
                FROM due
-              WHERE l.appid = due.appid AND l.week_start = due.week_start
-             RETURNING l.appid, l.week_start, l.state, l.keys, l.attempts, l.late_since",
+              WHERE l.appid = due.appid AND l.grain = due.grain AND l.period_start = due.period_start
+             RETURNING l.appid, l.grain, l.period_start, l.state, l.keys, l.attempts, l.late_since",
         )
         .bind(app_strings(&scope.apps))
         .bind(as_of)
-        .bind(scope.first.map(NaturalWeek::monday))
-        .bind(scope.last.map(NaturalWeek::monday))
+        .bind(&grains)
+        .bind(&firsts)
+        .bind(&lasts)
         .bind(limit)
         .bind(owner.as_str())
         .bind(lease.as_secs_f64())
@@ -144,10 +178,11 @@ impl Store {
         .await?;
         let mut claims: Vec<Claim> = rows
             .into_iter()
-            .filter_map(|(appid, monday, state, keys, attempts, late_since)| {
+            .filter_map(|(appid, grain, start, state, keys, attempts, late_since)| {
+                let grain: Grain = grain.parse().ok()?;
                 Some(Claim {
                     appid: appid.parse().ok()?,
-                    week: NaturalWeek::starting(monday).ok()?,
+                    period: Period::starting(grain, start).ok()?,
                     before: Before {
                         state: WeekState::parse(&state)?,
                         keys: KeySet::of(keys.into_iter().filter_map(|k| u8::try_from(k).ok())),
@@ -157,8 +192,8 @@ impl Store {
                 })
             })
             .collect();
-        // RETURNING does not keep the CTE's order; interleave apps week by week.
-        claims.sort_by(|a, b| (a.week, &a.appid).cmp(&(b.week, &b.appid)));
+        // RETURNING does not keep the CTE's order; interleave apps period by period.
+        claims.sort_by(|a, b| (a.period.start(), a.period.grain(), &a.appid).cmp(&(b.period.start(), b.period.grain(), &b.appid)));
         Ok(claims)
     }
 
@@ -225,11 +260,12 @@ impl Store {
         if !ours {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO rejected_answers (appid, week_start, reason, body) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO rejected_answers (appid, grain, period_start, reason, body) VALUES ($1, $5, $2, $3, $4)")
             .bind(claim.appid.as_str())
-            .bind(claim.week.monday())
+            .bind(claim.period.start())
             .bind(reason)
             .bind(body)
+            .bind(claim.period.grain().as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -252,10 +288,10 @@ async fn mark_failed<'e>(
             SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
                 last_attempt_at = now(), last_errcode = $6, last_error = $7, late_since = $9,
                 lease_owner = NULL, lease_until = NULL, updated_at = now()
-          WHERE appid = $1 AND week_start = $2 AND lease_owner = $8",
+          WHERE appid = $1 AND grain = $10 AND period_start = $2 AND lease_owner = $8",
     )
     .bind(claim.appid.as_str())
-    .bind(claim.week.monday())
+    .bind(claim.period.start())
     .bind(verdict.state.as_str())
     .bind(verdict.next_due)
     .bind(verdict.attempts)
@@ -263,6 +299,7 @@ async fn mark_failed<'e>(
     .bind(error)
     .bind(owner.as_str())
     .bind(verdict.late_since)
+    .bind(claim.period.grain().as_str())
     .execute(executor)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -280,12 +317,13 @@ impl Store {
         let result = sqlx::query(
             "UPDATE retention_ledger
                 SET next_due_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = now()
-              WHERE appid = $1 AND week_start = $2 AND lease_owner = $4",
+              WHERE appid = $1 AND grain = $5 AND period_start = $2 AND lease_owner = $4",
         )
         .bind(claim.appid.as_str())
-        .bind(claim.week.monday())
+        .bind(claim.period.start())
         .bind(verdict.next_due)
         .bind(owner.as_str())
+        .bind(claim.period.grain().as_str())
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected() == 1)
@@ -293,16 +331,19 @@ impl Store {
 
     /// How many weeks in `scope` are due at `as_of` (for progress bars).
     pub async fn count_due(&self, scope: &Scope, as_of: DateTime<Utc>) -> sqlx::Result<i64> {
+        let (grains, firsts, lasts) = scope.columns();
         sqlx::query_scalar(
             "SELECT count(*) FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
               WHERE next_due_at <= $2
-                AND ($3::date IS NULL OR week_start >= $3)
-                AND ($4::date IS NULL OR week_start <= $4)",
+                AND (cardinality($3::text[]) = 0 OR EXISTS (
+                     SELECT 1 FROM unnest($3::text[], $4::date[], $5::date[]) AS r(g, f, t)
+                      WHERE r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))",
         )
         .bind(app_strings(&scope.apps))
         .bind(as_of)
-        .bind(scope.first.map(NaturalWeek::monday))
-        .bind(scope.last.map(NaturalWeek::monday))
+        .bind(&grains)
+        .bind(&firsts)
+        .bind(&lasts)
         .fetch_one(self.pool())
         .await
     }

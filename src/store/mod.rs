@@ -15,7 +15,7 @@ pub use cohorts::{column_prefix, CohortWeek};
 pub use ledger::{Claim, Scope};
 pub use save::{Answered, SaveStats};
 pub use schema::SchemaError;
-pub use status::{AppStatus, WeekRow};
+pub use status::{AppStatus, PeriodRow};
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};

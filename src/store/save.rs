@@ -1,11 +1,13 @@
-//! Storing valid answers: rows, archive and ledger for a whole batch of weeks
-//! in one statement, so a crash or a lost connection leaves all of it or none,
-//! and a backfill costs one round trip per batch instead of five per week.
+//! Storing valid answers: rows, archive and ledger for a whole batch of
+//! periods (of any grain) in one statement, so a crash or a lost connection
+//! leaves all of it or none, and a backfill costs one round trip per batch
+//! instead of five per period.
 
 use super::{Claim, Store};
+use crate::domain::{AppId, Period};
 use crate::planner::Verdict;
 use crate::replica::ReplicaId;
-use crate::validate::WeekAnswer;
+use crate::validate::PeriodAnswer;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 
@@ -13,7 +15,7 @@ use std::collections::HashMap;
 #[derive(Debug, Clone)]
 pub struct Answered {
     pub claim: Claim,
-    pub answer: WeekAnswer,
+    pub answer: PeriodAnswer,
     /// The body's text as WeChat sent it, for the archive.
     pub raw: String,
     /// The answer looks impossible and was stored because WeChat repeated it.
@@ -26,22 +28,24 @@ pub struct Answered {
 pub struct SaveStats {
     /// Rows inserted or whose value changed (an identical answer writes none).
     pub rows_written: u64,
-    /// Whether the answer differed from the last one archived for the week.
+    /// Whether the answer differed from the last one archived for the period.
     pub archived: bool,
 }
 
 /// The batch as parallel arrays, the shape `unnest` takes.
 #[derive(Default)]
 struct Columns {
-    // weekly_retention rows
+    // rows of the grain's table
     row_appid: Vec<String>,
-    row_week: Vec<NaiveDate>,
+    row_grain: Vec<&'static str>,
+    row_start: Vec<NaiveDate>,
     row_metric: Vec<&'static str>,
     row_key: Vec<i16>,
     row_value: Vec<i64>,
-    // one entry per week: archive and ledger
+    // one entry per period: archive and ledger
     appid: Vec<String>,
-    week: Vec<NaiveDate>,
+    grain: Vec<&'static str>,
+    start: Vec<NaiveDate>,
     /// The text received: the archive keeps it, and its parsed form (jsonb).
     body: Vec<String>,
     suspect: Vec<bool>,
@@ -54,24 +58,26 @@ struct Columns {
 }
 
 impl Columns {
-    /// One entry per week: a week answered twice in a batch (claimed again
-    /// after its lease ran out) would make the upsert touch a row twice,
-    /// which Postgres refuses for the whole statement. The later answer wins.
+    /// One entry per period: a period answered twice in a batch (claimed
+    /// again after its lease ran out) would make the upsert touch a row
+    /// twice, which Postgres refuses for the whole statement. The later
+    /// answer wins.
     fn of(batch: &[Answered]) -> Self {
         let mut c = Columns::default();
         let mut last = HashMap::new();
         for (i, a) in batch.iter().enumerate() {
-            last.insert((&a.claim.appid, a.claim.week), i);
+            last.insert((&a.claim.appid, a.claim.period), i);
         }
         for (i, a) in batch.iter().enumerate() {
-            if last.get(&(&a.claim.appid, a.claim.week)) != Some(&i) {
+            if last.get(&(&a.claim.appid, a.claim.period)) != Some(&i) {
                 continue;
             }
             let appid = a.claim.appid.to_string();
-            let monday = a.claim.week.monday();
+            let (grain, start) = (a.claim.period.grain().as_str(), a.claim.period.start());
             for ((metric, key), value) in &a.answer.values {
                 c.row_appid.push(appid.clone());
-                c.row_week.push(monday);
+                c.row_grain.push(grain);
+                c.row_start.push(start);
                 c.row_metric.push(metric.as_str());
                 c.row_key.push(i16::from(*key));
                 c.row_value.push(*value);
@@ -79,7 +85,8 @@ impl Columns {
             let held: Vec<String> = a.answer.keys().iter().map(u8::to_string).collect();
             c.keys.push(format!("{{{}}}", held.join(",")));
             c.appid.push(appid);
-            c.week.push(monday);
+            c.grain.push(grain);
+            c.start.push(start);
             c.body.push(a.raw.clone());
             c.suspect.push(a.suspect);
             c.state.push(a.verdict.state.as_str());
@@ -93,7 +100,7 @@ impl Columns {
 
 impl Store {
     /// Writes a batch of answers atomically (a single statement is its own
-    /// transaction) and says, per answer, what changed: `None` for a week
+    /// transaction) and says, per answer, what changed: `None` for a period
     /// `owner` no longer holds (its lease ran out and another replica took
     /// it), of which nothing is written.
     pub async fn save_answers(
@@ -105,77 +112,104 @@ impl Store {
             return Ok(Vec::new());
         }
         let c = Columns::of(batch);
-        // Unchanged values are not touched, so `last_changed_at` means what it
-        // says; an answer identical to the last archived one is not archived
-        // again. Both report what they wrote, per week.
-        // Fenced: only the weeks whose lease `owner` still holds are written,
-        // locked first so no other replica's claim can slip in between.
-        let changed: Vec<(String, String, NaiveDate, i64)> = sqlx::query_as(
-            "WITH all_weeks AS (
-                 SELECT * FROM unnest($6::text[], $7::date[], $8::text[]::jsonb[], $9::text[], $10::text[],
-                                      $11::timestamptz[], $12::integer[], $14::timestamptz[], $15::boolean[],
-                                      $8::text[])
-                          AS t(appid, week_start, body, state, keys, next_due, attempts, late_since, suspect, raw)),
+        // Fenced: only the periods whose lease `owner` still holds are
+        // written, locked first so no other replica's claim can slip in.
+        // Each grain's rows go to its own table (one INSERT each: a table
+        // name cannot be a parameter). Unchanged values are not touched, so
+        // `last_changed_at` means what it says; an answer identical to the
+        // last archived one is not archived again. All report what they
+        // wrote, per period.
+        let changed: Vec<(String, String, String, NaiveDate, i64)> = sqlx::query_as(
+            "WITH all_periods AS (
+                 SELECT * FROM unnest($7::text[], $8::text[], $9::date[], $10::text[]::jsonb[], $10::text[],
+                                      $11::boolean[], $12::text[], $13::text[], $14::timestamptz[],
+                                      $15::integer[], $16::timestamptz[])
+                          AS t(appid, grain, period_start, body, raw, suspect, state, keys, next_due,
+                               attempts, late_since)),
              mine AS (
-                 SELECT l.appid, l.week_start FROM retention_ledger l
-                   JOIN all_weeks USING (appid, week_start)
-                  WHERE l.lease_owner = $13
+                 SELECT l.appid, l.grain, l.period_start FROM retention_ledger l
+                   JOIN all_periods USING (appid, grain, period_start)
+                  WHERE l.lease_owner = $17
                     FOR UPDATE OF l),
-             weeks AS (SELECT all_weeks.* FROM all_weeks JOIN mine USING (appid, week_start)),
-             written AS (
+             periods AS (SELECT all_periods.* FROM all_periods JOIN mine USING (appid, grain, period_start)),
+             new_rows AS (
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::text[], $5::smallint[], $6::bigint[])
+                          AS t(a, g, p, m, k, v)
+                  WHERE (a, g, p) IN (SELECT appid, grain, period_start FROM mine)),
+             daily AS (
+                 INSERT INTO daily_retention (appid, day, metric, key, value)
+                 SELECT a, p, m, k, v FROM new_rows WHERE g = 'daily'
+                 ON CONFLICT (appid, day, metric, key) DO UPDATE
+                    SET value = EXCLUDED.value, last_changed_at = now()
+                  WHERE daily_retention.value IS DISTINCT FROM EXCLUDED.value
+                 RETURNING appid, 'daily'::text AS grain, day AS period_start),
+             weekly AS (
                  INSERT INTO weekly_retention (appid, week_start, week_end, metric, key, value)
-                 SELECT a, w, w + 6, m, k, v
-                   FROM unnest($1::text[], $2::date[], $3::text[], $4::smallint[], $5::bigint[]) AS t(a, w, m, k, v)
-                  WHERE (a, w) IN (SELECT appid, week_start FROM mine)
+                 SELECT a, p, p + 6, m, k, v FROM new_rows WHERE g = 'weekly'
                  ON CONFLICT (appid, week_start, metric, key) DO UPDATE
                     SET value = EXCLUDED.value, last_changed_at = now()
                   WHERE weekly_retention.value IS DISTINCT FROM EXCLUDED.value
-                 RETURNING appid, week_start),
+                 RETURNING appid, 'weekly'::text AS grain, week_start AS period_start),
+             monthly AS (
+                 INSERT INTO monthly_retention (appid, month_start, month_end, metric, key, value)
+                 SELECT a, p, (p + interval '1 month' - interval '1 day')::date, m, k, v
+                   FROM new_rows WHERE g = 'monthly'
+                 ON CONFLICT (appid, month_start, metric, key) DO UPDATE
+                    SET value = EXCLUDED.value, last_changed_at = now()
+                  WHERE monthly_retention.value IS DISTINCT FROM EXCLUDED.value
+                 RETURNING appid, 'monthly'::text AS grain, month_start AS period_start),
+             written AS (
+                 SELECT * FROM daily UNION ALL SELECT * FROM weekly UNION ALL SELECT * FROM monthly),
              archived AS (
-                 INSERT INTO retention_answers (appid, week_start, body, raw, suspect)
-                 SELECT appid, week_start, body, raw, suspect FROM weeks
-                  WHERE (body, raw) IS DISTINCT FROM (SELECT (r.body, r.raw) FROM retention_answers r
-                                                       WHERE r.appid = weeks.appid AND r.week_start = weeks.week_start
-                                                       ORDER BY r.id DESC LIMIT 1)
-                 RETURNING appid, week_start),
+                 INSERT INTO retention_answers (appid, grain, period_start, body, raw, suspect)
+                 SELECT appid, grain, period_start, body, raw, suspect FROM periods
+                  WHERE (body, raw) IS DISTINCT FROM (
+                        SELECT (r.body, r.raw) FROM retention_answers r
+                         WHERE r.appid = periods.appid AND r.grain = periods.grain
+                           AND r.period_start = periods.period_start
+                         ORDER BY r.id DESC LIMIT 1)
+                 RETURNING appid, grain, period_start),
              ledger AS (
                  UPDATE retention_ledger l
                     -- an answer with fewer keys than before takes none away
-                    SET state = weeks.state, next_due_at = weeks.next_due, late_since = weeks.late_since,
-                        suspect = weeks.suspect,
-                        keys = ARRAY(SELECT DISTINCT k FROM unnest(l.keys || weeks.keys::smallint[]) AS k ORDER BY k),
-                        attempts = weeks.attempts, calls = l.calls + 1,
+                    SET state = periods.state, next_due_at = periods.next_due, late_since = periods.late_since,
+                        suspect = periods.suspect,
+                        keys = ARRAY(SELECT DISTINCT k FROM unnest(l.keys || periods.keys::smallint[]) AS k ORDER BY k),
+                        attempts = periods.attempts, calls = l.calls + 1,
                         last_success_at = now(), last_attempt_at = now(),
                         last_errcode = NULL, last_error = NULL,
                         lease_owner = NULL, lease_until = NULL, updated_at = now()
-                   FROM weeks
-                  WHERE l.appid = weeks.appid AND l.week_start = weeks.week_start)
-             SELECT 'rows', appid, week_start, count(*) FROM written GROUP BY appid, week_start
+                   FROM periods
+                  WHERE l.appid = periods.appid AND l.grain = periods.grain
+                    AND l.period_start = periods.period_start)
+             SELECT 'rows', appid, grain, period_start, count(*) FROM written GROUP BY appid, grain, period_start
              UNION ALL
-             SELECT 'archived', appid, week_start, 1 FROM archived
+             SELECT 'archived', appid, grain, period_start, 1 FROM archived
              UNION ALL
-             SELECT 'mine', appid, week_start, 1 FROM mine",
+             SELECT 'mine', appid, grain, period_start, 1 FROM mine",
         )
         .bind(&c.row_appid)
-        .bind(&c.row_week)
+        .bind(&c.row_grain)
+        .bind(&c.row_start)
         .bind(&c.row_metric)
         .bind(&c.row_key)
         .bind(&c.row_value)
         .bind(&c.appid)
-        .bind(&c.week)
+        .bind(&c.grain)
+        .bind(&c.start)
         .bind(&c.body)
+        .bind(&c.suspect)
         .bind(&c.state)
         .bind(&c.keys)
         .bind(&c.next_due)
         .bind(&c.attempts)
-        .bind(owner.as_str())
         .bind(&c.late_since)
-        .bind(&c.suspect)
+        .bind(owner.as_str())
         .fetch_all(self.pool())
         .await?;
-        let mut stats: HashMap<(String, NaiveDate), SaveStats> = HashMap::new();
-        for (kind, appid, week, n) in changed {
-            let s = stats.entry((appid, week)).or_default();
+        let mut stats: HashMap<(String, String, NaiveDate), SaveStats> = HashMap::new();
+        for (kind, appid, grain, start, n) in changed {
+            let s = stats.entry((appid, grain, start)).or_default();
             match kind.as_str() {
                 "rows" => s.rows_written = n as u64,
                 "archived" => s.archived = true,
@@ -184,10 +218,15 @@ impl Store {
         }
         Ok(batch
             .iter()
-            .map(|a| {
-                let key = (a.claim.appid.to_string(), a.claim.week.monday());
-                stats.get(&key).copied()
-            })
+            .map(|a| stats.get(&key(&a.claim.appid, a.claim.period)).copied())
             .collect())
     }
+}
+
+fn key(appid: &AppId, period: Period) -> (String, String, NaiveDate) {
+    (
+        appid.to_string(),
+        period.grain().as_str().to_string(),
+        period.start(),
+    )
 }

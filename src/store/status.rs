@@ -2,7 +2,7 @@
 //! summary and the metrics.
 
 use super::{app_strings, Store};
-use crate::domain::{AppId, NaturalWeek};
+use crate::domain::{AppId, Grain, NaturalWeek, Period};
 use crate::planner::WeekState;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -10,6 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AppStatus {
     pub appid: String,
+    /// daily, weekly or monthly: the counts below are of this grain's periods.
+    pub grain: Grain,
     /// Weeks with key 4, or past their grace period.
     pub complete: i64,
     /// Weeks with some keys, waiting for later ones.
@@ -30,11 +32,12 @@ pub struct AppStatus {
     pub last_error_at: Option<DateTime<Utc>>,
 }
 
-/// One week's ledger entry.
+/// One period's ledger entry.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct WeekRow {
+pub struct PeriodRow {
     pub appid: String,
-    pub week_start: NaiveDate,
+    pub grain: String,
+    pub period_start: NaiveDate,
     pub state: String,
     pub keys: Vec<i16>,
     pub attempts: i32,
@@ -50,10 +53,11 @@ impl Store {
     pub async fn app_status(
         &self,
         apps: &[AppId],
-        first: NaturalWeek,
-        last: NaturalWeek,
+        first: Period,
+        last: Period,
     ) -> sqlx::Result<Vec<AppStatus>> {
-        let expected = first.weeks_until(last) + 1;
+        let grain = first.grain();
+        let expected = first.periods_until(last) + 1;
         let rows: Vec<AppStatusRow> = sqlx::query_as(
             // Each part is one scan of the apps' rows, joined to the app list
             // by hash: `appid = ANY($1)` as a filter is a linear search per
@@ -70,15 +74,16 @@ impl Store {
                            count(*) FILTER (WHERE in_range AND l.state = 'unavailable') AS unavailable,
                            count(*) FILTER (WHERE in_range AND l.suspect) AS suspect,
                            count(*) FILTER (WHERE in_range) AS planned,
-                           min(l.week_start) FILTER (WHERE in_range AND cardinality(l.keys) = 0) AS oldest_gap,
+                           min(l.period_start) FILTER (WHERE in_range AND cardinality(l.keys) = 0) AS oldest_gap,
                            max(l.last_success_at) AS last_success
                       FROM retention_ledger l JOIN apps USING (appid),
-                           LATERAL (SELECT l.week_start BETWEEN $2 AND $3 AS in_range) r
+                           LATERAL (SELECT l.period_start BETWEEN $2 AND $3 AS in_range) r
+                     WHERE l.grain = $4
                      GROUP BY l.appid),
                   errors AS (
                     SELECT DISTINCT ON (l.appid) l.appid, l.last_error, l.last_errcode, l.last_attempt_at
                       FROM retention_ledger l JOIN apps USING (appid)
-                     WHERE l.last_error IS NOT NULL
+                     WHERE l.last_error IS NOT NULL AND l.grain = $4
                      ORDER BY l.appid, l.last_attempt_at DESC NULLS LAST)
              SELECT apps.appid,
                     coalesce(c.complete, 0) AS complete, coalesce(c.maturing, 0) AS maturing,
@@ -93,8 +98,9 @@ impl Store {
               ORDER BY apps.appid",
         )
         .bind(app_strings(apps))
-        .bind(first.monday())
-        .bind(last.monday())
+        .bind(first.start())
+        .bind(last.start())
+        .bind(grain.as_str())
         .fetch_all(self.pool())
         .await?;
         Ok(rows
@@ -103,12 +109,13 @@ impl Store {
                 let unplanned = (expected - r.planned).max(0);
                 // A gap the ledger has not planned yet is as old as `first`.
                 let oldest_gap = if unplanned > 0 {
-                    Some(first.monday())
+                    Some(first.start())
                 } else {
                     r.oldest_gap
                 };
                 AppStatus {
                     appid: r.appid,
+                    grain,
                     complete: r.complete,
                     maturing: r.maturing,
                     missing: r.missing + unplanned,
@@ -125,24 +132,35 @@ impl Store {
             .collect())
     }
 
-    /// The ledger entries of `apps` over `first..=last`.
+    /// The ledger entries of `apps` over `first..=last` (one grain).
+    pub async fn periods(
+        &self,
+        apps: &[AppId],
+        first: Period,
+        last: Period,
+    ) -> sqlx::Result<Vec<PeriodRow>> {
+        sqlx::query_as(
+            "SELECT appid, grain, period_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at
+               FROM retention_ledger
+              WHERE appid = ANY($1) AND grain = $4 AND period_start BETWEEN $2 AND $3
+              ORDER BY appid, period_start",
+        )
+        .bind(app_strings(apps))
+        .bind(first.start())
+        .bind(last.start())
+        .bind(first.grain().as_str())
+        .fetch_all(self.pool())
+        .await
+    }
+
+    /// The ledger entries of `apps`' weeks `first..=last`.
     pub async fn weeks(
         &self,
         apps: &[AppId],
         first: NaturalWeek,
         last: NaturalWeek,
-    ) -> sqlx::Result<Vec<WeekRow>> {
-        sqlx::query_as(
-            "SELECT appid, week_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at
-               FROM retention_ledger
-              WHERE appid = ANY($1) AND week_start BETWEEN $2 AND $3
-              ORDER BY appid, week_start",
-        )
-        .bind(app_strings(apps))
-        .bind(first.monday())
-        .bind(last.monday())
-        .fetch_all(self.pool())
-        .await
+    ) -> sqlx::Result<Vec<PeriodRow>> {
+        self.periods(apps, first.into(), last.into()).await
     }
 }
 
@@ -164,29 +182,40 @@ struct AppStatusRow {
 }
 
 impl Store {
-    /// `(appid, state, weeks)` for every app and every state, zeros included,
-    /// so a gauge drops to 0 instead of keeping its last value.
-    pub async fn state_counts(&self, apps: &[AppId]) -> sqlx::Result<Vec<(String, String, i64)>> {
+    /// `(appid, grain, state, periods)` for every app, every grain it
+    /// collects and every state, zeros included, so a gauge drops to 0
+    /// instead of keeping its last value.
+    pub async fn state_counts(
+        &self,
+        apps: &[(AppId, Vec<Grain>)],
+    ) -> sqlx::Result<Vec<(String, Grain, &'static str, i64)>> {
         // One grouped scan; the zeros are filled in here. Joining every
         // (app, state) pair to the ledger took 1.7 s for 10,000 apps.
-        let found: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT l.appid, l.state, count(*)
+        let ids: Vec<String> = apps.iter().map(|(a, _)| a.to_string()).collect();
+        let found: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT l.appid, l.grain, l.state, count(*)
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
-              GROUP BY l.appid, l.state",
+              GROUP BY l.appid, l.grain, l.state",
         )
-        .bind(app_strings(apps))
+        .bind(ids)
         .fetch_all(self.pool())
         .await?;
-        let found: std::collections::HashMap<(String, String), i64> = found
+        let found: std::collections::HashMap<(String, String, String), i64> = found
             .into_iter()
-            .map(|(appid, state, n)| ((appid, state), n))
+            .map(|(appid, grain, state, n)| ((appid, grain, state), n))
             .collect();
-        let mut counts = Vec::with_capacity(apps.len() * WeekState::ALL.len());
-        for appid in apps {
-            for state in WeekState::ALL {
-                let key = (appid.to_string(), state.as_str().to_string());
-                let n = found.get(&key).copied().unwrap_or(0);
-                counts.push((key.0, key.1, n));
+        let mut counts = Vec::with_capacity(apps.len() * 3 * WeekState::ALL.len());
+        for (appid, grains) in apps {
+            for &grain in grains {
+                for state in WeekState::ALL {
+                    let key = (
+                        appid.to_string(),
+                        grain.as_str().to_string(),
+                        state.as_str().to_string(),
+                    );
+                    let n = found.get(&key).copied().unwrap_or(0);
+                    counts.push((key.0, grain, state.as_str(), n));
+                }
             }
         }
         Ok(counts)

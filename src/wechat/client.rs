@@ -1,11 +1,12 @@
-//! The `getWeeklyRetain` call, with the token dance around it.
+//! The retention calls (`getDailyRetain`, `getWeeklyRetain`,
+//! `getMonthlyRetain`), with the token dance around them.
 
 use super::error::{Endpoint, ErrorClass, FetchError};
 use super::http::{api_error, post_json, send_and_read_text};
 use super::throttle::Throttle;
 use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
 use crate::config::{AppConfig, Credential, WechatConfig};
-use crate::domain::NaturalWeek;
+use crate::domain::Period;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,25 +61,25 @@ impl WeChatClient {
         })
     }
 
-    /// Asks WeChat for one week of one app.
+    /// Asks WeChat for one period of one app, at the period's grain.
     ///
     /// A token WeChat refuses (40001/40014/42001) is replaced and the call is
     /// retried exactly once: WxJava's unbounded loop (issue #1381) is the
     /// cautionary tale. When no other token can be had now, the refusal is
     /// the answer and the week is tried again later.
-    pub async fn weekly_retain(
+    pub async fn retain(
         &self,
         app: &AppConfig,
-        week: NaturalWeek,
+        period: Period,
     ) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
-        match self.call(app, week, &token).await {
+        match self.call(app, period, &token).await {
             Err(e) if e.class() == ErrorClass::Token => {
-                tracing::info!(appid = %app.appid, %week, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
+                tracing::info!(appid = %app.appid, %period, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
                 match self.tokens.replace(app, &token).await? {
-                    Some(token) => self.call(app, week, &token).await,
+                    Some(token) => self.call(app, period, &token).await,
                     None => {
-                        tracing::info!(appid = %app.appid, %week, "no other token to be had now; the week is tried again later");
+                        tracing::info!(appid = %app.appid, %period, "no other token to be had now; the period is tried again later");
                         Err(e)
                     }
                 }
@@ -90,15 +91,11 @@ impl WeChatClient {
     async fn call(
         &self,
         app: &AppConfig,
-        week: NaturalWeek,
+        period: Period,
         token: &SecretString,
     ) -> Result<RawAnswer, FetchError> {
-        let url = format!(
-            "{}/datacube/getweanalysisappidweeklyretaininfo",
-            self.base_url
-        );
-        let body =
-            serde_json::json!({ "begin_date": week.begin_date(), "end_date": week.end_date() });
+        let url = format!("{}/{}", self.base_url, period.grain().api_path());
+        let body = serde_json::json!({ "begin_date": period.begin_date(), "end_date": period.end_date() });
         let request = post_json(&self.http, &url, &body)
             .query(&[(app.token_param.as_str(), token.expose_secret())]);
         // The AppSecret is not sent here, but scrubbing it costs nothing and
@@ -111,15 +108,16 @@ impl WeChatClient {
         let started = Instant::now();
         let result = send_and_read_text(
             request,
-            Endpoint::WeeklyRetain,
+            Endpoint::Retain(period.grain()),
             self.max_body_bytes,
             &secrets,
         )
         .await;
         let latency = started.elapsed();
-        metrics::histogram!("wxretain_api_latency_seconds").record(latency.as_secs_f64());
+        metrics::histogram!("wxretain_api_latency_seconds", "grain" => period.grain().as_str())
+            .record(latency.as_secs_f64());
         let (body, text) = result?;
-        match api_error(Endpoint::WeeklyRetain, &body) {
+        match api_error(Endpoint::Retain(period.grain()), &body) {
             Some(error) => Err(error),
             None => Ok(RawAnswer {
                 body,

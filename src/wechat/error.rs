@@ -218,15 +218,22 @@ impl fmt::Display for ApiErrorCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Token,
-    WeeklyRetain,
+    /// `getDailyRetain`, `getWeeklyRetain` or `getMonthlyRetain`.
+    Retain(crate::domain::Grain),
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Endpoint::Token => "token",
-            Endpoint::WeeklyRetain => "getweanalysisappidweeklyretaininfo",
-        })
+        match self {
+            Endpoint::Token => f.write_str("token"),
+            Endpoint::Retain(grain) => f.write_str(
+                grain
+                    .api_path()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(grain.api_path()),
+            ),
+        }
     }
 }
 
@@ -370,7 +377,7 @@ mod tests {
         // The data endpoint's refused tokens stay refused tokens.
         for code in [40001, 40014, 42001] {
             assert_eq!(
-                api(Endpoint::WeeklyRetain, code).class(),
+                api(Endpoint::Retain(crate::domain::Grain::Weekly), code).class(),
                 ErrorClass::Token,
                 "{code}"
             );
@@ -381,7 +388,7 @@ mod tests {
             "{wrong_secret}"
         );
         assert!(wrong_secret.contains("configuration"), "{wrong_secret}");
-        let refused = api(Endpoint::WeeklyRetain, 40001).to_string();
+        let refused = api(Endpoint::Retain(crate::domain::Grain::Weekly), 40001).to_string();
         assert!(
             refused.contains("errcode 40001 (access token refused"),
             "{refused}"

@@ -143,7 +143,7 @@ pub async fn backfill(
 ) -> PassReport {
     let apps = p.all_apps().apps;
     p.store
-        .enqueue(&apps, first, last, as_of, refetch)
+        .enqueue(&apps, first.into(), last.into(), as_of, refetch)
         .await
         .expect("enqueue");
     pass_over(p, first, last, as_of).await
@@ -157,11 +157,7 @@ pub async fn pass_over(
     last: NaturalWeek,
     as_of: DateTime<Utc>,
 ) -> PassReport {
-    let scope = Scope {
-        apps: p.all_apps().apps,
-        first: Some(first),
-        last: Some(last),
-    };
+    let scope = Scope::weeks(p.all_apps().apps, first, last);
     let opts = PassOptions {
         as_of,
         scope,
