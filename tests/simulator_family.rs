@@ -439,3 +439,18 @@ async fn stats_count_every_grain_and_keep_weekly_apart() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_huge_history_serves_everything_without_a_panic() {
+    let (sim, client) = start(beijing(2027, 2, 1, 10), |c| c.history_weeks = u32::MAX).await;
+    let app = sim_appid(11);
+    let t = token(&sim, &client, &app).await;
+    let old = period(Grain::Daily, 2017, 1, 1);
+    assert_truth(
+        &ask(&sim, &client, &t, old).await,
+        &app,
+        old,
+        Grain::Daily.keys(),
+    );
+    sim.shutdown().await;
+}

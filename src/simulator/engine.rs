@@ -262,9 +262,12 @@ impl Engine {
         };
         // One horizon in days for every grain; for weeks it is exactly the
         // old "at most `history_weeks` weeks before the current one".
+        // A horizon before the calendar's start (a huge --history-weeks)
+        // means everything is served, not a panic.
         let today = now.with_timezone(&BEIJING).date_naive();
         let horizon = chrono::Duration::days(7 * i64::from(self.history_weeks));
-        if period.end() < today - horizon {
+        let oldest = today.checked_sub_signed(horizon);
+        if oldest.is_some_and(|oldest| period.end() < oldest) {
             return fail(61501);
         }
         let max_key = match publication_of(period, now, self.publish_hour) {
