@@ -41,7 +41,7 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Print one app's cohort triangle: users per week and who came back.
     Report(commands::report::ReportArgs),
-    /// Serve the built-in WeChat simulator.
+    /// Serve the built-in WeChat simulator: tokens and the daily, weekly and monthly retention APIs.
     Simulate(crate::simulator::SimArgs),
     /// First run: simulator, migrate, backfill a few apps, show what landed.
     Demo(commands::demo::DemoArgs),

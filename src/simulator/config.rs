@@ -10,10 +10,14 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub faults: Faults,
-    /// Beijing hour at which a key is published on its Monday (default 10,
-    /// after the community's "ready after 09:00").
+    /// Beijing hour at which a key is published on the day it is due (the
+    /// Monday for weekly keys, the 1st for monthly ones; default 10, after the
+    /// community's "ready after 09:00").
     pub publish_hour: u32,
-    /// How many weeks before the current one are served (older: 61501).
+    /// How far back every API serves, in weeks: a period whose last day is
+    /// more than `7 * history_weeks` days before today (Beijing) gets 61501.
+    /// For weeks that is "at most this many weeks before the current one".
+    /// Kept in weeks (not days) because tests and flags already set it.
     pub history_weeks: u32,
     pub clock: SimClock,
 }
@@ -48,10 +52,10 @@ pub struct SimArgs {
     /// Probability of a non-JSON HTTP 200 body per data call.
     #[arg(long, default_value_t = 0.0)]
     pub garbage_rate: f64,
-    /// Probability of answering another week's data per data call.
+    /// Probability of answering the previous period's data per data call.
     #[arg(long, default_value_t = 0.0)]
     pub wrong_ref_date_rate: f64,
-    /// Probability of an answer with empty series (no data for the week).
+    /// Probability of an answer with empty series (no data for the period).
     #[arg(long, default_value_t = 0.0)]
     pub empty_answer_rate: f64,
     /// Probability of an impossible answer (more new users than active ones), this once.
@@ -63,10 +67,10 @@ pub struct SimArgs {
     /// A token answers 42001 after N data calls.
     #[arg(long = "token-expire-after", value_name = "N")]
     pub token_expire_after: Option<u32>,
-    /// Data calls per app per minute before 45011.
+    /// Data calls per app and API per minute before 45011.
     #[arg(long, value_name = "N")]
     pub minute_quota: Option<u32>,
-    /// Data calls per app per Beijing day before 45009.
+    /// Data calls per app and API per Beijing day before 45009.
     #[arg(long, value_name = "N")]
     pub daily_quota: Option<u32>,
     /// APPID=CODE: that app always gets errcode CODE (repeatable).
@@ -87,10 +91,11 @@ pub struct SimArgs {
     /// Seed of the fault RNG.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Beijing hour (0..=23) at which keys are published on Mondays.
+    /// Beijing hour (0..=23) at which keys are published on the day they are
+    /// due (next day, next Monday, next month's 1st).
     #[arg(long, default_value_t = 10)]
     pub publish_hour: u32,
-    /// Weeks before the current one that are served.
+    /// How far back all three APIs serve: periods that ended at most 7×N days ago.
     #[arg(long, default_value_t = 160)]
     pub history_weeks: u32,
     /// Freeze the clock at this RFC 3339 instant (default: real time).

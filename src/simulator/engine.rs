@@ -4,13 +4,14 @@
 //! (the injected latency) happens with the lock released.
 
 use super::faults::{errmsg, make_implausible, Faults, TOKEN_CALL_ERRORS};
+use super::publish::{publication_of, Publication};
 use super::quota::Quotas;
-use super::request::{parse_week, TokenRequest};
+use super::request::{parse_period, TokenRequest};
 use super::stats::SimStats;
 use super::tokens::{TokenKind, TokenStore};
-use super::truth::{publication, truth_answer, Publication};
+use super::truth::truth_answer_of;
 use super::{SimClock, SimConfig};
-use crate::domain::{AppId, NaturalWeek, BEIJING};
+use crate::domain::{AppId, Grain, Period, BEIJING};
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -186,30 +187,28 @@ impl Engine {
         json!({"access_token": token, "expires_in": expires_in})
     }
 
-    /// One `getWeeklyRetain` call; counted before anything can fail.
-    pub(crate) async fn data_call(&self, token: Option<&str>, body: &[u8]) -> Answer {
-        let week = parse_week(body);
+    /// One call of `grain`'s retention API; counted before anything can fail.
+    pub(crate) async fn data_call(&self, grain: Grain, token: Option<&str>, body: &[u8]) -> Answer {
+        let period = parse_period(grain, body);
         let (latency, appid) = {
             let mut st = self.lock();
             st.stats.total_data_calls += 1;
+            st.stats.per_grain.entry(grain).or_default().calls += 1;
             let appid = token.and_then(|t| st.tokens.owner(t));
             // Bounded, so a simulator serving a long demo does not grow forever.
             if st.arrivals.len() < MAX_ARRIVALS {
                 let at = self.started.elapsed();
                 st.arrivals.push((appid.clone(), at));
             }
-            if let (Some(app), Ok(w)) = (&appid, &week) {
-                st.stats
-                    .per_week
-                    .entry((app.clone(), *w))
-                    .or_default()
-                    .calls += 1;
+            if let (Some(app), Ok(p)) = (&appid, &period) {
+                st.stats.bump(app, *p, |c| &mut c.calls);
             }
             (st.faults.latency_ms, appid)
         };
         tracing::debug!(
             appid = appid.as_ref().map(AppId::as_str),
-            week = ?week.as_ref().ok().map(ToString::to_string),
+            api = grain.api_name(),
+            period = ?period.as_ref().ok().map(ToString::to_string),
             "simulator data call"
         );
         if latency > 0 {
@@ -217,14 +216,15 @@ impl Engine {
         }
         let now = self.clock.now();
         let mut st = self.lock();
-        self.decide(&mut st, token, week, now)
+        self.decide(&mut st, grain, token, period, now)
     }
 
     fn decide(
         &self,
         st: &mut State,
+        grain: Grain,
         token: Option<&str>,
-        week: Result<NaturalWeek, i64>,
+        period: Result<Period, i64>,
         now: DateTime<Utc>,
     ) -> Answer {
         let fail = |code| Answer::Json(self.error(code));
@@ -247,7 +247,7 @@ impl Engine {
             return fail(code);
         }
         let (daily, per_minute) = (st.faults.daily_quota, st.faults.minute_quota);
-        if let Err(code) = st.quotas.spend(&appid, now, daily, per_minute) {
+        if let Err(code) = st.quotas.spend(&appid, grain, now, daily, per_minute) {
             return fail(code);
         }
         for i in 0..st.faults.error_rates.len() {
@@ -256,40 +256,43 @@ impl Engine {
                 return fail(code);
             }
         }
-        let week = match week {
-            Ok(week) => week,
+        let period = match period {
+            Ok(period) => period,
             Err(code) => return fail(code),
         };
-        let current = NaturalWeek::current_at(now, BEIJING);
-        if week.weeks_until(current) > i64::from(self.history_weeks) {
+        // One horizon in days for every grain; for weeks it is exactly the
+        // old "at most `history_weeks` weeks before the current one".
+        // A horizon before the calendar's start (a huge --history-weeks)
+        // means everything is served, not a panic.
+        let today = now.with_timezone(&BEIJING).date_naive();
+        let horizon = chrono::Duration::days(7 * i64::from(self.history_weeks));
+        let oldest = today.checked_sub_signed(horizon);
+        if oldest.is_some_and(|oldest| period.end() < oldest) {
             return fail(61501);
         }
-        let max_key = match publication(week, now, self.publish_hour) {
+        let max_key = match publication_of(period, now, self.publish_hour) {
             Publication::NotEnded => return fail(61501),
             Publication::Computing => return fail(61503),
             Publication::Keys(k) => k,
         };
         let pwrong = st.faults.wrong_ref_date_rate;
         if st.draw(pwrong) {
-            return Answer::Json(truth_answer(&appid, week.prev(), max_key));
+            return Answer::Json(truth_answer_of(&appid, period.prev(), max_key));
         }
         let pempty = st.faults.empty_answer_rate;
         if st.draw(pempty) {
             return Answer::Json(
-                serde_json::json!({"ref_date": week.ref_date(), "visit_uv_new": [], "visit_uv": []}),
+                serde_json::json!({"ref_date": period.ref_date(), "visit_uv_new": [], "visit_uv": []}),
             );
         }
-        let mut answer = truth_answer(&appid, week, max_key);
+        let mut answer = truth_answer_of(&appid, period, max_key);
         let pimplausible = st.faults.implausible_rate;
         if st.faults.implausible_apps.contains(&appid) || st.draw(pimplausible) {
             make_implausible(&mut answer);
         }
         st.stats.ok_answers += 1;
-        st.stats
-            .per_week
-            .entry((appid.clone(), week))
-            .or_default()
-            .ok += 1;
+        st.stats.per_grain.entry(grain).or_default().ok += 1;
+        st.stats.bump(&appid, period, |c| &mut c.ok);
         Answer::Json(answer)
     }
 }

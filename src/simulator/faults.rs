@@ -17,22 +17,24 @@ pub struct Faults {
     pub http_5xx_rate: f64,
     /// Answers HTTP 200 with an HTML error page instead of JSON.
     pub garbage_rate: f64,
-    /// Answers the week before's data and `ref_date` instead of the asked week.
+    /// Answers the previous period's data and `ref_date` (the day, week or
+    /// month before) instead of the asked one.
     pub wrong_ref_date_rate: f64,
     /// Answers, this once, more new users than active ones for key 0: an
     /// answer that cannot be true, as a glitch would produce.
     pub implausible_rate: f64,
-    /// Answers the asked week with empty series, as WeChat does for a week
-    /// it has no data for (yet).
+    /// Answers the asked period with empty series, as WeChat does for a
+    /// period it has no data for (yet).
     pub empty_answer_rate: f64,
     /// These apps' answers always have more new users than active ones for
     /// key 0, identically each time: impossible, but what WeChat says.
     pub implausible_apps: Vec<AppId>,
     /// A token answers 42001 from its (N+1)-th data call on.
     pub token_expire_after_calls: Option<u32>,
-    /// Data calls per app per minute before 45011.
+    /// Data calls per app and API per minute before 45011 (each retention
+    /// API has its own quota, as WeChat's do).
     pub minute_quota: Option<u32>,
-    /// Data calls per app per Beijing day before 45009.
+    /// Data calls per app and API per Beijing day before 45009.
     pub daily_quota: Option<u32>,
     /// That app always gets that errcode on data calls; 40013, 40125 and
     /// 40164 are also answered on token calls.

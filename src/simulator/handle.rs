@@ -6,7 +6,7 @@ use super::faults::Faults;
 use super::server::router;
 use super::stats::SimStats;
 use super::SimClock;
-use crate::domain::{AppId, NaturalWeek};
+use crate::domain::{AppId, NaturalWeek, Period};
 use anyhow::Context;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -87,10 +87,16 @@ impl SimulatorHandle {
         self.engine.stats()
     }
 
-    /// Data calls (errored included) whose token belonged to `appid` and whose
-    /// body named `week`.
+    /// `getWeeklyRetain` calls (errored included) whose token belonged to
+    /// `appid` and whose body named `week`.
     pub fn calls_for(&self, appid: &AppId, week: NaturalWeek) -> u64 {
         self.engine.stats().calls_for(appid, week)
+    }
+
+    /// Calls of `period`'s API (errored included) whose token belonged to
+    /// `appid` and whose body named `period`.
+    pub fn calls_for_period(&self, appid: &AppId, period: Period) -> u64 {
+        self.engine.stats().calls_for_period(appid, period)
     }
 
     /// Each data call's arrival time (since the simulator started) and the

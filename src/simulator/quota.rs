@@ -1,10 +1,12 @@
-//! Per-app call quotas (45011 per minute, 45009 per Beijing day).
+//! Call quotas per app and API (45011 per minute, 45009 per Beijing day):
+//! WeChat counts each retention API's quota apart, so a collector that
+//! exhausts the daily API can still call the weekly one.
 
-use crate::domain::{AppId, BEIJING};
+use crate::domain::{AppId, Grain, BEIJING};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 
-/// Data calls one app made in the current minute and Beijing day.
+/// Data calls one app made to one API in the current minute and Beijing day.
 #[derive(Debug)]
 struct QuotaUse {
     minute: i64,
@@ -13,16 +15,17 @@ struct QuotaUse {
     day_calls: u32,
 }
 
-/// Quota use of every app that made a data call.
+/// Quota use of every (app, API) that had a data call.
 #[derive(Debug, Default)]
-pub(crate) struct Quotas(HashMap<AppId, QuotaUse>);
+pub(crate) struct Quotas(HashMap<(AppId, Grain), QuotaUse>);
 
 impl Quotas {
-    /// Counts one data call of `appid`, or answers the errcode of the quota
+    /// Counts one data call of `appid` to `grain`'s API, or answers the errcode of the quota
     /// it would exceed (the daily one first). Refused calls are not counted.
     pub(crate) fn spend(
         &mut self,
         appid: &AppId,
+        grain: Grain,
         now: DateTime<Utc>,
         daily: Option<u32>,
         per_minute: Option<u32>,
@@ -33,7 +36,7 @@ impl Quotas {
         // Beijing is UTC+8 all year, so its minutes start with UTC's.
         let minute = now.timestamp().div_euclid(60);
         let day = now.with_timezone(&BEIJING).date_naive();
-        let used = self.0.entry(appid.clone()).or_insert(QuotaUse {
+        let used = self.0.entry((appid.clone(), grain)).or_insert(QuotaUse {
             minute,
             minute_calls: 0,
             day,

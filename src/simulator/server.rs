@@ -1,4 +1,5 @@
-//! HTTP routes: WeChat's three endpoints plus `/__sim/` admin endpoints.
+//! HTTP routes: WeChat's two token endpoints and three retention APIs, plus
+//! `/__sim/` admin endpoints.
 //!
 //! Handlers take raw bytes and parse them themselves, so a malformed body or
 //! query gets a WeChat-style `errcode` answer (HTTP 200) instead of axum's
@@ -8,6 +9,7 @@ use super::engine::{Answer, Engine};
 use super::faults::Faults;
 use super::request::TokenRequest;
 use super::tokens::TokenKind;
+use crate::domain::Grain;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -26,13 +28,14 @@ const GARBAGE_PAGE: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head
 <body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
 pub(crate) fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/cgi-bin/stable_token", post(stable_token))
-        .route("/cgi-bin/token", get(classic_token))
-        .route(
-            "/datacube/getweanalysisappidweeklyretaininfo",
-            post(weekly_retain),
-        )
+        .route("/cgi-bin/token", get(classic_token));
+    for grain in Grain::ALL {
+        let handler = move |engine, uri, query, body| retain(grain, engine, uri, query, body);
+        router = router.route(&format!("/{}", grain.api_path()), post(handler));
+    }
+    router
         .route("/__sim/stats", get(stats))
         .route("/__sim/clock", get(get_clock).post(set_clock))
         .route("/__sim/faults", get(get_faults).post(set_faults))
@@ -77,7 +80,9 @@ async fn classic_token(State(engine): State<Arc<Engine>>, uri: Uri, query: Param
     Json(engine.echo(&format!("GET {uri}"), answer))
 }
 
-async fn weekly_retain(
+/// Any retention API: they differ only in the grain of the asked period.
+async fn retain(
+    grain: Grain,
     State(engine): State<Arc<Engine>>,
     uri: Uri,
     query: Params,
@@ -88,7 +93,7 @@ async fn weekly_retain(
         .get("access_token")
         .or_else(|| q.get("cloudbase_access_token"))
         .map(String::as_str);
-    match engine.data_call(token, &body).await {
+    match engine.data_call(grain, token, &body).await {
         Answer::Json(value) => Json(engine.echo(&format!("POST {uri}"), value)).into_response(),
         Answer::GatewayError => (
             StatusCode::BAD_GATEWAY,
