@@ -208,15 +208,15 @@ async fn backfill_stores_the_simulators_values_and_a_rerun_changes_nothing() {
     // 12 unless run on a Monday before WeChat publishes the last week's key 0.
     let [stored, ..] = expected_weeks(first, last, now);
     for appid in &apps {
-        let lines = lines_starting(&out.stdout, &format!("{appid}: "));
+        let lines = lines_starting(&out.stdout, &format!("{appid}: weekly: "));
         assert_eq!(
             lines.len(),
             1,
-            "one summary line for {appid}:\n{}",
+            "one weekly summary line for {appid}:\n{}",
             out.stdout
         );
         assert!(
-            lines[0].starts_with(&format!("{appid}: 12 weeks: {stored} stored")),
+            lines[0].starts_with(&format!("{appid}: weekly: 12 weeks: {stored} stored")),
             "{}",
             lines[0]
         );
@@ -593,7 +593,7 @@ async fn status_prints_a_row_per_app_and_json_with_the_counts() {
         &db.url,
         &sim.base_url(),
         &apps,
-        &format!("{FAST}[schedule]\nlookback_weeks = 12\n"),
+        &format!("{FAST}[schedule]\nlookback_weeks = 12\n[collect]\nretention = [\"weekly\"]\n"),
     );
     // Only the first app is backfilled: the second shows 12 missing weeks.
     let mut args = backfill_args(first, last);
@@ -609,7 +609,7 @@ async fn status_prints_a_row_per_app_and_json_with_the_counts() {
     out.expect_code(0, "status");
     assert!(
         out.stdout
-            .starts_with(&format!("weeks {first} .. {} (12 weeks)\n", last.sunday())),
+            .starts_with(&format!("weekly {} .. {} (12 weeks)\n", first.monday(), last.sunday())),
         "{}",
         out.stdout
     );

@@ -91,7 +91,9 @@ async fn after_a_three_week_outage_one_pass_fetches_every_missed_week() {
     let first = NaturalWeek::last_completed_at(start, BEIJING);
     let sim = simulator(start, |_| {}).await;
     let apps = apps(3);
-    let extra = format!("{FAST}[schedule]\nstart_week = \"{first}\"\n");
+    let extra = format!(
+        "{FAST}[schedule]\nstart_week = \"{first}\"\n[collect]\nretention = [\"weekly\"]\n"
+    );
     let p = pipeline(config(&db, &sim, &apps, &extra)).await;
     hourly(&p, &sim, first, start, start + Duration::days(2)).await;
 
