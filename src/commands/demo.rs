@@ -3,7 +3,7 @@
 //! `report`, SQL on the dashboard views), with no WeChat account.
 
 use crate::config::{Config, DEFAULT_DATABASE_URL};
-use crate::domain::{AppId, Metric};
+use crate::domain::{AppId, Grain, Metric};
 use crate::pass::{run_pass, PassOptions};
 use crate::report::{render, Format, Triangle};
 use crate::simulator::{sim_appid, SimConfig, Simulator};
@@ -124,12 +124,14 @@ async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u
         format!(" --weeks {weeks}")
     };
     println!("\n$ wxretain report --app {appid}{weeks_flag}");
-    match super::report::load(store, database, appid, metric, weeks).await {
+    let grain = Grain::Weekly;
+    match super::report::load(store, database, appid, grain, metric, weeks).await {
         Ok(rows) => {
             let triangle = Triangle {
                 appid: appid.as_str(),
                 metric,
-                weeks: &rows,
+                grain,
+                periods: &rows,
             };
             anstream::print!("{}", render(&triangle, Format::Table));
         }
