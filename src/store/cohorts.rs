@@ -133,15 +133,17 @@ impl Store {
         let counts: Vec<String> = labels.iter().map(|l| format!("c.{p}_{l}")).collect();
         let rates: Vec<String> = labels.iter().map(|l| format!("c.{p}_rate_{l}")).collect();
         // Every name is a constant of the grain or the metric, never user
-        // input. The periods come from Rust (months are not a fixed interval)
-        // and the view is joined on (appid, start), which Postgres pushes
-        // down to the table's primary key.
+        // input. The periods come from Rust (months are not a fixed
+        // interval). The appid and the range of starts are constants for the
+        // view, so Postgres pushes them down to the table's primary key: the
+        // join alone would pivot every period the app has.
         let sql = format!(
             "SELECT p.start, c.{p}_users AS users,
                     ARRAY[{counts}]::bigint[] AS retained,
                     ARRAY[{rates}]::double precision[] AS rates
                FROM unnest($2::date[]) WITH ORDINALITY AS p(start, n)
                LEFT JOIN {name} c ON c.appid = $1 AND c.{start} = p.start
+                    AND c.{start} BETWEEN $3 AND $4
               ORDER BY p.n",
             counts = counts.join(", "),
             rates = rates.join(", "),
@@ -152,6 +154,8 @@ impl Store {
         let rows: Vec<CohortRow> = sqlx::query_as(&sql)
             .bind(appid.as_str())
             .bind(starts)
+            .bind(first.start())
+            .bind(last.start())
             .fetch_all(self.pool())
             .await?;
         Ok(rows
