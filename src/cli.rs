@@ -39,7 +39,7 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Show per-app health from the ledger.
     Status(commands::status::StatusArgs),
-    /// Print one app's cohort triangle: users per week and who came back.
+    /// Print one app's cohort triangle: users per day, week or month and who came back.
     Report(commands::report::ReportArgs),
     /// Serve the built-in WeChat simulator: tokens and the daily, weekly and monthly retention APIs.
     Simulate(crate::simulator::SimArgs),

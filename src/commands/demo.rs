@@ -129,12 +129,14 @@ async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u
         format!(" --weeks {weeks}")
     };
     println!("\n$ wxretain report --app {appid}{weeks_flag}");
-    match super::report::load(store, database, appid, metric, weeks).await {
+    let grain = Grain::Weekly;
+    match super::report::load(store, database, appid, grain, metric, weeks).await {
         Ok(rows) => {
             let triangle = Triangle {
                 appid: appid.as_str(),
                 metric,
-                weeks: &rows,
+                grain,
+                periods: &rows,
             };
             anstream::print!("{}", render(&triangle, Format::Table));
         }

@@ -1,26 +1,75 @@
-//! Cohort triangles as the `retention_cohorts` view defines them, so a report
-//! and a dashboard can never disagree about a rate.
+//! Cohort triangles as the dashboard views define them (`retention_cohorts`,
+//! `retention_cohorts_daily`, `retention_cohorts_monthly`), so a report and a
+//! dashboard can never disagree about a rate. One query serves every grain:
+//! what differs is the view's name and column names, described by
+//! [`CohortView`].
 
 use super::Store;
-use crate::domain::{AppId, Metric, NaturalWeek};
+use crate::domain::{AppId, Grain, Metric, Period};
 use chrono::NaiveDate;
 
-/// One week of one cohort (new or active users) and who came back.
+/// One period (day, week or month) of one cohort (new or active users) and
+/// who came back.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CohortWeek {
-    pub week_start: NaiveDate,
-    pub week_end: NaiveDate,
-    /// Key 0: the week's users; `None` while WeChat has not published it.
+pub struct CohortPeriod {
+    pub period: Period,
+    /// Key 0: the period's users; `None` while WeChat has not published it.
     pub users: Option<i64>,
-    /// Keys 1..=4: of those users, how many were active again k weeks later;
-    /// `None` while the key is not published.
-    pub retained: [Option<i64>; 4],
-    /// `retained[k] / users` as a fraction, from the view; `None` while the
+    /// One per key after 0 (`Grain::keys()[1..]`): of those users, how many
+    /// were active again k periods later; `None` while the key is not published.
+    pub retained: Vec<Option<i64>>,
+    /// `retained[i] / users` as a fraction, from the view; `None` while the
     /// key is unpublished or `users` is 0.
-    pub rates: [Option<f64>; 4],
+    pub rates: Vec<Option<f64>>,
 }
 
-/// The prefix of the view's columns for `metric` (`new_users`, `new_w1`...).
+/// The names a grain's dashboard view uses: a public interface (README,
+/// "Dashboard views"), which is why they are spelled out here rather than
+/// derived from the grain's other names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CohortView {
+    /// The view's name.
+    pub view: &'static str,
+    /// The period's columns in the view, its table and the report's CSV: the
+    /// first day, then the last day where the view has one.
+    pub period_columns: &'static [&'static str],
+    /// Key k's column is `<cohort>_<prefix><k>`, its rate `<cohort>_rate_<prefix><k>`.
+    pub key_prefix: &'static str,
+}
+
+impl CohortView {
+    pub fn of(grain: Grain) -> Self {
+        match grain {
+            Grain::Daily => Self {
+                view: "retention_cohorts_daily",
+                period_columns: &["day"],
+                key_prefix: "d",
+            },
+            Grain::Weekly => Self {
+                view: "retention_cohorts",
+                period_columns: &["week_start", "week_end"],
+                key_prefix: "w",
+            },
+            Grain::Monthly => Self {
+                view: "retention_cohorts_monthly",
+                period_columns: &["month_start", "month_end"],
+                key_prefix: "m",
+            },
+        }
+    }
+
+    /// The column holding the period's first day (in the view and the table).
+    pub fn start_column(self) -> &'static str {
+        self.period_columns[0]
+    }
+
+    /// `w1`, `d14`, `m1`...: key `key`'s name in the view's columns and the report's.
+    pub fn key_label(self, key: u8) -> String {
+        format!("{}{key}", self.key_prefix)
+    }
+}
+
+/// The prefix of the views' columns for `metric` (`new_users`, `new_w1`...).
 pub fn column_prefix(metric: Metric) -> &'static str {
     match metric {
         Metric::VisitUvNew => "new",
@@ -28,84 +77,123 @@ pub fn column_prefix(metric: Metric) -> &'static str {
     }
 }
 
+/// The keys after 0: the ones with a count and a rate in a cohort row.
+pub fn later_keys(grain: Grain) -> &'static [u8] {
+    grain.keys().get(1..).unwrap_or_default()
+}
+
 impl Store {
-    /// The oldest and the most recent week the app has any data for.
-    pub async fn stored_weeks(
+    /// The oldest and the most recent period of `grain` the app has any data for.
+    pub async fn stored_periods(
         &self,
+        grain: Grain,
         appid: &AppId,
-    ) -> sqlx::Result<Option<(NaturalWeek, NaturalWeek)>> {
-        let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = sqlx::query_as(
-            "SELECT min(week_start), max(week_start) FROM weekly_retention WHERE appid = $1",
-        )
-        .bind(appid.as_str())
-        .fetch_one(self.pool())
-        .await?;
+    ) -> sqlx::Result<Option<(Period, Period)>> {
+        let start = CohortView::of(grain).start_column();
+        // Table and column names are constants of the grain, never user input.
+        let sql = format!(
+            "SELECT min({start}), max({start}) FROM {} WHERE appid = $1",
+            grain.table()
+        );
+        let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = sqlx::query_as(&sql)
+            .bind(appid.as_str())
+            .fetch_one(self.pool())
+            .await?;
         Ok(first
             .zip(last)
-            .map(|(f, l)| (NaturalWeek::containing(f), NaturalWeek::containing(l))))
+            .map(|(f, l)| (grain.containing(f), grain.containing(l))))
     }
 
-    /// Apps with any data, for telling a user which appids they could mean.
-    pub async fn apps_with_data(&self) -> sqlx::Result<Vec<String>> {
-        sqlx::query_scalar("SELECT DISTINCT appid FROM weekly_retention ORDER BY appid")
-            .fetch_all(self.pool())
-            .await
+    /// Apps with any data of `grain`, for telling a user which appids they could mean.
+    pub async fn apps_with_data(&self, grain: Grain) -> sqlx::Result<Vec<String>> {
+        let sql = format!(
+            "SELECT DISTINCT appid FROM {} ORDER BY appid",
+            grain.table()
+        );
+        sqlx::query_scalar(&sql).fetch_all(self.pool()).await
     }
 
-    /// Every week of `first..=last`, in order; weeks with no data at all come
-    /// back with every value `None`, so a gap shows instead of vanishing.
-    pub async fn cohort_weeks(
+    /// Every period of `first..=last` (both of one grain), in order; periods
+    /// with no data at all come back with every value `None`, so a gap shows
+    /// instead of vanishing.
+    pub async fn cohort_periods(
         &self,
         appid: &AppId,
         metric: Metric,
-        first: NaturalWeek,
-        last: NaturalWeek,
-    ) -> sqlx::Result<Vec<CohortWeek>> {
+        first: Period,
+        last: Period,
+    ) -> sqlx::Result<Vec<CohortPeriod>> {
+        let grain = first.grain();
+        let view = CohortView::of(grain);
         let p = column_prefix(metric);
-        // `p` is one of two constants, never user input.
+        let labels: Vec<String> = later_keys(grain)
+            .iter()
+            .map(|&k| view.key_label(k))
+            .collect();
+        let counts: Vec<String> = labels.iter().map(|l| format!("c.{p}_{l}")).collect();
+        let rates: Vec<String> = labels.iter().map(|l| format!("c.{p}_rate_{l}")).collect();
+        // Every name is a constant of the grain or the metric, never user
+        // input. The periods come from Rust (months are not a fixed
+        // interval). The appid and the range of starts are constants for the
+        // view, so Postgres pushes them down to the table's primary key: the
+        // join alone would pivot every period the app has.
         let sql = format!(
-            "SELECT w::date AS week_start, (w::date + 6) AS week_end,
-                    c.{p}_users AS users,
-                    c.{p}_w1 AS w1, c.{p}_w2 AS w2, c.{p}_w3 AS w3, c.{p}_w4 AS w4,
-                    c.{p}_rate_w1 AS rate_w1, c.{p}_rate_w2 AS rate_w2,
-                    c.{p}_rate_w3 AS rate_w3, c.{p}_rate_w4 AS rate_w4
-               FROM generate_series($2::date, $3::date, interval '7 days') AS w
-               LEFT JOIN retention_cohorts c ON c.appid = $1 AND c.week_start = w::date
-              ORDER BY w"
+            "SELECT p.start, c.{p}_users AS users,
+                    ARRAY[{counts}]::bigint[] AS retained,
+                    ARRAY[{rates}]::double precision[] AS rates
+               FROM unnest($2::date[]) WITH ORDINALITY AS p(start, n)
+               LEFT JOIN {name} c ON c.appid = $1 AND c.{start} = p.start
+                    AND c.{start} BETWEEN $3 AND $4
+              ORDER BY p.n",
+            counts = counts.join(", "),
+            rates = rates.join(", "),
+            name = view.view,
+            start = view.start_column(),
         );
+        let starts: Vec<NaiveDate> = Period::range(first, last).map(Period::start).collect();
         let rows: Vec<CohortRow> = sqlx::query_as(&sql)
             .bind(appid.as_str())
-            .bind(first.monday())
-            .bind(last.monday())
+            .bind(starts)
+            .bind(first.start())
+            .bind(last.start())
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.into_iter().map(CohortWeek::from).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| CohortPeriod {
+                period: grain.containing(r.start),
+                users: r.users,
+                retained: r.retained,
+                rates: r.rates,
+            })
+            .collect())
     }
 }
 
 #[derive(sqlx::FromRow)]
 struct CohortRow {
-    week_start: NaiveDate,
-    week_end: NaiveDate,
+    start: NaiveDate,
     users: Option<i64>,
-    w1: Option<i64>,
-    w2: Option<i64>,
-    w3: Option<i64>,
-    w4: Option<i64>,
-    rate_w1: Option<f64>,
-    rate_w2: Option<f64>,
-    rate_w3: Option<f64>,
-    rate_w4: Option<f64>,
+    retained: Vec<Option<i64>>,
+    rates: Vec<Option<f64>>,
 }
 
-impl From<CohortRow> for CohortWeek {
-    fn from(r: CohortRow) -> Self {
-        Self {
-            week_start: r.week_start,
-            week_end: r.week_end,
-            users: r.users,
-            retained: [r.w1, r.w2, r.w3, r.w4],
-            rates: [r.rate_w1, r.rate_w2, r.rate_w3, r.rate_w4],
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_grain_names_its_view_and_a_label_per_later_key() {
+        for grain in Grain::ALL {
+            let view = CohortView::of(grain);
+            assert_eq!(later_keys(grain).len() + 1, grain.keys().len());
+            assert!(view.view.starts_with("retention_cohorts"));
+            assert!(!view.period_columns.is_empty());
         }
+        let daily = CohortView::of(Grain::Daily);
+        assert_eq!(daily.key_label(30), "d30");
+        assert_eq!(daily.start_column(), "day");
+        assert_eq!(CohortView::of(Grain::Weekly).key_label(4), "w4");
+        assert_eq!(later_keys(Grain::Monthly), &[1]);
     }
 }

@@ -11,7 +11,7 @@ mod save;
 mod schema;
 mod status;
 
-pub use cohorts::{column_prefix, CohortWeek};
+pub use cohorts::{column_prefix, later_keys, CohortPeriod, CohortView};
 pub use ledger::{Claim, Scope};
 pub use save::{Answered, SaveStats};
 pub use schema::SchemaError;
