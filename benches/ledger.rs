@@ -126,7 +126,8 @@ fn write_config(dir: &Path, apps: u32) -> anyhow::Result<PathBuf> {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
     // Weekly only: this measures the weekly ledger's scale, as before the
     // daily and monthly grains existed (issue: 10,000 apps × three grains).
-    let mut toml = String::from("[schedule]\nlookback_weeks = 104\n[collect]\nretention = [\"weekly\"]\n");
+    let mut toml =
+        String::from("[schedule]\nlookback_weeks = 104\n[collect]\nretention = [\"weekly\"]\n");
     for n in 1..=apps {
         toml.push_str(&format!(
             "[[apps]]\nappid = \"{}\"\nsecret_file = \"{}\"\n",

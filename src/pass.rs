@@ -129,7 +129,10 @@ impl Pipeline {
                 .filter(|a| apps.contains(a))
                 .collect();
             let (first, last) = self.kept_periods(grain, as_of);
-            planned += self.store.plan(&collecting, first, last, &self.rule).await?;
+            planned += self
+                .store
+                .plan(&collecting, first, last, &self.rule)
+                .await?;
         }
         Ok(planned)
     }
@@ -516,7 +519,9 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         }
         Err(error) => {
             let class = error.class();
-            let verdict = p.rule.after_failure(claim.period, class, claim.before, as_of);
+            let verdict = p
+                .rule
+                .after_failure(claim.period, class, claim.before, as_of);
             log_failure(&claim, &error, &verdict, latency_ms);
             if class == ErrorClass::Config {
                 metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(1.0);

@@ -409,7 +409,9 @@ mod tests {
     }
 
     fn week() -> Period {
-        NaturalWeek::parse_monday("20261102").expect("monday").into()
+        NaturalWeek::parse_monday("20261102")
+            .expect("monday")
+            .into()
     }
 
     fn beijing(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {

@@ -120,15 +120,14 @@ pub fn validate(period: Period, body: &Value) -> Result<PeriodAnswer, Rejection>
                 .get("key")
                 .and_then(Value::as_i64)
                 .ok_or(Rejection::BadEntry { metric, index })?;
-            let key = u8::try_from(key)
-                .ok()
-                .filter(|k| grain.is_key(*k))
-                .ok_or(Rejection::KeyOutOfRange {
+            let key = u8::try_from(key).ok().filter(|k| grain.is_key(*k)).ok_or(
+                Rejection::KeyOutOfRange {
                     metric,
                     index,
                     key,
                     grain,
-                })?;
+                },
+            )?;
             let raw = entry
                 .get("value")
                 .ok_or(Rejection::BadEntry { metric, index })?;

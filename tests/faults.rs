@@ -210,11 +210,13 @@ async fn the_database_going_away_mid_pass_loses_nothing() {
     }
     let (first, last) = p.kept_weeks(now());
     assert_eq!(table(&p.store).await, truth(&apps, first, last, now(), 10));
-    let inconsistent: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM retention_ledger l
-          WHERE cardinality(keys) * 2 <> (SELECT count(*) FROM weekly_retention r
-                                          WHERE r.appid = l.appid AND r.week_start = l.week_start)",
-    )
+    let inconsistent: i64 = sqlx::query_scalar(&format!(
+        "WITH stored AS ({STORED_ROWS})
+             SELECT count(*) FROM retention_ledger l
+              WHERE cardinality(keys) * 2 <> (SELECT count(*) FROM stored r
+                                              WHERE r.appid = l.appid AND r.grain = l.grain
+                                                AND r.period_start = l.period_start)"
+    ))
     .fetch_one(p.store.pool())
     .await
     .expect("count");
@@ -294,10 +296,12 @@ async fn kill_9_during_a_backfill_then_a_rerun_leaves_the_truth() {
         table(&p.store).await,
         truth(&apps, first, last, sim.clock().now(), 10)
     );
-    let claimed_without_rows: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM retention_ledger l WHERE state IN ('maturing', 'complete')
-            AND NOT EXISTS (SELECT 1 FROM weekly_retention r WHERE r.appid = l.appid AND r.week_start = l.week_start)",
-    )
+    let claimed_without_rows: i64 = sqlx::query_scalar(&format!(
+        "WITH stored AS ({STORED_ROWS})
+             SELECT count(*) FROM retention_ledger l WHERE state IN ('maturing', 'complete')
+                AND NOT EXISTS (SELECT 1 FROM stored r WHERE r.appid = l.appid AND r.grain = l.grain
+                                                         AND r.period_start = l.period_start)"
+    ))
     .fetch_one(p.store.pool())
     .await
     .expect("count");

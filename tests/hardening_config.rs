@@ -383,13 +383,14 @@ async fn once_against(
 
 #[tokio::test]
 async fn once_exits_1_when_an_attempted_week_failed_and_0_when_all_is_stored_or_not_ready() {
-    let lookback = "[schedule]\nlookback_weeks = 3\n";
+    let lookback = "[schedule]\nlookback_weeks = 3\n[collect]\nretention = [\"weekly\"]\n";
     let out = once_against("2026-11-23T10:30:00+08:00", lookback, |_| {}).await;
     out.expect_code(0, "all stored");
     assert!(out.stdout.contains("\"stored\":6"), "{}", out.stdout);
 
     // Expected from 08:00 but published at 10:00: attempted, not ready, no failure.
-    let early = "[schedule]\nlookback_weeks = 3\npublish_hour = 8\n";
+    let early =
+        "[schedule]\nlookback_weeks = 3\npublish_hour = 8\n[collect]\nretention = [\"weekly\"]\n";
     let out = once_against("2026-11-23T09:00:00+08:00", early, |_| {}).await;
     out.expect_code(0, "stored or not ready");
     assert!(out.stdout.contains("\"not_ready\":2"), "{}", out.stdout);

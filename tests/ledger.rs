@@ -60,14 +60,20 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
         .await
         .expect("plan");
 
-    let added = store.plan(&apps, p(first), p(last), &rule).await.expect("plan");
+    let added = store
+        .plan(&apps, p(first), p(last), &rule)
+        .await
+        .expect("plan");
     assert_eq!(added, 30 - 1 - 5);
     for app in &apps {
         assert_eq!(weeks_of(&store, app.as_str()).await, all, "{app}");
     }
     // Again: nothing to add. A week later: one week per app.
     assert_eq!(
-        store.plan(&apps, p(first), p(last), &rule).await.expect("plan"),
+        store
+            .plan(&apps, p(first), p(last), &rule)
+            .await
+            .expect("plan"),
         0
     );
     assert_eq!(
@@ -127,7 +133,10 @@ async fn state_counts_cover_every_app_and_state_with_zeros() {
         .execute(store.pool())
         .await
         .expect("update");
-    let weekly: Vec<_> = apps.iter().map(|a| (a.clone(), vec![Grain::Weekly])).collect();
+    let weekly: Vec<_> = apps
+        .iter()
+        .map(|a| (a.clone(), vec![Grain::Weekly]))
+        .collect();
     let counts = store.state_counts(&weekly).await.expect("counts");
     assert_eq!(counts.len(), 2 * 6, "every app × every state");
     let n = |app: usize, state: &str| {
@@ -161,14 +170,20 @@ async fn days_and_months_are_planned_across_month_and_year_boundaries() {
     );
     assert_eq!(store.plan(&apps, d1, d2, &rule).await.expect("plan"), 5);
     assert_eq!(store.plan(&apps, d1, d2, &rule).await.expect("plan"), 0);
-    assert_eq!(store.plan(&apps, d1, d2.next(), &rule).await.expect("plan"), 1);
+    assert_eq!(
+        store.plan(&apps, d1, d2.next(), &rule).await.expect("plan"),
+        1
+    );
     let (m1, m2) = (
         Grain::Monthly.containing(day("2026-11-15")),
         Grain::Monthly.containing(day("2027-02-01")),
     );
     assert_eq!(store.plan(&apps, m1, m2, &rule).await.expect("plan"), 4);
     assert_eq!(store.plan(&apps, m1, m2, &rule).await.expect("plan"), 0);
-    assert_eq!(store.plan(&apps, m1, m2.next(), &rule).await.expect("plan"), 1);
+    assert_eq!(
+        store.plan(&apps, m1, m2.next(), &rule).await.expect("plan"),
+        1
+    );
     let due: Vec<(String, NaiveDate, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "SELECT grain, period_start, next_due_at FROM retention_ledger ORDER BY grain, period_start",
     )
@@ -188,6 +203,13 @@ async fn days_and_months_are_planned_across_month_and_year_boundaries() {
     .expect("months");
     assert_eq!(
         months,
-        ["2026-11-01", "2026-12-01", "2027-01-01", "2027-02-01", "2027-03-01"].map(day)
+        [
+            "2026-11-01",
+            "2026-12-01",
+            "2027-01-01",
+            "2027-02-01",
+            "2027-03-01"
+        ]
+        .map(day)
     );
 }

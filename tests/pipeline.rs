@@ -89,12 +89,13 @@ async fn a_maturing_week_gains_keys_and_the_archive_keeps_both_answers() {
         4,
         "key 1 arrived for both metrics"
     );
-    let archived: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM retention_answers WHERE period_start = $1")
-            .bind(last.monday())
-            .fetch_one(p.store.pool())
-            .await
-            .expect("count");
+    let archived: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM retention_answers WHERE grain = 'weekly' AND period_start = $1",
+    )
+    .bind(last.monday())
+    .fetch_one(p.store.pool())
+    .await
+    .expect("count");
     assert_eq!(archived, 2);
 }
 
@@ -139,7 +140,8 @@ async fn a_week_still_being_computed_is_left_due_and_nothing_is_written() {
     let sim = simulator(early, |_| {}).await;
     let apps = apps(1);
     let week = NaturalWeek::last_completed_at(early, wxretain::domain::BEIJING);
-    let extra = format!("{FAST}[schedule]\nstart_week = \"{week}\"\n");
+    let extra =
+        format!("{FAST}[schedule]\nstart_week = \"{week}\"\n[collect]\nretention = [\"weekly\"]\n");
     let p = pipeline(config(&db, &sim, &apps, &extra)).await;
     let report = backfill(&p, week, week, early, false).await;
     assert_eq!(

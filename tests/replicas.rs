@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use common::*;
 use std::time::{Duration, Instant};
 use tokio::process::Child;
-use wxretain::domain::NaturalWeek;
+use wxretain::domain::{Grain, NaturalWeek};
 use wxretain::simulator::{Faults, SimClock, SimulatorHandle};
 
 /// One `wxretain run` process, named by `HOSTNAME`.
@@ -95,7 +95,7 @@ impl Replica {
 
 /// Waits until every week of the ledger has been stored or answered, with
 /// nothing due now and no lease held.
-async fn wait_until_settled(db: &TestDb, expected_weeks: i64, within: Duration) {
+async fn wait_until_settled(db: &TestDb, expected_periods: i64, within: Duration) {
     let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
     let deadline = Instant::now() + within;
     loop {
@@ -108,12 +108,12 @@ async fn wait_until_settled(db: &TestDb, expected_weeks: i64, within: Duration) 
         .fetch_one(&pool)
         .await
         .unwrap_or((0, -1));
-        if weeks == expected_weeks && open == 0 {
+        if weeks == expected_periods && open == 0 {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "not settled: {weeks} of {expected_weeks} weeks in the ledger, {open} still open"
+            "not settled: {weeks} of {expected_periods} periods in the ledger, {open} still open"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -131,15 +131,25 @@ async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
     })
     .await;
     let apps = apps(100);
-    let weeks = 20;
+    let weeks = 8;
     let extra = format!("{FAST}[schedule]\nlookback_weeks = {weeks}\n");
     let (_dir, path, env) = config_file(&apps, &extra);
+    // Every grain: the days from the oldest week's Monday, the weeks, the months.
+    let p = pipeline(config(&db, &sim, &apps, &extra)).await;
+    let per_app: i64 = Grain::ALL
+        .iter()
+        .map(|&g| {
+            let (first, last) = p.kept_periods(g, Utc::now());
+            first.periods_until(last) + 1
+        })
+        .sum();
+    let periods = 100 * per_app;
 
     let replicas: Vec<Replica> = ["replica-a", "replica-b", "replica-c"]
         .iter()
         .map(|host| Replica::start(host, &path, &env, &db, &sim))
         .collect();
-    wait_until_settled(&db, 100 * weeks, Duration::from_secs(90)).await;
+    wait_until_settled(&db, periods, Duration::from_secs(90)).await;
 
     let mut total = 0;
     for r in &replicas {
@@ -151,17 +161,17 @@ async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
         r.stop().await;
     }
 
-    // Every (appid, week) went to WeChat once, and the table is the truth.
+    // Every (appid, period) of every grain went to WeChat once, and the
+    // weekly table is the truth.
     let stats = sim.stats();
-    assert_eq!(stats.per_week.len() as i64, 100 * weeks);
+    assert_eq!(stats.per_period.len() as i64, periods);
     let repeated: Vec<_> = stats
-        .per_week
+        .per_period
         .iter()
         .filter(|(_, c)| c.calls != 1)
         .collect();
     assert!(repeated.is_empty(), "fetched more than once: {repeated:?}");
-    assert_eq!(total, 100 * weeks as u64);
-    let p = pipeline(config(&db, &sim, &apps, &extra)).await;
+    assert_eq!(total, periods as u64);
     let (first, last) = p.kept_weeks(Utc::now());
     assert_eq!(
         table(&p.store).await,
@@ -187,7 +197,8 @@ async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends(
     let extra =
         "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 1\nretry_attempts = 1\n\
                  retry_min_delay_ms = 5\nmax_in_flight = 4\n\
-                 [schedule]\nlookback_weeks = 20\nlease_secs = 11\ncron = \"*/2 * * * * *\"\n";
+                 [schedule]\nlookback_weeks = 20\nlease_secs = 11\ncron = \"*/2 * * * * *\"\n\
+                 [collect]\nretention = [\"weekly\"]\n";
     let (_dir, path, env) = config_file(&apps, extra);
 
     let mut doomed = Replica::start_elsewhere("replica-doomed", &path, &env, &db, &sim);

@@ -366,7 +366,13 @@ async fn fetch_health_counts_the_ledger_states_and_names_the_latest_failure() {
     pass_over(&p, week, week, at).await;
     // Planned, never fetched: an app the daemon has not reached yet.
     p.store
-        .enqueue(std::slice::from_ref(&queued), first.into(), last.into(), as_of, false)
+        .enqueue(
+            std::slice::from_ref(&queued),
+            first.into(),
+            last.into(),
+            as_of,
+            false,
+        )
         .await
         .expect("enqueue");
 

@@ -329,7 +329,10 @@ mod tests {
             .expect("week is over");
         assert_eq!(r.ranges.len(), 1);
         assert_eq!(
-            (r.ranges[0].0.start().to_string(), r.ranges[0].1.start().to_string()),
+            (
+                r.ranges[0].0.start().to_string(),
+                r.ranges[0].1.start().to_string()
+            ),
             ("2026-11-16".into(), "2026-11-16".into())
         );
         let refused = periods_of_range(&args("2026-11-16", "2026-11-23"), &[Grain::Weekly], now);
@@ -350,7 +353,10 @@ mod tests {
             shown,
             [
                 ("2026-10-28".to_string(), "2026-11-08".to_string()),
-                ("2026-10-26..2026-11-01".into(), "2026-11-02..2026-11-08".into()),
+                (
+                    "2026-10-26..2026-11-01".into(),
+                    "2026-11-02..2026-11-08".into()
+                ),
                 ("2026-10".into(), "2026-10".into()),
             ]
         );

@@ -29,7 +29,11 @@ impl Scope {
 
     /// The ranges as the three arrays the queries bind.
     fn columns(&self) -> (Vec<&'static str>, Vec<NaiveDate>, Vec<NaiveDate>) {
-        let grains = self.ranges.iter().map(|(f, _)| f.grain().as_str()).collect();
+        let grains = self
+            .ranges
+            .iter()
+            .map(|(f, _)| f.grain().as_str())
+            .collect();
         let firsts = self.ranges.iter().map(|(f, _)| f.start()).collect();
         let lasts = self.ranges.iter().map(|(_, l)| l.start()).collect();
         (grains, firsts, lasts)
@@ -193,7 +197,13 @@ impl Store {
             })
             .collect();
         // RETURNING does not keep the CTE's order; interleave apps period by period.
-        claims.sort_by(|a, b| (a.period.start(), a.period.grain(), &a.appid).cmp(&(b.period.start(), b.period.grain(), &b.appid)));
+        claims.sort_by(|a, b| {
+            (a.period.start(), a.period.grain(), &a.appid).cmp(&(
+                b.period.start(),
+                b.period.grain(),
+                &b.appid,
+            ))
+        });
         Ok(claims)
     }
 

@@ -67,11 +67,7 @@ impl WeChatClient {
     /// retried exactly once: WxJava's unbounded loop (issue #1381) is the
     /// cautionary tale. When no other token can be had now, the refusal is
     /// the answer and the week is tried again later.
-    pub async fn retain(
-        &self,
-        app: &AppConfig,
-        period: Period,
-    ) -> Result<RawAnswer, FetchError> {
+    pub async fn retain(&self, app: &AppConfig, period: Period) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
         match self.call(app, period, &token).await {
             Err(e) if e.class() == ErrorClass::Token => {
@@ -95,7 +91,8 @@ impl WeChatClient {
         token: &SecretString,
     ) -> Result<RawAnswer, FetchError> {
         let url = format!("{}/{}", self.base_url, period.grain().api_path());
-        let body = serde_json::json!({ "begin_date": period.begin_date(), "end_date": period.end_date() });
+        let body =
+            serde_json::json!({ "begin_date": period.begin_date(), "end_date": period.end_date() });
         let request = post_json(&self.http, &url, &body)
             .query(&[(app.token_param.as_str(), token.expose_secret())]);
         // The AppSecret is not sent here, but scrubbing it costs nothing and

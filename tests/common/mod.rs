@@ -186,6 +186,13 @@ pub async fn once(p: &Pipeline, as_of: DateTime<Utc>) -> PassReport {
 
 pub type Row = (String, chrono::NaiveDate, String, i16, i64);
 
+/// Every stored row of the three tables as `(appid, grain, period_start)`:
+/// for checks that the ledger and the tables agree.
+pub const STORED_ROWS: &str =
+    "SELECT appid, 'daily' AS grain, day AS period_start FROM daily_retention
+     UNION ALL SELECT appid, 'weekly', week_start FROM weekly_retention
+     UNION ALL SELECT appid, 'monthly', month_start FROM monthly_retention";
+
 pub async fn table(store: &Store) -> Vec<Row> {
     sqlx::query_as(
         "SELECT appid, week_start, metric, key, value FROM weekly_retention ORDER BY 1, 2, 3, 4",
