@@ -281,4 +281,32 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn each_grain_takes_only_its_own_ref_date_and_keys() {
+        let day = crate::domain::Grain::Daily
+            .containing(crate::domain::parse_date("20170306").expect("date"));
+        let month = crate::domain::Grain::Monthly.containing(day.start());
+        let answer = |ref_date: &str, keys: &[i64]| {
+            let series: Vec<_> = keys.iter().map(|k| json!({"key": k, "value": 5})).collect();
+            json!({"ref_date": ref_date, "visit_uv_new": series, "visit_uv": series})
+        };
+        let ok = validate(day, &answer("20170306", &[0, 1, 7, 14, 30])).expect("a day");
+        assert_eq!(ok.keys(), [0, 1, 7, 14, 30]);
+        // A daily key 9 is not a daily key; 4 is, 8 is not.
+        let e = validate(day, &answer("20170306", &[0, 9])).expect_err("key 9");
+        assert!(e.to_string().contains("not a daily key"), "{e}");
+        assert!(validate(day, &answer("20170306", &[8])).is_err());
+        assert!(validate(day, &answer("20170306-20170312", &[0])).is_err());
+        assert!(validate(day, &answer("20170307", &[0])).is_err());
+        assert!(matches!(
+            validate(day, &answer("20170306", &[1, 1])),
+            Err(Rejection::DuplicateKey { .. })
+        ));
+        let ok = validate(month, &answer("201703", &[0, 1])).expect("a month");
+        assert_eq!(ok.keys(), [0, 1]);
+        assert!(validate(month, &answer("201703", &[0, 2])).is_err());
+        assert!(validate(month, &answer("20170301", &[0])).is_err());
+        assert!(validate(month, &answer("201704", &[0])).is_err());
+    }
 }
