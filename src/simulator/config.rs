@@ -187,6 +187,7 @@ impl SimArgs {
                 wrong_ref_date_rate: probability("wrong-ref-date-rate", self.wrong_ref_date_rate)?,
                 implausible_rate: probability("implausible-rate", self.implausible_rate)?,
                 empty_answer_rate: probability("empty-answer-rate", self.empty_answer_rate)?,
+                huge_apps: Vec::new(),
                 implausible_apps: self
                     .implausible_apps
                     .iter()

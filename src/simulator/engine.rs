@@ -3,7 +3,7 @@
 //! All mutable state sits behind one short-lived `std` mutex; the only await
 //! (the injected latency) happens with the lock released.
 
-use super::faults::{errmsg, make_implausible, Faults, TOKEN_CALL_ERRORS};
+use super::faults::{errmsg, make_huge, make_implausible, Faults, TOKEN_CALL_ERRORS};
 use super::publish::{publication_of, Publication};
 use super::quota::Quotas;
 use super::request::{parse_period, TokenRequest};
@@ -289,6 +289,9 @@ impl Engine {
         let pimplausible = st.faults.implausible_rate;
         if st.faults.implausible_apps.contains(&appid) || st.draw(pimplausible) {
             make_implausible(&mut answer);
+        }
+        if st.faults.huge_apps.contains(&appid) {
+            make_huge(&mut answer);
         }
         st.stats.ok_answers += 1;
         st.stats.per_grain.entry(grain).or_default().ok += 1;

@@ -26,6 +26,9 @@ pub struct Faults {
     /// Answers the asked period with empty series, as WeChat does for a
     /// period it has no data for (yet).
     pub empty_answer_rate: f64,
+    /// These apps' values are multiplied by 2^32: a platform of billions of
+    /// users, where any 32-bit integer on the way would overflow.
+    pub huge_apps: Vec<AppId>,
     /// These apps' answers always have more new users than active ones for
     /// key 0, identically each time: impossible, but what WeChat says.
     pub implausible_apps: Vec<AppId>,
@@ -62,6 +65,22 @@ pub(crate) fn make_implausible(answer: &mut serde_json::Value) {
         .and_then(serde_json::Value::as_i64);
     if let (Some(active), Some(new)) = (active, answer.pointer_mut("/visit_uv_new/0/value")) {
         *new = serde_json::json!(active + 1);
+    }
+}
+
+/// Multiplies every value of an answer by 2^32.
+pub(crate) fn make_huge(answer: &mut serde_json::Value) {
+    for series in ["visit_uv_new", "visit_uv"] {
+        if let Some(entries) = answer.get_mut(series).and_then(|s| s.as_array_mut()) {
+            for entry in entries {
+                if let Some(value) = entry.get_mut("value") {
+                    let scaled = value.as_i64().map(|v| v.saturating_mul(1 << 32));
+                    if let Some(scaled) = scaled {
+                        *value = serde_json::json!(scaled);
+                    }
+                }
+            }
+        }
     }
 }
 
