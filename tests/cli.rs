@@ -990,11 +990,15 @@ async fn demo_fills_its_database_and_ends_with_a_report_and_sql_to_try() {
         out.stdout
     );
     assert!(!out.stdout.contains('\x1b'), "no colour when piped");
-    // The report's rows are the 6 weeks backfilled, as WeChat published them.
+    // The weekly report's rows are the 6 weeks backfilled, as WeChat
+    // published them; a daily report follows it.
+    let daily = format!("$ wxretain report --app {appid} --retention daily --periods 14\n");
+    let (weekly, after) = out.stdout.split_once(&daily).expect("a daily report too");
+    assert!(after.contains("day 30"), "{after}");
     let last = NaturalWeek::last_completed_at(now, BEIJING);
     for week in NaturalWeek::range(last.plus_weeks(-5), last) {
         let tokens = table_tokens(&appid, week, now);
-        let row = lines_starting(&out.stdout, &week.monday().to_string());
+        let row = lines_starting(weekly, &week.monday().to_string());
         assert_eq!(row.len(), 1, "{}", out.stdout);
         assert_eq!(row[0].split_whitespace().collect::<Vec<_>>(), tokens);
     }
@@ -1003,6 +1007,8 @@ async fn demo_fills_its_database_and_ends_with_a_report_and_sql_to_try() {
         "retention_latest_complete",
         "retention_curve_12w",
         "retention_fetch_health",
+        "retention_cohorts_daily",
+        "retention_cohorts_monthly",
     ] {
         assert!(
             out.stdout.contains(view),

@@ -143,6 +143,20 @@ async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u
         // The fetch summary above already says why; the SQL below still helps.
         Err(e) => println!("no report: {e:#}"),
     }
+    // Days are collected too: the last two weeks of them, day-1 to day-30.
+    println!("\n$ wxretain report --app {appid} --retention daily --periods 14");
+    match super::report::load(store, database, appid, Grain::Daily, metric, 14).await {
+        Ok(rows) => {
+            let triangle = Triangle {
+                appid: appid.as_str(),
+                metric,
+                grain: Grain::Daily,
+                periods: &rows,
+            };
+            anstream::print!("{}", render(&triangle, Format::Table));
+        }
+        Err(e) => println!("no daily report: {e:#}"),
+    }
     println!("\nThe same as CSV or JSON, or for active users:");
     println!(
         "  DATABASE_URL={database} wxretain report --app {appid} --format csv --metric active"
@@ -152,6 +166,8 @@ async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u
         format!("SELECT week_start, new_users, new_rate_w1, new_rate_w4 FROM retention_cohorts WHERE appid = '{appid}' ORDER BY week_start;"),
         "SELECT appid, week_start, new_users, new_rate_w4 FROM retention_latest_complete;".into(),
         "SELECT appid, cohort, weeks_after, round(rate::numeric, 3) AS rate, cohorts FROM retention_curve_12w ORDER BY 1, 2, 3;".into(),
+        format!("SELECT day, new_users, new_rate_d1, new_rate_d7, new_rate_d30 FROM retention_cohorts_daily WHERE appid = '{appid}' ORDER BY day DESC LIMIT 14;"),
+        format!("SELECT month_start, active_users, active_rate_m1 FROM retention_cohorts_monthly WHERE appid = '{appid}' ORDER BY month_start;"),
         "SELECT appid, weeks, complete, maturing, failing, due_now, last_success_at FROM retention_fetch_health;".into(),
     ] {
         println!("  {query}");
