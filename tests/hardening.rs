@@ -18,18 +18,7 @@ fn once_command(
     db: &TestDb,
     sim: &SimulatorHandle,
 ) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-    command
-        .args(["once", "--config"])
-        .arg(config)
-        .envs(env)
-        .env("DATABASE_URL", &db.url)
-        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    command
+    once_via(None, config, env, db, sim)
 }
 
 /// The same, as PID 1 of a PID namespace of its own, as in a container.
@@ -39,10 +28,33 @@ fn once_in_own_pid_namespace(
     db: &TestDb,
     sim: &SimulatorHandle,
 ) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new("unshare");
+    once_via(
+        Some(&["unshare", "--pid", "--fork", "--mount-proc"]),
+        config,
+        env,
+        db,
+        sim,
+    )
+}
+
+/// `wxretain once ...`, run by `wrapper` (a program and its arguments) if given.
+fn once_via(
+    wrapper: Option<&[&str]>,
+    config: &Path,
+    env: &HashMap<String, String>,
+    db: &TestDb,
+    sim: &SimulatorHandle,
+) -> tokio::process::Command {
+    let binary = env!("CARGO_BIN_EXE_wxretain");
+    let mut command = match wrapper {
+        Some([program, args @ ..]) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(args).arg(binary);
+            c
+        }
+        _ => tokio::process::Command::new(binary),
+    };
     command
-        .args(["--pid", "--fork", "--mount-proc"])
-        .arg(env!("CARGO_BIN_EXE_wxretain"))
         .args(["once", "--config"])
         .arg(config)
         .envs(env)
@@ -55,10 +67,10 @@ fn once_in_own_pid_namespace(
     command
 }
 
-/// Weeks the simulator was asked for more than once.
+/// Periods the simulator was asked for more than once.
 fn fetched_twice(sim: &SimulatorHandle) -> Vec<String> {
     sim.stats()
-        .per_week
+        .per_period
         .iter()
         .filter(|(_, c)| c.calls > 1)
         .map(|((appid, week), c)| format!("{appid} {week}: {} calls", c.calls))
@@ -86,7 +98,7 @@ async fn a_claim_that_waits_longer_than_its_lease_is_not_fetched_twice() {
     let apps = apps(1);
     let extra = "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 1\nretry_attempts = 1\n\
                  retry_min_delay_ms = 5\nmax_in_flight = 16\nrate_per_second = 1000\napp_rate_per_second = 2\n\
-                 [schedule]\nlookback_weeks = 30\nlease_secs = 11\n";
+                 [schedule]\nlookback_weeks = 30\nlease_secs = 11\n[collect]\nretention = [\"weekly\"]\n";
     let (_dir, path, env) = config_file(&apps, extra);
     let first = once_command(&path, &env, &db, &sim)
         .env("HOSTNAME", "replica-a")
@@ -121,7 +133,8 @@ async fn replicas_that_share_a_hostname_and_a_pid_do_not_free_each_others_leases
     let db = TestDb::new().await;
     let sim = real_time_simulator(300).await;
     let apps = apps(4);
-    let extra = format!("{FAST}[schedule]\nlookback_weeks = 6\n");
+    let extra =
+        format!("{FAST}[schedule]\nlookback_weeks = 6\n[collect]\nretention = [\"weekly\"]\n");
     let extra = extra.replace("max_in_flight = 8", "max_in_flight = 4");
     let (_dir, path, env) = config_file(&apps, &extra);
     let first = once_in_own_pid_namespace(&path, &env, &db, &sim)
