@@ -5,9 +5,12 @@
 //! A apps × W weeks at concurrency C, talking to Postgres through a small proxy
 //! that counts round trips. Prints wall time against the ideal A·W·latency/C,
 //! the backfill process's CPU time and peak RSS (from wait4), round trips and
-//! simulator calls per week; then the same at zero latency, for throughput.
+//! simulator calls per week; then the same at zero latency, for throughput;
+//! then a mix of the daily, weekly and monthly grains over M whole months
+//! (`--retention` runs that mix alone), against the ideal calls·latency/C.
 //! Figures, not assertions: this machine is shared and noisy.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wxretain::domain::{NaturalWeek, BEIJING};
+use wxretain::domain::{Grain, NaturalWeek, Period, BEIJING};
 use wxretain::simulator::sim_appid;
 
 #[derive(Parser, Debug)]
@@ -39,6 +42,16 @@ struct Args {
     /// Apps of the zero-latency run (0 skips it).
     #[arg(long, default_value_t = 1000)]
     zero_latency_apps: u32,
+    /// Run only the mix, of these grains (comma-separated: daily,weekly,monthly).
+    /// Without it: the weekly runs, then a mix of all three.
+    #[arg(long, value_name = "GRAINS", value_delimiter = ',')]
+    retention: Vec<Grain>,
+    /// Apps of the mix (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    mix_apps: u32,
+    /// Whole months of the mix: every day, week and month of them.
+    #[arg(long, default_value_t = 6)]
+    months: u32,
     /// Postgres server (a database wxretain_bench is created on it).
     #[arg(
         long,
@@ -51,9 +64,46 @@ struct Args {
     bench: bool,
 }
 
+/// Which periods a backfill asks for: `--from..--to` of these grains.
+struct Scenario {
+    grains: Vec<Grain>,
+    from: NaiveDate,
+    to: NaiveDate,
+}
+
+impl Scenario {
+    /// The periods of `grain` that `wxretain backfill --from --to` fetches
+    /// for one app: every day of the range, every week and month overlapping it.
+    fn periods(&self, grain: Grain) -> u64 {
+        (grain
+            .containing(self.from)
+            .periods_until(grain.containing(self.to))
+            + 1) as u64
+    }
+
+    /// `183 days + 27 weeks + 6 months`
+    fn describe(&self) -> String {
+        self.grains
+            .iter()
+            .map(|&g| format!("{} {}s", self.periods(g), g.unit()))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+/// One grain of a run: (app, period) pairs stored with every key, and the
+/// simulator's calls of that grain's API.
+struct GrainCount {
+    grain: Grain,
+    stored: u64,
+    sim_calls: u64,
+}
+
 /// What one backfill run measured.
 struct Run {
-    weeks: u64,
+    /// (app, period) pairs stored with every key, all grains.
+    periods: u64,
+    per_grain: Vec<GrainCount>,
     wall: Duration,
     cpu: Duration,
     max_rss_kib: i64,
@@ -63,6 +113,10 @@ struct Run {
 }
 
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == LAUNCH) {
+        return launch(&argv[2..]);
+    }
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_wxretain"));
@@ -72,22 +126,38 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let run = runtime.block_on(backfill(&bin, &args, args.apps, args.latency_ms))?;
+    if !args.retention.is_empty() {
+        anyhow::ensure!(
+            args.mix_apps > 0,
+            "--retention runs the mix: --mix-apps must be > 0"
+        );
+        return mix(&runtime, &bin, &args, &args.retention);
+    }
+
+    // The weeks: W complete ones (all keys published) ending five weeks ago.
+    let last = NaturalWeek::last_completed_at(chrono::Utc::now(), BEIJING).plus_weeks(-5);
+    let first = last.plus_weeks(-(i64::from(args.weeks) - 1));
+    let weekly = Scenario {
+        grains: vec![Grain::Weekly],
+        from: first.monday(),
+        to: last.sunday(),
+    };
+    let run = runtime.block_on(backfill(&bin, &args, &weekly, args.apps, args.latency_ms))?;
     let ideal = Duration::from_secs_f64(
-        run.weeks as f64 * args.latency_ms as f64 / 1000.0 / f64::from(args.concurrency),
+        run.periods as f64 * args.latency_ms as f64 / 1000.0 / f64::from(args.concurrency),
     );
     println!(
         "\nlatency {} ms, A = {} apps × W = {} weeks, C = {}",
         args.latency_ms, args.apps, args.weeks, args.concurrency
     );
-    report(&run);
+    report(&run, "week");
     let ratio = run.wall.as_secs_f64() / ideal.as_secs_f64().max(f64::EPSILON);
     println!(
         "  wall / ideal           {ratio:.3}  (ideal A·W·latency/C = {:.2} s; target ≤ 1.15: {})",
         ideal.as_secs_f64(),
         verdict(ratio <= 1.15)
     );
-    let cpu_per_k = run.cpu.as_secs_f64() * 1000.0 / run.weeks.max(1) as f64;
+    let cpu_per_k = run.cpu.as_secs_f64() * 1000.0 / run.periods.max(1) as f64;
     println!(
         "  CPU per 1,000 weeks    {cpu_per_k:.3} s  (target ≤ 0.1: {})",
         verdict(cpu_per_k <= 0.1)
@@ -99,18 +169,114 @@ fn main() -> anyhow::Result<()> {
     );
 
     if args.zero_latency_apps > 0 {
-        let zero = runtime.block_on(backfill(&bin, &args, args.zero_latency_apps, 0))?;
+        let zero = runtime.block_on(backfill(&bin, &args, &weekly, args.zero_latency_apps, 0))?;
         println!(
             "\nlatency 0 ms, A = {} apps × W = {} weeks, C = {}",
             args.zero_latency_apps, args.weeks, args.concurrency
         );
-        report(&zero);
-        let rate = zero.weeks as f64 / zero.wall.as_secs_f64();
+        report(&zero, "week");
+        let rate = zero.periods as f64 / zero.wall.as_secs_f64();
         println!(
             "  throughput             {rate:.0} weeks/s  (target ≥ 2,000: {})",
             verdict(rate >= 2000.0)
         );
     }
+
+    if args.mix_apps > 0 {
+        mix(&runtime, &bin, &args, &Grain::ALL)?;
+    }
+    Ok(())
+}
+
+/// Beijing hour the simulator publishes keys at (`wxretain simulate`'s default).
+const PUBLISH_HOUR: u32 = 10;
+
+/// The mix's range: `months` whole months, the latest of them the most recent
+/// month by whose end every key of every period of `grains` overlapping it is
+/// published, so each period is fetched once and stored complete, as in the
+/// weekly runs.
+fn mix_range(grains: &[Grain], months: u32, now: DateTime<Utc>) -> Scenario {
+    let mut last = Grain::Monthly.last_completed_at(now);
+    let published = |month: Period| {
+        grains.iter().all(|g| {
+            let period = g.containing(month.end());
+            now >= period.key_expected_at(g.max_key(), PUBLISH_HOUR)
+        })
+    };
+    while !published(last) {
+        last = last.prev();
+    }
+    let first = last.plus(-(i64::from(months.max(1)) - 1));
+    Scenario {
+        grains: grains.to_vec(),
+        from: first.start(),
+        to: last.end(),
+    }
+}
+
+/// A backfill of every day, week and month (of `grains`) of whole months,
+/// reported per period against the ideal calls·latency/C.
+fn mix(
+    runtime: &tokio::runtime::Runtime,
+    bin: &Path,
+    args: &Args,
+    grains: &[Grain],
+) -> anyhow::Result<()> {
+    let scenario = mix_range(grains, args.months, chrono::Utc::now());
+    let run = runtime.block_on(backfill(
+        bin,
+        args,
+        &scenario,
+        args.mix_apps,
+        args.latency_ms,
+    ))?;
+    let per_app: u64 = scenario.grains.iter().map(|&g| scenario.periods(g)).sum();
+    println!(
+        "\nlatency {} ms, A = {} apps × ({}) = {} periods each, {}..{}, C = {}",
+        args.latency_ms,
+        args.mix_apps,
+        scenario.describe(),
+        per_app,
+        scenario.from,
+        scenario.to,
+        args.concurrency
+    );
+    report(&run, "period");
+    for g in &run.per_grain {
+        let expected = u64::from(args.mix_apps) * scenario.periods(g.grain);
+        println!(
+            "  {:<23}{} of {expected} stored with all {} keys, {} simulator calls ({:.3} per {})",
+            g.grain.as_str(),
+            g.stored,
+            g.grain.keys().len(),
+            g.sim_calls,
+            g.sim_calls as f64 / g.stored.max(1) as f64,
+            g.grain.unit()
+        );
+    }
+    let ideal = Duration::from_secs_f64(
+        run.periods as f64 * args.latency_ms as f64 / 1000.0 / f64::from(args.concurrency),
+    );
+    if args.latency_ms > 0 {
+        let ratio = run.wall.as_secs_f64() / ideal.as_secs_f64();
+        println!(
+            "  wall / ideal           {ratio:.3}  (ideal calls·latency/C = {:.2} s)",
+            ideal.as_secs_f64()
+        );
+    } else {
+        println!(
+            "  throughput             {:.0} periods/s",
+            run.periods as f64 / run.wall.as_secs_f64()
+        );
+    }
+    println!(
+        "  CPU per 1,000 periods  {:.3} s",
+        run.cpu.as_secs_f64() * 1000.0 / run.periods.max(1) as f64
+    );
+    println!(
+        "  peak RSS               {:.1} MiB",
+        run.max_rss_kib as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -122,11 +288,12 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-fn report(run: &Run) {
-    let per_week = |n: u64| n as f64 / run.weeks.max(1) as f64;
+fn report(run: &Run, unit: &str) {
+    let per = |n: u64| n as f64 / run.periods.max(1) as f64;
     println!(
-        "  weeks stored           {}{}",
-        run.weeks,
+        "  {:<23}{}{}",
+        format!("{unit}s stored"),
+        run.periods,
         if run.ok {
             ""
         } else {
@@ -139,18 +306,24 @@ fn report(run: &Run) {
         run.cpu.as_secs_f64()
     );
     println!(
-        "  Postgres round trips   {} ({:.3} per week)",
+        "  Postgres round trips   {} ({:.3} per {unit})",
         run.round_trips,
-        per_week(run.round_trips)
+        per(run.round_trips)
     );
     println!(
-        "  simulator calls        {} ({:.3} per week)",
+        "  simulator calls        {} ({:.3} per {unit})",
         run.sim_calls,
-        per_week(run.sim_calls)
+        per(run.sim_calls)
     );
 }
 
-async fn backfill(bin: &Path, args: &Args, apps: u32, latency_ms: u64) -> anyhow::Result<Run> {
+async fn backfill(
+    bin: &Path,
+    args: &Args,
+    scenario: &Scenario,
+    apps: u32,
+    latency_ms: u64,
+) -> anyhow::Result<Run> {
     let server = reqwest::Url::parse(&args.database_url)?;
     let mut db_url = server.clone();
     db_url.set_path("/wxretain_bench");
@@ -159,10 +332,6 @@ async fn backfill(bin: &Path, args: &Args, apps: u32, latency_ms: u64) -> anyhow
         .execute(&admin)
         .await?;
     admin.close().await;
-
-    // The weeks: W complete ones (all keys published) ending five weeks ago.
-    let last = NaturalWeek::last_completed_at(chrono::Utc::now(), BEIJING).plus_weeks(-5);
-    let first = last.plus_weeks(-(i64::from(args.weeks) - 1));
 
     let dir = tempfile::tempdir()?;
     let secret = dir.path().join("secret");
@@ -175,8 +344,14 @@ async fn backfill(bin: &Path, args: &Args, apps: u32, latency_ms: u64) -> anyhow
         "[database]\nmax_connections = 4\n\
          [wechat]\nmax_in_flight = {c}\nrate_per_second = 1000000\n\
          app_rate_per_second = 1000000\nretry_min_delay_ms = 20\n\
-         [collect]\nretention = [\"weekly\"]\n",
-        c = args.concurrency
+         [collect]\nretention = [{grains}]\n",
+        c = args.concurrency,
+        grains = scenario
+            .grains
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for n in 1..=apps {
         toml.push_str(&format!(
@@ -211,8 +386,12 @@ async fn backfill(bin: &Path, args: &Args, apps: u32, latency_ms: u64) -> anyhow
     // The proxy reads the protocol, so no TLS on this hop.
     proxied.query_pairs_mut().append_pair("sslmode", "disable");
 
-    let run_cmd = |command: &[&str]| {
-        let mut c = Command::new(bin);
+    // `via` runs `bin` (itself, or the launcher that measures it).
+    let command_via = |via: &Path, command: &[&str]| {
+        let mut c = Command::new(via);
+        if via != bin {
+            c.arg(LAUNCH).arg(bin);
+        }
         c.arg("--config")
             .arg(&config)
             .args(command)
@@ -224,26 +403,32 @@ async fn backfill(bin: &Path, args: &Args, apps: u32, latency_ms: u64) -> anyhow
         c
     };
     // Migrations are set-up, not part of the measure.
-    let migrated = run_cmd(&["migrate"]).status()?;
+    let migrated = command_via(bin, &["migrate"]).status()?;
     anyhow::ensure!(migrated.success(), "wxretain migrate failed");
     proxy.round_trips.store(0, Ordering::SeqCst);
 
     print!(
-        "running backfill of {apps} apps × {} weeks at {latency_ms} ms … ",
-        args.weeks
+        "running backfill of {apps} apps × {} at {latency_ms} ms … ",
+        scenario.describe()
     );
     let _ = std::io::stdout().flush();
-    let started = Instant::now();
-    let child = run_cmd(&[
-        "backfill",
-        "--from",
-        &first.monday().to_string(),
-        "--to",
-        &last.sunday().to_string(),
-    ])
-    .spawn()?;
-    let (ok, usage) = wait_with_usage(child)?;
-    let wall = started.elapsed();
+    let (from, to) = (scenario.from.to_string(), scenario.to.to_string());
+    let grains = scenario
+        .grains
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut command = vec!["backfill", "--from", &from, "--to", &to];
+    // The weekly runs call backfill as they always did: the config's grain.
+    if scenario.grains != [Grain::Weekly] {
+        command.extend(["--retention", &grains]);
+    }
+    let launched = command_via(&std::env::current_exe()?, &command)
+        .stdout(Stdio::piped())
+        .output()?;
+    anyhow::ensure!(launched.status.success(), "the launcher failed");
+    let (ok, wall, usage) = parse_launched(&launched.stdout)?;
     println!("done in {:.2} s", wall.as_secs_f64());
 
     let stats: serde_json::Value = reqwest::get(format!("{sim_url}/__sim/stats"))
@@ -253,13 +438,27 @@ async fn backfill(bin: &Path, args: &Args, apps: u32, latency_ms: u64) -> anyhow
     let _ = sim.kill();
     let _ = sim.wait();
     let pool = sqlx::PgPool::connect(db_url.as_str()).await?;
-    let weeks: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE cardinality(keys) = 5")
-            .fetch_one(&pool)
-            .await?;
+    let mut per_grain = Vec::new();
+    for &grain in &scenario.grains {
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM retention_ledger WHERE grain = $1 AND cardinality(keys) = $2",
+        )
+        .bind(grain.as_str())
+        .bind(grain.keys().len() as i32)
+        .fetch_one(&pool)
+        .await?;
+        per_grain.push(GrainCount {
+            grain,
+            stored: stored as u64,
+            sim_calls: stats["by_grain"][grain.as_str()]["calls"]
+                .as_u64()
+                .unwrap_or(0),
+        });
+    }
     pool.close().await;
     Ok(Run {
-        weeks: weeks as u64,
+        periods: per_grain.iter().map(|g| g.stored).sum(),
+        per_grain,
         wall,
         cpu: usage.cpu,
         max_rss_kib: usage.max_rss_kib,
@@ -287,6 +486,59 @@ async fn wait_for_http(url: &str) -> anyhow::Result<()> {
 struct Usage {
     cpu: Duration,
     max_rss_kib: i64,
+}
+
+/// First argument of the benchmark re-run as a launcher: `LAUNCH program args…`.
+///
+/// The backfill is started by this small process, not by the benchmark
+/// itself, because Linux carries the spawner's peak RSS into the child's
+/// `ru_maxrss`: at exec the kernel records the high-water mark of the memory
+/// the process leaves, which after a `vfork` (what `Command::spawn` uses) is
+/// the parent's. The benchmark grows to ~55 MiB reading the simulator's stats
+/// of a 26,000-week run, and every backfill it started after that reported
+/// 55 MiB. The launcher is a fresh exec, a few MiB.
+const LAUNCH: &str = "__launch";
+
+/// The launcher: runs the command (stdout to /dev/null, stderr inherited),
+/// reaps it with wait4 and prints `exited_ok wall_ns cpu_ns max_rss_kib`.
+fn launch(command: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("{LAUNCH}: no command"))?;
+    let started = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let (ok, usage) = wait_with_usage(child)?;
+    let wall = started.elapsed();
+    println!(
+        "{} {} {} {}",
+        u8::from(ok),
+        wall.as_nanos(),
+        usage.cpu.as_nanos(),
+        usage.max_rss_kib
+    );
+    Ok(())
+}
+
+/// Reads the launcher's line.
+fn parse_launched(stdout: &[u8]) -> anyhow::Result<(bool, Duration, Usage)> {
+    let text = String::from_utf8_lossy(stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [ok, wall, cpu, rss] = fields[..] else {
+        anyhow::bail!("the launcher printed {text:?}");
+    };
+    let nanos = |t: &str| -> anyhow::Result<Duration> { Ok(Duration::from_nanos(t.parse()?)) };
+    Ok((
+        ok == "1",
+        nanos(wall)?,
+        Usage {
+            cpu: nanos(cpu)?,
+            max_rss_kib: rss.parse()?,
+        },
+    ))
 }
 
 /// Waits for the child with wait4, which reports that process's own CPU time
