@@ -290,7 +290,7 @@ pub(super) fn progress_bar(total: i64) -> Option<indicatif::ProgressBar> {
     }
     let bar = indicatif::ProgressBar::new(total as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {bar:40} {pos}/{len} weeks  {per_sec}  eta {eta}",
+        "{spinner} {bar:40} {pos}/{len} periods  {per_sec}  eta {eta}",
     ) {
         bar.set_style(style);
     }
