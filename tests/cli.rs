@@ -22,41 +22,6 @@ const DB_PASSWORD: &str = "S3cretDbPassw0rd";
 /// No command may take longer than this; a hang is a failure, not a stuck test.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// What one run of the binary left behind.
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn expect_code(&self, code: i32, what: &str) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "{what}: exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn expect_stderr_has(&self, needle: &str, what: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "{what}: stderr should mention {needle:?}\n--- stderr\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    /// stdout and stderr together, for "never appears anywhere" checks.
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
 /// A config file in a temp dir plus the environment the binary runs with.
 struct Wxretain {
     dir: tempfile::TempDir,

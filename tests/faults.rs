@@ -4,33 +4,11 @@
 mod common;
 
 use common::*;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use wxretain::domain::{NaturalWeek, BEIJING};
 use wxretain::pass::{run_pass, PassOptions};
 use wxretain::simulator::Faults;
-
-/// A log sink the test can read back.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     beijing(2026, 11, 24, 12)
@@ -128,7 +106,7 @@ async fn soak_good_apps_end_equal_to_the_truth_and_the_log_holds_no_secret() {
         "{reasons:?}"
     );
 
-    let log = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf-8 log");
+    let log = capture.text();
     assert!(log.contains("fetched week"), "the log was captured");
     assert!(log.contains("48001"), "the broken app is reported");
     for appid in &apps {

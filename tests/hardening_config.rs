@@ -14,37 +14,6 @@ use std::time::Duration;
 /// No command may take longer than this; a hang is a failure, not a stuck test.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// What one run of the binary left behind.
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Asserts the exit code, printing both streams when it differs.
-    fn expect_code(&self, code: i32, what: &str) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "{what}: exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn expect_stderr_has(&self, needle: &str, what: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "{what}: stderr should mention {needle:?}\n--- stderr\n{}",
-            self.stderr
-        );
-        self
-    }
-}
-
 /// Runs `wxretain --config CONFIG ARGS...` with exactly `env` (and `PATH`).
 async fn wxretain(config: &Path, env: &HashMap<String, String>, args: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));

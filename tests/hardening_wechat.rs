@@ -5,41 +5,13 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wxretain::config::Config;
 use wxretain::domain::{NaturalWeek, BEIJING};
 use wxretain::simulator::{sim_appid, Faults, SimulatorHandle};
 use wxretain::wechat::{ErrorClass, WeChatClient};
-
-/// A log sink the test can read back.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("capture lock").clone()).expect("utf-8 log")
-    }
-}
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     beijing(2026, 11, 24, 12)

@@ -351,3 +351,67 @@ pub async fn terminate(
         .unwrap_or_else(|_| panic!("no exit within {within:?} of SIGTERM"))
         .expect("wait")
 }
+
+/// A log sink the test can read back.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Capture {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("capture lock").clone()).expect("utf-8 log")
+    }
+}
+
+/// What one run of the binary left behind.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts the exit code, printing both streams when it differs.
+    pub fn expect_code(&self, code: i32, what: &str) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{what}: exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn expect_stderr_has(&self, needle: &str, what: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "{what}: stderr should mention {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout and stderr together, for "never appears anywhere" checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
