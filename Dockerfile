@@ -1,6 +1,7 @@
 # wxretain: a release build in a Rust image, copied into a slim Debian runtime.
-# Builds without a database (queries are checked at run time, migrations are
-# embedded in the binary). CI builds the same files with the same command:
+# Builds without a database: the query macros read the committed .sqlx/
+# metadata (SQLX_OFFLINE=true in .cargo/config.toml) and the migrations are
+# embedded in the binary. CI builds the same files with the same command:
 # deploy/check-image-build.sh.
 
 FROM rust:1.95-bookworm AS build
@@ -8,8 +9,10 @@ WORKDIR /src
 # Dependencies first, on stub sources: this layer is reused until Cargo.toml or
 # Cargo.lock change, so editing src/ rebuilds only wxretain itself.
 # build.rs and benches/ are named by Cargo.toml, which cargo reads before
-# anything else (the benchmark itself is not built).
+# anything else (the benchmark itself is not built); .cargo/config.toml sets
+# the build's environment, the same for both builds.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo ./.cargo
 COPY benches ./benches
 COPY deploy/build.sh ./deploy/build.sh
 RUN mkdir src \
@@ -19,6 +22,7 @@ RUN mkdir src \
  && rm -rf src target/release/wxretain target/release/.fingerprint/wxretain-* \
            target/release/deps/wxretain-* target/release/deps/libwxretain-*
 COPY src ./src
+COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 RUN deploy/build.sh
 

@@ -419,23 +419,57 @@ fn dockerfile_builds_with_the_checked_command_and_runs_as_a_user() {
 
 #[test]
 fn the_image_builds_without_a_database() {
-    // Compile-time checked queries would need DATABASE_URL or .sqlx data at build time.
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-            if entry.path().is_dir() {
-                walk(&entry.path(), files);
-            } else {
-                files.push(entry.path());
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(&repo().join("src"), &mut files);
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("read source");
-        for mac in ["query!(", "query_as!(", "query_scalar!(", "query_file!("] {
-            assert!(!text.contains(mac), "{} uses sqlx::{mac}", file.display());
-        }
+    // The query macros check SQL at compile time: without a database they
+    // read the committed .sqlx/ metadata, which SQLX_OFFLINE=true (in
+    // .cargo/config.toml, so every build uses it) makes them do.
+    let config: toml::Table =
+        toml::from_str(&read(".cargo/config.toml")).expect(".cargo/config.toml is TOML");
+    assert_eq!(
+        config
+            .get("env")
+            .and_then(|env| env.get("SQLX_OFFLINE"))
+            .and_then(|v| v.as_str()),
+        Some("true"),
+        ".cargo/config.toml must set [env] SQLX_OFFLINE = \"true\""
+    );
+    let metadata: Vec<PathBuf> = std::fs::read_dir(repo().join(".sqlx"))
+        .expect(".sqlx/ is committed: run `cargo sqlx prepare -- --all-targets`")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(
+        metadata
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "json")),
+        ".sqlx/ holds no query metadata"
+    );
+
+    // Both reach the image's build stage, before the build that needs them
+    // (deploy/check-image-build.sh refuses a path .dockerignore would drop).
+    let stages = dockerfile_stages();
+    let build = &stages[0];
+    let copied = |path: &str| {
+        build
+            .iter()
+            .position(|l| l == &format!("COPY {path} ./{path}"))
+            .unwrap_or_else(|| panic!("the build stage does not COPY {path} ./{path}"))
+    };
+    let last_build = build
+        .iter()
+        .rposition(|l| l.starts_with("RUN ") && l.contains("deploy/build.sh"))
+        .expect("a build");
+    assert!(copied(".sqlx") < last_build);
+    // With the manifest, so the dependencies' layer is built with the same env.
+    let first_build = build
+        .iter()
+        .position(|l| l.starts_with("RUN ") && l.contains("deploy/build.sh"))
+        .expect("a build");
+    assert!(copied(".cargo") < first_build);
+    let ignore = read(".dockerignore");
+    for path in [".sqlx", ".cargo"] {
+        assert!(
+            !ignore.lines().any(|l| l.trim_end_matches('/') == path),
+            ".dockerignore leaves out {path}"
+        );
     }
 }
 

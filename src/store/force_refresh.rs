@@ -22,7 +22,7 @@ impl Store {
         if daily_limit == 0 {
             return Ok(false);
         }
-        let taken: Option<i32> = sqlx::query_scalar(
+        let taken = sqlx::query_scalar!(
             "INSERT INTO force_refresh_budget AS b (appid, day, count, last_at)
              VALUES ($1, (now() AT TIME ZONE 'Asia/Shanghai')::date, 1, now())
              ON CONFLICT (appid) DO UPDATE
@@ -31,10 +31,10 @@ impl Store {
               WHERE (b.day <> EXCLUDED.day OR b.count < $2)
                 AND b.last_at <= now() - make_interval(secs => $3)
              RETURNING count",
+            appid.as_str(),
+            i32::try_from(daily_limit).unwrap_or(i32::MAX),
+            spacing.as_secs_f64(),
         )
-        .bind(appid.as_str())
-        .bind(i32::try_from(daily_limit).unwrap_or(i32::MAX))
-        .bind(spacing.as_secs_f64())
         .fetch_optional(self.pool())
         .await?;
         Ok(taken.is_some())

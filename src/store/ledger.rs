@@ -27,7 +27,9 @@ impl Scope {
         }
     }
 
-    /// The ranges as the three arrays the queries bind.
+    /// The ranges as the three arrays the queries bind. The grains are
+    /// static names: the macros, which expect `String`s for `text[]`, are
+    /// told so with `as &[&str]`.
     fn columns(&self) -> (Vec<&'static str>, Vec<NaiveDate>, Vec<NaiveDate>) {
         let grains = self
             .ranges
@@ -70,8 +72,11 @@ impl Store {
             return Ok(0);
         }
         let (months, days) = first.grain().step();
+        // 0..=23 (config checks it); a local, not a cast in the macro's
+        // arguments, which would turn its type check off.
+        let publish_hour = rule.publish_hour as i32;
         // Unbroken from `first`: the n-th period after `first` is the latest.
-        let result = sqlx::query(
+        let result = sqlx::query!(
             "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
              SELECT a, $5, p::date, ((p::date + step.i)::timestamp + make_interval(hours => $4)) AT TIME ZONE 'Asia/Shanghai'
              FROM unnest($1::text[]) AS a
@@ -83,14 +88,14 @@ impl Store {
                       THEN (have.top + step.i)::date ELSE $2::date END,
                  $3::date, step.i) AS p
              ON CONFLICT (appid, grain, period_start) DO NOTHING",
+            &app_strings(apps),
+            first.start(),
+            last.start(),
+            publish_hour,
+            first.grain().as_str(),
+            months,
+            days,
         )
-        .bind(app_strings(apps))
-        .bind(first.start())
-        .bind(last.start())
-        .bind(rule.publish_hour as i32)
-        .bind(first.grain().as_str())
-        .bind(months)
-        .bind(days)
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected())
@@ -107,7 +112,7 @@ impl Store {
         refetch: bool,
     ) -> sqlx::Result<u64> {
         let (months, days) = first.grain().step();
-        let result = sqlx::query(
+        let result = sqlx::query!(
             "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
              SELECT a, $6, p::date, $4
              FROM unnest($1::text[]) AS a
@@ -116,15 +121,15 @@ impl Store {
                 SET next_due_at = LEAST(retention_ledger.next_due_at, EXCLUDED.next_due_at),
                     attempts = 0, updated_at = now()
                 WHERE $5 OR retention_ledger.state NOT IN ('maturing', 'complete')",
+            &app_strings(apps),
+            first.start(),
+            last.start(),
+            as_of,
+            refetch,
+            first.grain().as_str(),
+            months,
+            days,
         )
-        .bind(app_strings(apps))
-        .bind(first.start())
-        .bind(last.start())
-        .bind(as_of)
-        .bind(refetch)
-        .bind(first.grain().as_str())
-        .bind(months)
-        .bind(days)
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected())
@@ -141,17 +146,9 @@ impl Store {
         limit: i64,
         lease: Duration,
     ) -> sqlx::Result<Vec<Claim>> {
-        type Row = (
-            String,
-            String,
-            NaiveDate,
-            String,
-            Vec<i16>,
-            i32,
-            Option<DateTime<Utc>>,
-        );
         let (grains, firsts, lasts) = scope.columns();
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows = sqlx::query_as!(
+            ClaimRow,
             "WITH due AS (
                  SELECT appid, grain, period_start FROM retention_ledger l
                  WHERE next_due_at <= $2
@@ -169,29 +166,29 @@ impl Store {
                FROM due
               WHERE l.appid = due.appid AND l.grain = due.grain AND l.period_start = due.period_start
              RETURNING l.appid, l.grain, l.period_start, l.state, l.keys, l.attempts, l.late_since",
+            &app_strings(&scope.apps),
+            as_of,
+            &grains as &[&str],
+            &firsts,
+            &lasts,
+            limit,
+            owner.as_str(),
+            lease.as_secs_f64(),
         )
-        .bind(app_strings(&scope.apps))
-        .bind(as_of)
-        .bind(&grains)
-        .bind(&firsts)
-        .bind(&lasts)
-        .bind(limit)
-        .bind(owner.as_str())
-        .bind(lease.as_secs_f64())
         .fetch_all(self.pool())
         .await?;
         let mut claims: Vec<Claim> = rows
             .into_iter()
-            .filter_map(|(appid, grain, start, state, keys, attempts, late_since)| {
-                let grain: Grain = grain.parse().ok()?;
+            .filter_map(|r| {
+                let grain: Grain = r.grain.parse().ok()?;
                 Some(Claim {
-                    appid: appid.parse().ok()?,
-                    period: Period::starting(grain, start).ok()?,
+                    appid: r.appid.parse().ok()?,
+                    period: Period::starting(grain, r.period_start).ok()?,
                     before: Before {
-                        state: WeekState::parse(&state)?,
-                        keys: KeySet::of(keys.into_iter().filter_map(|k| u8::try_from(k).ok())),
-                        attempts,
-                        late_since,
+                        state: WeekState::parse(&r.state)?,
+                        keys: KeySet::of(r.keys.into_iter().filter_map(|k| u8::try_from(k).ok())),
+                        attempts: r.attempts,
+                        late_since: r.late_since,
                     },
                 })
             })
@@ -209,10 +206,12 @@ impl Store {
 
     /// Gives back every lease `owner` still holds (end of a pass, shutdown).
     pub async fn release(&self, owner: &ReplicaId) -> sqlx::Result<u64> {
-        let result = sqlx::query("UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
-            .bind(owner.as_str())
-            .execute(self.pool())
-            .await?;
+        let result = sqlx::query!(
+            "UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+            owner.as_str(),
+        )
+        .execute(self.pool())
+        .await?;
         Ok(result.rows_affected())
     }
 
@@ -221,12 +220,12 @@ impl Store {
     /// than one fetch takes, and must not be handed to another replica
     /// meanwhile. The pass calls this well within each lease.
     pub async fn extend_leases(&self, owner: &ReplicaId, lease: Duration) -> sqlx::Result<u64> {
-        let result = sqlx::query(
+        let result = sqlx::query!(
             "UPDATE retention_ledger SET lease_until = now() + make_interval(secs => $2)
               WHERE lease_owner = $1",
+            owner.as_str(),
+            lease.as_secs_f64(),
         )
-        .bind(owner.as_str())
-        .bind(lease.as_secs_f64())
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected())
@@ -270,14 +269,16 @@ impl Store {
         if !ours {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO rejected_answers (appid, grain, period_start, reason, body) VALUES ($1, $5, $2, $3, $4)")
-            .bind(claim.appid.as_str())
-            .bind(claim.period.start())
-            .bind(reason)
-            .bind(body)
-            .bind(claim.period.grain().as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO rejected_answers (appid, grain, period_start, reason, body) VALUES ($1, $5, $2, $3, $4)",
+            claim.appid.as_str(),
+            claim.period.start(),
+            reason,
+            body,
+            claim.period.grain().as_str(),
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -293,26 +294,37 @@ async fn mark_failed<'e>(
     errcode: Option<i64>,
     error: &str,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "UPDATE retention_ledger
             SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
                 last_attempt_at = now(), last_errcode = $6, last_error = $7, late_since = $9,
                 lease_owner = NULL, lease_until = NULL, updated_at = now()
           WHERE appid = $1 AND grain = $10 AND period_start = $2 AND lease_owner = $8",
+        claim.appid.as_str(),
+        claim.period.start(),
+        verdict.state.as_str(),
+        verdict.next_due,
+        verdict.attempts,
+        errcode,
+        error,
+        owner.as_str(),
+        verdict.late_since,
+        claim.period.grain().as_str(),
     )
-    .bind(claim.appid.as_str())
-    .bind(claim.period.start())
-    .bind(verdict.state.as_str())
-    .bind(verdict.next_due)
-    .bind(verdict.attempts)
-    .bind(errcode)
-    .bind(error)
-    .bind(owner.as_str())
-    .bind(verdict.late_since)
-    .bind(claim.period.grain().as_str())
     .execute(executor)
     .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// A period [`Store::claim`] leased, as the ledger had it.
+struct ClaimRow {
+    appid: String,
+    grain: String,
+    period_start: NaiveDate,
+    state: String,
+    keys: Vec<i16>,
+    attempts: i32,
+    late_since: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -324,16 +336,16 @@ impl Store {
         claim: &Claim,
         verdict: &Verdict,
     ) -> sqlx::Result<bool> {
-        let result = sqlx::query(
+        let result = sqlx::query!(
             "UPDATE retention_ledger
                 SET next_due_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = now()
               WHERE appid = $1 AND grain = $5 AND period_start = $2 AND lease_owner = $4",
+            claim.appid.as_str(),
+            claim.period.start(),
+            verdict.next_due,
+            owner.as_str(),
+            claim.period.grain().as_str(),
         )
-        .bind(claim.appid.as_str())
-        .bind(claim.period.start())
-        .bind(verdict.next_due)
-        .bind(owner.as_str())
-        .bind(claim.period.grain().as_str())
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected() == 1)
@@ -342,18 +354,18 @@ impl Store {
     /// How many weeks in `scope` are due at `as_of` (for progress bars).
     pub async fn count_due(&self, scope: &Scope, as_of: DateTime<Utc>) -> sqlx::Result<i64> {
         let (grains, firsts, lasts) = scope.columns();
-        sqlx::query_scalar(
-            "SELECT count(*) FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
               WHERE next_due_at <= $2
                 AND (cardinality($3::text[]) = 0 OR EXISTS (
                      SELECT 1 FROM unnest($3::text[], $4::date[], $5::date[]) AS r(g, f, t)
-                      WHERE r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))",
+                      WHERE r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))"#,
+            &app_strings(&scope.apps),
+            as_of,
+            &grains as &[&str],
+            &firsts,
+            &lasts,
         )
-        .bind(app_strings(&scope.apps))
-        .bind(as_of)
-        .bind(&grains)
-        .bind(&firsts)
-        .bind(&lasts)
         .fetch_one(self.pool())
         .await
     }
@@ -369,13 +381,13 @@ impl Store {
             return Ok(0);
         };
         // An exact suffix, not LIKE: a host name may hold `_` or `%`.
-        let owners: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT lease_owner FROM retention_ledger
+        let owners = sqlx::query_scalar!(
+            r#"SELECT DISTINCT lease_owner AS "lease_owner!" FROM retention_ledger
               WHERE lease_owner IS NOT NULL AND right(lease_owner, length($1) + 1) = ':' || $1
-                AND lease_owner <> $2 AND lease_until > now()",
+                AND lease_owner <> $2 AND lease_until > now()"#,
+            space,
+            me.as_str(),
         )
-        .bind(space)
-        .bind(me.as_str())
         .fetch_all(self.pool())
         .await?;
         let dead: Vec<String> = owners
@@ -385,10 +397,12 @@ impl Store {
         if dead.is_empty() {
             return Ok(0);
         }
-        let result = sqlx::query("UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ANY($1)")
-            .bind(&dead)
-            .execute(self.pool())
-            .await?;
+        let result = sqlx::query!(
+            "UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ANY($1)",
+            &dead,
+        )
+        .execute(self.pool())
+        .await?;
         Ok(result.rows_affected())
     }
 }

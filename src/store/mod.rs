@@ -1,8 +1,11 @@
 //! Postgres: the `weekly_retention` table, the ledger, the answer archive,
 //! and the dashboard views `report` reads.
 //!
-//! Queries are checked at run time (not with `query!`), so the crate and its
-//! Docker image build without a database.
+//! Queries are sqlx's macros (`query!`, `query_as!`, `query_scalar!`),
+//! checked by the compiler against the migrated schema; the build reads that
+//! schema from the committed `.sqlx/` metadata (`SQLX_OFFLINE=true` in
+//! `.cargo/config.toml`), so the crate and its Docker image build without a
+//! database. README, "Development", says how to refresh it.
 
 mod cohorts;
 mod force_refresh;
@@ -87,13 +90,16 @@ impl Store {
             .connect()
             .await
             .with_context(|| format!("cannot connect to the server of {}", describe(url)))?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&name)
-                .fetch_one(&mut admin)
-                .await?;
+        let exists = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+            name
+        )
+        .fetch_one(&mut admin)
+        .await?;
         if !exists {
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            // Built at run time: a database name is an identifier, which
+            // cannot be a bind parameter (nor known when compiling).
             match sqlx::query(&format!("CREATE DATABASE {quoted}"))
                 .execute(&mut admin)
                 .await
@@ -138,7 +144,7 @@ impl Store {
 
     /// The database's clock: the one every replica shares.
     pub async fn db_now(&self) -> sqlx::Result<chrono::DateTime<chrono::Utc>> {
-        sqlx::query_scalar("SELECT now()")
+        sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
             .fetch_one(&self.pool)
             .await
     }

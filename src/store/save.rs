@@ -119,8 +119,14 @@ impl Store {
         // `last_changed_at` means what it says; an answer identical to the
         // last archived one is not archived again. All report what they
         // wrote, per period.
-        let changed: Vec<(String, String, String, NaiveDate, i64)> = sqlx::query_as(
-            "WITH all_periods AS (
+        // The union's columns come back as nullable to the compiler: every
+        // one of them is set on every row (`AS "…!"`). The macro expects
+        // `String`s and non-null elements in arrays; `as` names the types we
+        // bind (the names are static, the due times may be NULL), which
+        // still must encode as the parameter's SQL type.
+        let changed = sqlx::query_as!(
+            Changed,
+            r#"WITH all_periods AS (
                  SELECT * FROM unnest($7::text[], $8::text[], $9::date[], $10::text[]::jsonb[], $10::text[],
                                       $11::boolean[], $12::text[], $13::text[], $14::timestamptz[],
                                       $15::integer[], $16::timestamptz[])
@@ -182,36 +188,40 @@ impl Store {
                    FROM periods
                   WHERE l.appid = periods.appid AND l.grain = periods.grain
                     AND l.period_start = periods.period_start)
-             SELECT 'rows', appid, grain, period_start, count(*) FROM written GROUP BY appid, grain, period_start
+             SELECT 'rows' AS "kind!", appid AS "appid!", grain AS "grain!",
+                    period_start AS "period_start!", count(*) AS "n!"
+               FROM written GROUP BY appid, grain, period_start
              UNION ALL
              SELECT 'archived', appid, grain, period_start, 1 FROM archived
              UNION ALL
-             SELECT 'mine', appid, grain, period_start, 1 FROM mine",
+             SELECT 'mine', appid, grain, period_start, 1 FROM mine"#,
+            &c.row_appid,
+            &c.row_grain as &[&str],
+            &c.row_start,
+            &c.row_metric as &[&str],
+            &c.row_key,
+            &c.row_value,
+            &c.appid,
+            &c.grain as &[&str],
+            &c.start,
+            &c.body,
+            &c.suspect,
+            &c.state as &[&str],
+            &c.keys,
+            &c.next_due as &[Option<DateTime<Utc>>],
+            &c.attempts,
+            &c.late_since as &[Option<DateTime<Utc>>],
+            owner.as_str(),
         )
-        .bind(&c.row_appid)
-        .bind(&c.row_grain)
-        .bind(&c.row_start)
-        .bind(&c.row_metric)
-        .bind(&c.row_key)
-        .bind(&c.row_value)
-        .bind(&c.appid)
-        .bind(&c.grain)
-        .bind(&c.start)
-        .bind(&c.body)
-        .bind(&c.suspect)
-        .bind(&c.state)
-        .bind(&c.keys)
-        .bind(&c.next_due)
-        .bind(&c.attempts)
-        .bind(&c.late_since)
-        .bind(owner.as_str())
         .fetch_all(self.pool())
         .await?;
         let mut stats: HashMap<(String, String, NaiveDate), SaveStats> = HashMap::new();
-        for (kind, appid, grain, start, n) in changed {
-            let s = stats.entry((appid, grain, start)).or_default();
-            match kind.as_str() {
-                "rows" => s.rows_written = n as u64,
+        for row in changed {
+            let s = stats
+                .entry((row.appid, row.grain, row.period_start))
+                .or_default();
+            match row.kind.as_str() {
+                "rows" => s.rows_written = row.n as u64,
                 "archived" => s.archived = true,
                 _ => {} // "mine": present, so held
             }
@@ -221,6 +231,16 @@ impl Store {
             .map(|a| stats.get(&key(&a.claim.appid, a.claim.period)).copied())
             .collect())
     }
+}
+
+/// What the statement reports for one period: `kind` is `rows` (with `n`
+/// rows written), `archived` or `mine` (the lease was still held).
+struct Changed {
+    kind: String,
+    appid: String,
+    grain: String,
+    period_start: NaiveDate,
+    n: i64,
 }
 
 fn key(appid: &AppId, period: Period) -> (String, String, NaiveDate) {

@@ -57,7 +57,11 @@ impl SchemaError {
 impl Store {
     /// Compares the migrations the database records with this release's.
     pub async fn schema_state(&self) -> Result<(), SchemaError> {
-        let applied: Vec<(i64, String, bool, Vec<u8>)> = sqlx::query_as(
+        // sqlx creates `_sqlx_migrations` (not one of ours): the migrated
+        // database `.sqlx/` is prepared from has it, a never-migrated one does
+        // not (42P01).
+        let applied = sqlx::query_as!(
+            Applied,
             "SELECT version, description, success, checksum FROM _sqlx_migrations ORDER BY version",
         )
         .fetch_all(self.pool())
@@ -68,9 +72,9 @@ impl Store {
             }
             _ => SchemaError::Unreachable(e.to_string()),
         })?;
-        for (version, description, success, checksum) in &applied {
-            let ours = MIGRATOR.iter().find(|m| m.version == *version);
-            let (version, description) = (*version, description.clone());
+        for row in &applied {
+            let ours = MIGRATOR.iter().find(|m| m.version == row.version);
+            let (version, description) = (row.version, row.description.clone());
             match ours {
                 None => {
                     return Err(SchemaError::Newer {
@@ -78,13 +82,13 @@ impl Store {
                         description,
                     })
                 }
-                Some(_) if !success => {
+                Some(_) if !row.success => {
                     return Err(SchemaError::Failed {
                         version,
                         description,
                     })
                 }
-                Some(m) if *m.checksum != checksum[..] => {
+                Some(m) if *m.checksum != row.checksum[..] => {
                     return Err(SchemaError::Modified {
                         version,
                         description,
@@ -95,7 +99,7 @@ impl Store {
         }
         match MIGRATOR
             .iter()
-            .find(|m| !applied.iter().any(|(v, ..)| *v == m.version))
+            .find(|m| !applied.iter().any(|a| a.version == m.version))
         {
             Some(m) => Err(SchemaError::Pending {
                 version: m.version,
@@ -104,4 +108,12 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// One row of sqlx's record of applied migrations.
+struct Applied {
+    version: i64,
+    description: String,
+    success: bool,
+    checksum: Vec<u8>,
 }

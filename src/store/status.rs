@@ -33,7 +33,7 @@ pub struct AppStatus {
 }
 
 /// One period's ledger entry.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PeriodRow {
     pub appid: String,
     pub grain: String,
@@ -58,13 +58,16 @@ impl Store {
     ) -> sqlx::Result<Vec<AppStatus>> {
         let grain = first.grain();
         let expected = first.periods_until(last) + 1;
-        let rows: Vec<AppStatusRow> = sqlx::query_as(
+        let rows = sqlx::query_as!(
+            AppStatusRow,
             // Each part is one scan of the apps' rows, joined to the app list
             // by hash: `appid = ANY($1)` as a filter is a linear search per
             // row once Postgres settles on a generic plan, and a per-row
             // lateral lookup of the last error made `status` take 47 s with
-            // 10,000 apps × 104 weeks.
-            "WITH apps AS (SELECT DISTINCT unnest($1::text[]) AS appid),
+            // 10,000 apps × 104 weeks. The compiler sees every column of
+            // the CTEs as nullable: `!` where coalesce or the app list sets
+            // it, `?` on what the left joins leave NULL.
+            r#"WITH apps AS (SELECT DISTINCT unnest($1::text[]) AS appid),
                   counts AS (
                     SELECT l.appid,
                            count(*) FILTER (WHERE in_range AND l.state = 'complete') AS complete,
@@ -85,22 +88,23 @@ impl Store {
                       FROM retention_ledger l JOIN apps USING (appid)
                      WHERE l.last_error IS NOT NULL AND l.grain = $4
                      ORDER BY l.appid, l.last_attempt_at DESC NULLS LAST)
-             SELECT apps.appid,
-                    coalesce(c.complete, 0) AS complete, coalesce(c.maturing, 0) AS maturing,
-                    coalesce(c.missing, 0) AS missing, coalesce(c.failing, 0) AS failing,
-                    coalesce(c.unavailable, 0) AS unavailable, coalesce(c.suspect, 0) AS suspect,
-                    coalesce(c.planned, 0) AS planned,
-                    c.oldest_gap, c.last_success,
-                    e.last_error, e.last_errcode, e.last_attempt_at AS last_error_at
+             SELECT apps.appid AS "appid!",
+                    coalesce(c.complete, 0) AS "complete!", coalesce(c.maturing, 0) AS "maturing!",
+                    coalesce(c.missing, 0) AS "missing!", coalesce(c.failing, 0) AS "failing!",
+                    coalesce(c.unavailable, 0) AS "unavailable!", coalesce(c.suspect, 0) AS "suspect!",
+                    coalesce(c.planned, 0) AS "planned!",
+                    c.oldest_gap AS "oldest_gap?", c.last_success AS "last_success?",
+                    e.last_error AS "last_error?", e.last_errcode AS "last_errcode?",
+                    e.last_attempt_at AS "last_error_at?"
                FROM apps
                LEFT JOIN counts c USING (appid)
                LEFT JOIN errors e USING (appid)
-              ORDER BY apps.appid",
+              ORDER BY apps.appid"#,
+            &app_strings(apps),
+            first.start(),
+            last.start(),
+            grain.as_str(),
         )
-        .bind(app_strings(apps))
-        .bind(first.start())
-        .bind(last.start())
-        .bind(grain.as_str())
         .fetch_all(self.pool())
         .await?;
         Ok(rows
@@ -139,16 +143,17 @@ impl Store {
         first: Period,
         last: Period,
     ) -> sqlx::Result<Vec<PeriodRow>> {
-        sqlx::query_as(
+        sqlx::query_as!(
+            PeriodRow,
             "SELECT appid, grain, period_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at
                FROM retention_ledger
               WHERE appid = ANY($1) AND grain = $4 AND period_start BETWEEN $2 AND $3
               ORDER BY appid, period_start",
+            &app_strings(apps),
+            first.start(),
+            last.start(),
+            first.grain().as_str(),
         )
-        .bind(app_strings(apps))
-        .bind(first.start())
-        .bind(last.start())
-        .bind(first.grain().as_str())
         .fetch_all(self.pool())
         .await
     }
@@ -164,7 +169,6 @@ impl Store {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct AppStatusRow {
     appid: String,
     complete: i64,
@@ -192,17 +196,17 @@ impl Store {
         // One grouped scan; the zeros are filled in here. Joining every
         // (app, state) pair to the ledger took 1.7 s for 10,000 apps.
         let ids: Vec<String> = apps.iter().map(|(a, _)| a.to_string()).collect();
-        let found: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT l.appid, l.grain, l.state, count(*)
+        let found = sqlx::query!(
+            r#"SELECT l.appid, l.grain, l.state, count(*) AS "n!"
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
-              GROUP BY l.appid, l.grain, l.state",
+              GROUP BY l.appid, l.grain, l.state"#,
+            &ids,
         )
-        .bind(ids)
         .fetch_all(self.pool())
         .await?;
         let found: std::collections::HashMap<(String, String, String), i64> = found
             .into_iter()
-            .map(|(appid, grain, state, n)| ((appid, grain, state), n))
+            .map(|r| ((r.appid, r.grain, r.state), r.n))
             .collect();
         let mut counts = Vec::with_capacity(apps.len() * 3 * WeekState::ALL.len());
         for (appid, grains) in apps {
@@ -228,13 +232,17 @@ impl Store {
         &self,
         apps: &[AppId],
     ) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
-        sqlx::query_as(
-            "SELECT l.appid, max(l.last_success_at)
+        let rows = sqlx::query!(
+            r#"SELECT l.appid, max(l.last_success_at) AS "last_success!"
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
-              WHERE l.last_success_at IS NOT NULL GROUP BY l.appid",
+              WHERE l.last_success_at IS NOT NULL GROUP BY l.appid"#,
+            &app_strings(apps),
         )
-        .bind(app_strings(apps))
         .fetch_all(self.pool())
-        .await
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.appid, r.last_success))
+            .collect())
     }
 }
