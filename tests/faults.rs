@@ -18,12 +18,7 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 /// every 7 calls, and one app whose permission was revoked.
 #[tokio::test]
 async fn soak_good_apps_end_equal_to_the_truth_and_the_log_holds_no_secret() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_env_filter("debug,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn")
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::debug_log();
 
     let db = TestDb::new().await;
     let apps = apps(20);

@@ -67,6 +67,18 @@ fn once_via(
     command
 }
 
+/// Both `once` runs exited 0 (else their stderr says why).
+fn both_succeeded(first: &std::process::Output, second: &std::process::Output) {
+    for (name, out) in [("first", first), ("second", second)] {
+        assert!(
+            out.status.success(),
+            "{name} once: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Periods the simulator was asked for more than once.
 fn fetched_twice(sim: &SimulatorHandle) -> Vec<String> {
     sim.stats()
@@ -113,14 +125,7 @@ async fn a_claim_that_waits_longer_than_its_lease_is_not_fetched_twice() {
         .await
         .expect("second once");
     let first = first.wait_with_output().await.expect("first once");
-    for (name, out) in [("first", &first), ("second", &second)] {
-        assert!(
-            out.status.success(),
-            "{name} once: {:?}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    both_succeeded(&first, &second);
     assert_eq!(sim.stats().per_week.len(), 30);
     assert_eq!(fetched_twice(&sim), Vec::<String>::new());
 }
@@ -166,14 +171,7 @@ async fn replicas_that_share_a_hostname_and_a_pid_do_not_free_each_others_leases
         .await
         .expect("second once");
     let first = first.wait_with_output().await.expect("first once");
-    for (name, out) in [("first", &first), ("second", &second)] {
-        assert!(
-            out.status.success(),
-            "{name} once: {:?}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    both_succeeded(&first, &second);
     assert_eq!(sim.stats().per_week.len(), 24);
     assert_eq!(fetched_twice(&sim), Vec::<String>::new());
 }

@@ -50,12 +50,7 @@ async fn pg_dump(db: &TestDb) -> String {
 /// endpoints. None of it may reach the database, the log or `status`.
 #[tokio::test]
 async fn tokens_and_secrets_echoed_by_a_gateway_are_stored_and_logged_nowhere() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_env_filter("debug,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn")
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::debug_log();
 
     let db = TestDb::new().await;
     let apps = apps(4);

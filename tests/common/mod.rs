@@ -374,6 +374,18 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
 }
 
 impl Capture {
+    /// Captures this thread's DEBUG log (dependencies at WARN) until the
+    /// guard is dropped: for tests that read back what was logged.
+    pub fn debug_log() -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_env_filter("debug,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn")
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (capture, guard)
+    }
+
     /// Everything logged so far.
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().expect("capture lock").clone()).expect("utf-8 log")
