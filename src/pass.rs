@@ -177,6 +177,8 @@ pub async fn run_pass(
     // again (its lease had run out and we took it back) must not start it twice.
     let mut held: HashSet<(AppId, Period)> = HashSet::new();
     let pauses: Pauses = Mutex::new(HashMap::new());
+    // Pauses last one pass (this one decides afresh), here and in the client.
+    p.client.resume_all();
     let mut queue: VecDeque<Claim> = VecDeque::new();
     let mut answered: Vec<Pending> = Vec::new();
     // Claims, fetches and saves are polled together: awaiting a claim on its
@@ -448,6 +450,23 @@ enum Attempt {
     Answered(Pending),
 }
 
+/// Puts a claimed period off to `until` without an attempt (its app is paused).
+async fn defer(p: &Pipeline, claim: &Claim, until: DateTime<Utc>) -> Outcome {
+    let verdict = Verdict {
+        state: claim.before.state,
+        next_due: Some(until),
+        attempts: claim.before.attempts,
+        late_since: claim.before.late_since,
+    };
+    let outcome = match p.store.defer(&p.owner, claim, &verdict).await {
+        Ok(true) => Outcome::Deferred,
+        Ok(false) => Outcome::LeaseLost,
+        Err(_) => Outcome::Unsaved,
+    };
+    record_metrics(claim, &outcome);
+    outcome
+}
+
 /// Whether a fenced write found the week still ours.
 fn fenced(written: sqlx::Result<bool>, outcome: Outcome) -> sqlx::Result<Outcome> {
     written.map(|ours| if ours { outcome } else { Outcome::LeaseLost })
@@ -459,21 +478,16 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
     };
     let paused_until = lock(pauses).get(&claim.appid).copied();
     if let Some(until) = paused_until {
-        let verdict = Verdict {
-            state: claim.before.state,
-            next_due: Some(until),
-            attempts: claim.before.attempts,
-            late_since: claim.before.late_since,
-        };
-        return Attempt::Done(match p.store.defer(&p.owner, &claim, &verdict).await {
-            Ok(true) => Outcome::Deferred,
-            Ok(false) => Outcome::LeaseLost,
-            Err(_) => Outcome::Unsaved,
-        });
+        return Attempt::Done(defer(p, &claim, until).await);
     }
     let started = Instant::now();
     let fetched = fetch_with_retry(p, app, claim.period).await;
     let latency_ms = started.elapsed().as_millis() as u64;
+    if let Err(FetchError::Paused) = fetched {
+        // Held back at the moment of sending: the app was paused meanwhile.
+        let until = lock(pauses).get(&claim.appid).copied();
+        return Attempt::Done(defer(p, &claim, until.unwrap_or(as_of)).await);
+    }
     let written = match fetched {
         Ok(raw) => {
             // Refusals keep the body received first, for inspection.
@@ -531,6 +545,8 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     if let Some(until) = verdict.next_due {
                         lock(pauses).insert(claim.appid.clone(), until);
                     }
+                    // Calls already waiting behind the app's rate limit stay unsent.
+                    p.client.pause(&claim.appid);
                 }
                 _ => {}
             }

@@ -283,8 +283,9 @@ impl Rule {
                     Backoff::new(Duration::minutes(5), Duration::hours(6)),
                 )
             }
-            // Quotas say nothing about the week: keep its state and attempts.
-            ErrorClass::MinuteQuota => Verdict {
+            // Quotas, and a call held back by one, say nothing about the
+            // week: keep its state and attempts.
+            ErrorClass::MinuteQuota | ErrorClass::Paused => Verdict {
                 state: before.state,
                 next_due: Some(next_minute(as_of)),
                 attempts: before.attempts,

@@ -496,3 +496,54 @@ async fn an_empty_answer_does_not_erase_the_keys_the_ledger_recorded() {
             .expect("ledger");
     assert_eq!((state.as_str(), keys), ("maturing", vec![0, 1, 2]));
 }
+
+// ---- refusals stop the calls ---------------------------------------------------
+
+/// WeChat's per-minute quota refuses an app: the calls that were waiting
+/// behind the app's rate limit are not sent (issue: "refusals must stop the
+/// calls"); the weeks wait for the next minute.
+#[tokio::test]
+async fn a_quota_refusal_holds_back_the_calls_waiting_behind_it() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 10, 12);
+    let sim = simulator(now, |c| c.faults.minute_quota = Some(2)).await;
+    let apps = apps(1);
+    let extra = "[wechat]\nretry_min_delay_ms = 5\nmax_in_flight = 8\nrate_per_second = 1000\n\
+                 app_rate_per_second = 5\n[collect]\nretention = [\"weekly\"]\n";
+    let p = pipeline(config(&db, &sim, &apps, extra)).await;
+    let last = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING);
+    let report = backfill(&p, last.plus_weeks(-11), last, now, false).await;
+    let stats = sim.stats();
+    let refused = stats.total_data_calls - stats.ok_answers;
+    assert_eq!(stats.ok_answers, 2, "{report:?}");
+    assert!(
+        refused <= 3,
+        "{refused} calls refused with 45011: {report:?}"
+    );
+    assert_eq!(
+        report.stored + report.failed + report.deferred,
+        12,
+        "{report:?}"
+    );
+}
+
+/// An app WeChat refuses for its setup (48001) is called at most twice in a
+/// pass, however many of its weeks are due.
+#[tokio::test]
+async fn an_app_refused_for_its_setup_is_called_at_most_twice_in_a_pass() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 10, 12);
+    let apps = apps(1);
+    let sim = simulator(now, |c| {
+        c.faults.app_errors = vec![(apps[0].clone(), 48001)]
+    })
+    .await;
+    let extra = "[wechat]\nretry_min_delay_ms = 5\nmax_in_flight = 8\nrate_per_second = 1000\n\
+                 app_rate_per_second = 5\n[collect]\nretention = [\"weekly\"]\n";
+    let p = pipeline(config(&db, &sim, &apps, extra)).await;
+    let last = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING);
+    let report = backfill(&p, last.plus_weeks(-11), last, now, false).await;
+    let calls = sim.stats().total_data_calls;
+    assert!(calls <= 2, "{calls} calls to a 48001 app: {report:?}");
+    assert_eq!(report.failed + report.deferred, 12, "{report:?}");
+}

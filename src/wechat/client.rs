@@ -30,6 +30,11 @@ pub struct WeChatClient {
     max_body_bytes: usize,
     tokens: TokenCache,
     throttle: Throttle,
+    /// Apps WeChat refused in this pass (quota, setup): a call that has
+    /// waited its turn is not sent for them. Checked at the moment of
+    /// sending, because a call may wait behind the rate limit long after
+    /// the refusal came.
+    paused: std::sync::Mutex<std::collections::HashSet<crate::domain::AppId>>,
 }
 
 impl std::fmt::Debug for WeChatClient {
@@ -55,10 +60,28 @@ impl WeChatClient {
         Ok(Self {
             tokens: TokenCache::new(http.clone(), config.clone(), budget),
             throttle: Throttle::new(config),
+            paused: Default::default(),
             http,
             base_url: config.base_url.clone(),
             max_body_bytes: config.max_body_bytes,
         })
+    }
+
+    /// Sends no more calls for `appid` until [`Self::resume_all`].
+    pub fn pause(&self, appid: &crate::domain::AppId) {
+        self.paused_apps().insert(appid.clone());
+    }
+
+    /// Forgets every pause (a new pass decides afresh).
+    pub fn resume_all(&self) {
+        self.paused_apps().clear();
+    }
+
+    fn paused_apps(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashSet<crate::domain::AppId>> {
+        // A poisoned set only means a panic elsewhere; it is still usable.
+        self.paused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Asks WeChat for one period of one app, at the period's grain.
@@ -102,6 +125,9 @@ impl WeChatClient {
             secrets.push(secret.expose_secret());
         }
         self.throttle.acquire(&app.appid).await;
+        if self.paused_apps().contains(&app.appid) {
+            return Err(FetchError::Paused);
+        }
         let started = Instant::now();
         let result = send_and_read_text(
             request,

@@ -70,6 +70,8 @@ pub enum ErrorClass {
     Config,
     /// Our request is wrong: report it with the request, never retry.
     Bug,
+    /// Never sent: the app had been paused by the time it was its turn.
+    Paused,
 }
 
 impl ApiErrorCode {
@@ -266,6 +268,10 @@ pub enum FetchError {
     /// `token_command` / `token_env` did not yield a token.
     #[error("token source: {0}")]
     TokenSource(String),
+    /// Not sent: while this call waited its turn, WeChat refused the app
+    /// (a quota, its setup), so the call would only be refused too.
+    #[error("not sent: the app was paused while the call waited (quota or configuration)")]
+    Paused,
 }
 
 impl FetchError {
@@ -281,6 +287,7 @@ impl FetchError {
             | FetchError::Garbage { .. }
             | FetchError::TooLarge { .. } => ErrorClass::Transient,
             FetchError::TokenSource(_) => ErrorClass::Config,
+            FetchError::Paused => ErrorClass::Paused,
         }
     }
 
@@ -302,6 +309,7 @@ impl FetchError {
             ErrorClass::DateRange => "date_range",
             ErrorClass::Config => "config",
             ErrorClass::Bug => "bug",
+            ErrorClass::Paused => "paused",
         }
     }
 }
