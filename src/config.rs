@@ -13,6 +13,26 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Every integer key, as `(section, key)`: each has a range the checker
+/// enforces, so a huge value is refused with exit 2 instead of panicking.
+/// The tests refuse a huge value for each; a new integer key belongs here.
+pub const INTEGER_KEYS: &[(&str, &str)] = &[
+    ("database", "max_connections"),
+    ("wechat", "connect_timeout_secs"),
+    ("wechat", "request_timeout_secs"),
+    ("wechat", "max_body_bytes"),
+    ("wechat", "max_in_flight"),
+    ("wechat", "retry_attempts"),
+    ("wechat", "retry_min_delay_ms"),
+    ("wechat", "token_command_ttl_secs"),
+    ("wechat", "suspect_recheck_ms"),
+    ("schedule", "lookback_weeks"),
+    ("schedule", "final_grace_days"),
+    ("schedule", "lease_secs"),
+    ("schedule", "drain_timeout_secs"),
+    ("schedule", "max_clock_skew"),
+];
+
 /// The default database for a developer machine with a local Postgres.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/wxretain";
 pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
@@ -902,23 +922,7 @@ mod tests {
 
     #[test]
     fn every_integer_key_is_bounded_and_says_its_range() {
-        let keys = [
-            ("database", "max_connections"),
-            ("wechat", "connect_timeout_secs"),
-            ("wechat", "request_timeout_secs"),
-            ("wechat", "max_body_bytes"),
-            ("wechat", "max_in_flight"),
-            ("wechat", "retry_attempts"),
-            ("wechat", "retry_min_delay_ms"),
-            ("wechat", "token_command_ttl_secs"),
-            ("schedule", "lookback_weeks"),
-            ("schedule", "final_grace_days"),
-            ("schedule", "lease_secs"),
-            ("schedule", "drain_timeout_secs"),
-            ("schedule", "max_clock_skew"),
-            ("wechat", "suspect_recheck_ms"),
-        ];
-        for (section, key) in keys {
+        for &(section, key) in INTEGER_KEYS {
             for huge in [u64::MAX, 1_000_000_000_000] {
                 let (named, problem) = refusal(&format!("[{section}]\n{key} = {huge}\n"));
                 assert_eq!(named, format!("{section}.{key}"), "{key} = {huge}");

@@ -64,21 +64,7 @@ async fn huge_numbers_are_refused_with_the_key_and_its_range_never_a_panic() {
     );
     let (from, to) = (last.plus_weeks(-2).monday(), last.sunday());
     let (from, to) = (from.to_string(), to.to_string());
-    let keys = [
-        ("database", "max_connections"),
-        ("wechat", "connect_timeout_secs"),
-        ("wechat", "request_timeout_secs"),
-        ("wechat", "max_body_bytes"),
-        ("wechat", "max_in_flight"),
-        ("wechat", "retry_attempts"),
-        ("wechat", "retry_min_delay_ms"),
-        ("wechat", "token_command_ttl_secs"),
-        ("schedule", "lookback_weeks"),
-        ("schedule", "final_grace_days"),
-        ("schedule", "lease_secs"),
-        ("schedule", "drain_timeout_secs"),
-    ];
-    for (section, key) in keys {
+    for &(section, key) in wxretain::config::INTEGER_KEYS {
         for huge in [u64::MAX, 1_000_000_000_000] {
             let extra = format!("[{section}]\n{key} = {huge}\n");
             let (_dir, path, env) = setup(&apps(1), &extra, &db.url, &sim.base_url());
