@@ -35,16 +35,22 @@ pub async fn grain_statuses(
     p: &crate::pass::Pipeline,
     as_of: chrono::DateTime<Utc>,
 ) -> anyhow::Result<Vec<(Period, Period, Vec<AppStatus>)>> {
-    let mut out = Vec::new();
+    let mut wanted = Vec::new();
     for grain in Grain::ALL {
         let apps = p.config.apps_collecting(grain);
         if apps.is_empty() {
             continue;
         }
         let (first, last) = p.kept_periods(grain, as_of);
-        out.push((first, last, p.store.app_status(&apps, first, last).await?));
+        wanted.push((apps, first, last));
     }
-    Ok(out)
+    // One scan of the ledger for every grain.
+    let statuses = p.store.app_statuses(&wanted).await?;
+    Ok(wanted
+        .into_iter()
+        .zip(statuses)
+        .map(|((_, first, last), s)| (first, last, s))
+        .collect())
 }
 
 pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
