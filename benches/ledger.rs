@@ -162,6 +162,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     if !args.no_pass {
+        runtime.block_on(once_pass(&args, &config, &config_path, &url, &bin))?;
         runtime.block_on(daemon_pass(&args, &config, &config_path, &url, &bin))?;
     }
     Ok(())
@@ -272,6 +273,57 @@ async fn fill(
     Ok(entries)
 }
 
+/// `wxretain once` on a publication day (see [`daemon_pass`]): the pass
+/// alone, with no metrics recorder, under the launcher for its peak RSS.
+async fn once_pass(
+    args: &Args,
+    config: &Config,
+    config_path: &Path,
+    url: &reqwest::Url,
+    bin: &Path,
+) -> anyhow::Result<()> {
+    let published = last_publication(chrono::Utc::now(), PUBLISH_HOUR);
+    fill(
+        args,
+        config,
+        url.as_str(),
+        bin,
+        Some(published - chrono::Duration::seconds(1)),
+    )
+    .await?;
+    let sim_port = free_port()?;
+    let mut sim = Command::new(bin)
+        .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
+    let out = Command::new(std::env::current_exe()?)
+        .arg(LAUNCH)
+        .arg(bin)
+        .arg("--config")
+        .arg(config_path)
+        .arg("once")
+        .env("DATABASE_URL", url.as_str())
+        .env("WXRETAIN_WECHAT_BASE_URL", &sim_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let (ok, wall, usage) = parse_launched(&out.stdout)?;
+    println!(
+        "\n  wxretain once on the publication of {published}: {:.1} s{}, CPU {:.1} s, peak RSS {:.1} MiB  (target ≤ 64 MB)",
+        wall.as_secs_f64(),
+        if ok { "" } else { " (exited non-zero!)" },
+        usage.cpu.as_secs_f64(),
+        usage.max_rss_kib as f64 / 1024.0
+    );
+    Ok(())
+}
+
 /// The daemon's start-up pass on a publication day, from the ledger as it
 /// was one second before the latest publication: everything published then
 /// is due (ten cohorts per app on any day; the weeks too on a Monday, the
@@ -330,6 +382,7 @@ async fn daemon_pass(
     // The pass is done when its timestamp is out, the gauges after it when
     // wxretain_periods is: both before the metrics are read once more.
     let mut pass_done = None;
+    let mut hwm_at_pass = String::new();
     let mut scrape_bytes;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
@@ -345,15 +398,13 @@ async fn daemon_pass(
         scrape_bytes = text.len();
         if pass_done.is_none() && text.contains("wxretain_last_successful_pass_timestamp_seconds") {
             pass_done = Some(started.elapsed());
+            hwm_at_pass = vm_hwm(pid)?;
         }
         if pass_done.is_some() && text.contains("wxretain_periods{") {
             break;
         }
     }
-    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
-        .unwrap_or_default();
+    let hwm = vm_hwm(pid)?;
     // SAFETY: `pid` is our own child, not yet reaped.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGTERM);
@@ -378,8 +429,16 @@ async fn daemon_pass(
         calls as f64 / pass.as_secs_f64().max(f64::EPSILON)
     );
     println!(
-        "  peak RSS (VmHWM) after the pass, the gauges and a scrape of {:.1} MiB: {hwm}  (target ≤ 64 MB)",
+        "  peak RSS (VmHWM): {hwm_at_pass} when the pass was seen done; {hwm} after the gauges and a scrape of {:.1} MiB  (target ≤ 64 MB)",
         scrape_bytes as f64 / 1048576.0
     );
     Ok(())
+}
+
+/// A process's peak resident set so far, as /proc says it (`VmHWM`).
+fn vm_hwm(pid: u32) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
+        .unwrap_or_default())
 }

