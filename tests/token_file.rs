@@ -128,7 +128,7 @@ async fn a_rotated_token_file_is_read_again_when_refused_or_when_its_ttl_passes(
         );
         assert_eq!(
             table(&p.store).await,
-            truth(&[app.clone()], first, last, now(), 10)
+            truth(std::slice::from_ref(&app), first, last, now(), 10)
         );
         // The only token calls are the test's own (the sidecar's).
         assert_eq!(
