@@ -206,6 +206,21 @@ pub enum Credential {
     Command(Vec<String>),
     /// An environment variable that holds a current access token.
     Env(String),
+    /// Not read: the config was loaded for a command that never calls
+    /// WeChat ([`Secrets::Skip`]). Says where the credential would come from.
+    Unresolved(String),
+}
+
+/// Whether loading the config reads the apps' credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read every `secret_env`, `secret_file` and `token_env` now, and refuse
+    /// the config if one is missing: for the commands that call WeChat.
+    Resolve,
+    /// Check the credentials' shape only: for the commands that only touch
+    /// the database (`migrate`, `status`, `report`), which must run where the
+    /// apps' secrets are not set.
+    Skip,
 }
 
 impl fmt::Debug for Credential {
@@ -214,6 +229,7 @@ impl fmt::Debug for Credential {
             Credential::Secret(_) => f.write_str("Secret([REDACTED])"),
             Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
             Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            Credential::Unresolved(from) => f.debug_tuple("Unresolved").field(from).finish(),
         }
     }
 }
@@ -343,24 +359,43 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("wxretain.toml"))
     }
 
-    /// Reads, parses and validates the file at `path`.
+    /// Reads, parses and validates the file at `path`, credentials included.
     pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::load_with(path, env, Secrets::Resolve)
+    }
+
+    /// [`Self::load`], reading the apps' credentials or not (`secrets`).
+    pub fn load_with(path: &Path, env: &dyn Env, secrets: Secrets) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        warn_if_readable_by_others(path);
-        Self::parse(&text, path, env)
+        let config = Self::parse_with(&text, path, env, secrets)?;
+        if let Some(what) = inline_secret(&text) {
+            warn_if_readable_by_others(path, what);
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::parse_with(text, path, env, Secrets::Resolve)
+    }
+
+    /// [`Self::parse`], reading the apps' credentials or not (`secrets`).
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        env: &dyn Env,
+        secrets: Secrets,
+    ) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
         let check = Checker {
             path,
+            secrets,
             warned: Default::default(),
         };
         let database = check.database(raw.database, env)?;
@@ -439,6 +474,7 @@ impl Config {
 
 struct Checker<'a> {
     path: &'a Path,
+    secrets: Secrets,
     /// Secret files already warned about: a thousand apps sharing one file
     /// deserve one warning, not a thousand.
     warned: std::cell::RefCell<std::collections::BTreeSet<PathBuf>>,
@@ -758,7 +794,23 @@ impl Checker<'_> {
                 "set exactly one of secret_env, secret_file, token_command, token_env",
             ));
         }
-        let credential = if let Some(var) = raw.secret_env {
+        let credential = if let Some(argv) = raw.token_command {
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(self.invalid(
+                    key("token_command"),
+                    "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
+                ));
+            }
+            Credential::Command(argv)
+        } else if self.secrets == Secrets::Skip {
+            let from = match (raw.secret_env, raw.secret_file, raw.token_env) {
+                (Some(var), _, _) => format!("secret_env {var}"),
+                (_, Some(file), _) => format!("secret_file {}", file.display()),
+                (_, _, Some(var)) => format!("token_env {var}"),
+                _ => unreachable!("exactly one credential was counted above"),
+            };
+            Credential::Unresolved(from)
+        } else if let Some(var) = raw.secret_env {
             let secret = env.var(&var).ok_or_else(|| {
                 self.invalid(
                     key("secret_env"),
@@ -779,17 +831,9 @@ impl Checker<'_> {
                 );
             }
             if self.warned.borrow_mut().insert(file.clone()) {
-                warn_if_readable_by_others(&file);
+                warn_if_readable_by_others(&file, "an AppSecret");
             }
             Credential::Secret(SecretString::from(secret.trim().to_string()))
-        } else if let Some(argv) = raw.token_command {
-            if argv.first().is_none_or(|p| p.trim().is_empty()) {
-                return Err(self.invalid(
-                    key("token_command"),
-                    "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
-                ));
-            }
-            Credential::Command(argv)
         } else if let Some(var) = raw.token_env {
             if env.var(&var).is_none() {
                 return Err(self.invalid(
@@ -859,8 +903,20 @@ pub fn redact_url_password(url: &str) -> String {
     parsed.to_string()
 }
 
+/// What secret the config file's text holds, if any: the database
+/// password, in `[database] url` (its `user:password@` or a `password=`
+/// query parameter). Credentials are never inline (`secret_env`,
+/// `secret_file` and `token_env` only name where they are), so a file without
+/// such a URL holds nothing secret and may be world-readable.
+fn inline_secret(text: &str) -> Option<&'static str> {
+    let raw: RawConfig = toml::from_str(text).ok()?;
+    let url = reqwest::Url::parse(&raw.database.url?).ok()?;
+    let in_query = url.query_pairs().any(|(k, _)| is_secret_url_param(&k));
+    (url.password().is_some() || in_query).then_some("the database password")
+}
+
 /// Secrets in a file others can read are half-public: say so, but go on.
-fn warn_if_readable_by_others(path: &Path) {
+fn warn_if_readable_by_others(path: &Path, holds: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -869,11 +925,14 @@ fn warn_if_readable_by_others(path: &Path) {
                 tracing::warn!(
                     file = %path.display(),
                     mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                    "file may hold secrets but other users can read it; chmod 600 it"
+                    holds,
+                    "file holds a secret but other users can read it; chmod 600 it"
                 );
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, holds);
 }
 
 #[cfg(test)]

@@ -277,6 +277,13 @@ impl TokenCache {
                 // Re-read each time: cheap, and never stale.
                 (SecretString::from(token.trim().to_string()), Duration::ZERO)
             }
+            // Loaded for a command that only reads the database: reaching
+            // here is a bug, said as a broken source rather than a panic.
+            Credential::Unresolved(from) => {
+                return Err(FetchError::TokenSource(format!(
+                    "the credential ({from}) was not read: this command does not call WeChat"
+                )))
+            }
         };
         metrics::counter!("wxretain_token_refreshes_total", "appid" => app.appid.to_string())
             .increment(1);
