@@ -109,7 +109,8 @@ async fn wait_for_database(p: &Pipeline, shutdown: &CancellationToken) -> anyhow
         };
         match schema.downcast_ref::<crate::store::SchemaError>() {
             Some(crate::store::SchemaError::NoDatabase(_)) => {
-                match crate::store::Store::create_database_if_missing(&p.config.database.url).await {
+                match crate::store::Store::create_database_if_missing(&p.config.database.url).await
+                {
                     Ok(()) => continue,
                     Err(e) if refused_by_server(&e) => {
                         return Err(e.context("the database does not exist and could not be created: create it, or run `wxretain migrate` as a role that may"));

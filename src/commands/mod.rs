@@ -45,7 +45,11 @@ pub enum Create {
 /// Every command's way in: connect (fast, with the cause when it fails),
 /// create the database if `create` says so, and apply pending migrations,
 /// so no command asks for `wxretain migrate` to be run first.
-pub async fn open(url: &SecretString, max_connections: u32, create: Create) -> anyhow::Result<Store> {
+pub async fn open(
+    url: &SecretString,
+    max_connections: u32,
+    create: Create,
+) -> anyhow::Result<Store> {
     let store = match Store::connect(url, max_connections).await {
         Ok(store) => store,
         Err(e) if crate::store::is_missing_database(&e) => match create {

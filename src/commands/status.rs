@@ -74,7 +74,9 @@ pub async fn grain_statuses(
             s.broken = is_broken(s);
             s.failing_over_a_day = failing
                 .iter()
-                .filter(|f| f.appid == s.appid && failing_since(f, &p.rule) < as_of - FAILING_TOO_LONG)
+                .filter(|f| {
+                    f.appid == s.appid && failing_since(f, &p.rule) < as_of - FAILING_TOO_LONG
+                })
                 .count() as i64;
         }
         out.push((first, last, statuses));
@@ -98,7 +100,13 @@ fn is_broken(s: &AppStatus) -> bool {
 /// next key came due this morning, has failed for hours, not a week).
 fn failing_since(f: &FailingPeriod, rule: &crate::planner::Rule) -> DateTime<Utc> {
     let keys = KeySet::of(f.keys.iter().filter_map(|&k| u8::try_from(k).ok()));
-    let next_key = f.period.grain().keys().iter().copied().find(|&k| !keys.contains(k));
+    let next_key = f
+        .period
+        .grain()
+        .keys()
+        .iter()
+        .copied()
+        .find(|&k| !keys.contains(k));
     let due = next_key.map(|k| rule.key_expected_at(f.period, k));
     [Some(f.created_at), f.last_success_at, due]
         .into_iter()

@@ -157,6 +157,9 @@ mod tests {
     #[test]
     fn big_integers_stay_numbers_when_they_fit() {
         assert_eq!(number_or_text(5i128), serde_json::json!(5));
-        assert_eq!(number_or_text(u128::MAX), Value::String(u128::MAX.to_string()));
+        assert_eq!(
+            number_or_text(u128::MAX),
+            Value::String(u128::MAX.to_string())
+        );
     }
 }

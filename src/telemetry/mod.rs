@@ -146,7 +146,10 @@ mod tests {
         // sqlx's shape: each layer's message embeds the next one's.
         let missing = "database \"x\" does not exist";
         let inner = Layer(missing, None);
-        let sqlx = Layer("error returned from database: database \"x\" does not exist", Some(Box::new(inner)));
+        let sqlx = Layer(
+            "error returned from database: database \"x\" does not exist",
+            Some(Box::new(inner)),
+        );
         let migrate = Layer(
             "while executing migrations: error returned from database: database \"x\" does not exist",
             Some(Box::new(sqlx)),
@@ -154,7 +157,10 @@ mod tests {
         let e = anyhow::Error::new(migrate).context("applying migrations");
         let text = describe(&e);
         assert_eq!(text.matches("does not exist").count(), 1, "{text}");
-        assert!(text.starts_with("applying migrations: while executing"), "{text}");
+        assert!(
+            text.starts_with("applying migrations: while executing"),
+            "{text}"
+        );
         // Causes that add something are all kept, in order.
         let e = anyhow::Error::new(Layer("refused", None)).context("cannot connect");
         assert_eq!(describe(&e), "cannot connect: refused");
@@ -163,10 +169,19 @@ mod tests {
     #[test]
     fn json_is_asked_for_by_flag_or_environment() {
         let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
-        assert!(json_requested(&args(&["wxretain", "--log-format", "json", "x"]), None));
-        assert!(json_requested(&args(&["wxretain", "--log-format=json"]), None));
+        assert!(json_requested(
+            &args(&["wxretain", "--log-format", "json", "x"]),
+            None
+        ));
+        assert!(json_requested(
+            &args(&["wxretain", "--log-format=json"]),
+            None
+        ));
         assert!(json_requested(&args(&["wxretain", "status"]), Some("json")));
-        assert!(!json_requested(&args(&["wxretain", "--log-format", "text"]), Some("json")));
+        assert!(!json_requested(
+            &args(&["wxretain", "--log-format", "text"]),
+            Some("json")
+        ));
         assert!(!json_requested(&args(&["wxretain", "status"]), None));
     }
 
