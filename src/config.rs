@@ -1056,4 +1056,45 @@ mod tests {
         assert_eq!(config.wechat.max_in_flight, 8);
         assert_eq!(config.database.max_connections, 10);
     }
+
+    #[test]
+    fn secrets_are_not_read_for_commands_that_only_touch_the_database() {
+        let toml = "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"UNSET\"\n\
+                    [[apps]]\nappid = \"wx0123456789abcdee\"\nsecret_file = \"/no/such/file\"\n\
+                    [[apps]]\nappid = \"wx0123456789abcded\"\ntoken_env = \"UNSET\"\n";
+        let env: HashMap<String, String> = HashMap::new();
+        let path = Path::new("t.toml");
+        let config = Config::parse_with(toml, path, &env, Secrets::Skip).expect("loads");
+        let from: Vec<String> = config
+            .apps
+            .iter()
+            .map(|a| match &a.credential {
+                Credential::Unresolved(from) => from.clone(),
+                other => panic!("{other:?} was resolved"),
+            })
+            .collect();
+        assert_eq!(
+            from,
+            [
+                "secret_env UNSET",
+                "secret_file /no/such/file",
+                "token_env UNSET"
+            ]
+        );
+        let err = Config::parse(toml, path, &env).expect_err("secrets are read");
+        assert!(err.to_string().contains("apps[0].secret_env"), "{err}");
+        // The shape is still checked.
+        let two =
+            "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"A\"\ntoken_env = \"B\"\n";
+        assert!(Config::parse_with(two, path, &env, Secrets::Skip).is_err());
+    }
+
+    #[test]
+    fn only_a_database_password_makes_the_file_secret() {
+        assert_eq!(inline_secret(APP), None);
+        let url = |u: &str| format!("[database]\nurl = \"{u}\"\n{APP}");
+        assert_eq!(inline_secret(&url("postgres://u@h/db")), None);
+        assert!(inline_secret(&url("postgres://u:pw@h/db")).is_some());
+        assert!(inline_secret(&url("postgres://u@h/db?password=pw")).is_some());
+    }
 }

@@ -122,16 +122,16 @@ fn needing_attention(statuses: &[(Period, Period, Vec<AppStatus>)]) -> Vec<Strin
         let who = label(s);
         if s.broken {
             lines.push(format!(
-                "{who}: broken ({} {}): fix its setup; it is tried again every hour or so",
+                "{who}: broken ({} retention): {}; fix its setup (it is tried again every hour or so)",
                 s.grain,
                 last_error(s)
             ));
         }
         if s.failing_over_a_day > 0 {
+            let plural = if s.failing_over_a_day == 1 { "" } else { "s" };
             lines.push(format!(
-                "{who}: {} {} {}s failing for more than a day (last error: {})",
+                "{who}: {} {}{plural} failing for more than a day (last error: {})",
                 s.failing_over_a_day,
-                s.grain,
                 s.grain.unit(),
                 last_error(s)
             ));
@@ -215,4 +215,50 @@ pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NaturalWeek;
+    use crate::planner::Rule;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("instant")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_failure_begins_no_earlier_than_planning_success_or_the_next_key() {
+        let rule = Rule {
+            publish_hour: 10,
+            final_grace: Duration::days(14),
+        };
+        let week: Period =
+            NaturalWeek::starting(chrono::NaiveDate::from_ymd_opt(2026, 11, 2).expect("date"))
+                .expect("a Monday")
+                .into();
+        // Keys 0 and 1 stored on 2026-11-16; key 2 is due on 2026-11-23
+        // 10:00 Beijing: failing since then, not since the last success.
+        let maturing = FailingPeriod {
+            appid: "wx0123456789abcdef".into(),
+            period: week,
+            keys: vec![0, 1],
+            created_at: at("2026-11-09T02:00:00Z"),
+            last_success_at: Some(at("2026-11-16T02:05:00Z")),
+        };
+        assert_eq!(failing_since(&maturing, &rule), at("2026-11-23T02:00:00Z"));
+        // Never fetched, planned by a recent backfill: since the planning.
+        let backfilled = FailingPeriod {
+            keys: vec![],
+            created_at: at("2026-11-29T08:00:00Z"),
+            last_success_at: None,
+            ..maturing
+        };
+        assert_eq!(
+            failing_since(&backfilled, &rule),
+            at("2026-11-29T08:00:00Z")
+        );
+    }
 }
