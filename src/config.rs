@@ -25,6 +25,7 @@ pub const INTEGER_KEYS: &[(&str, &str)] = &[
     ("wechat", "retry_attempts"),
     ("wechat", "retry_min_delay_ms"),
     ("wechat", "token_command_ttl_secs"),
+    ("wechat", "token_file_ttl_secs"),
     ("wechat", "suspect_recheck_ms"),
     ("schedule", "lookback_weeks"),
     ("schedule", "final_grace_days"),
@@ -138,9 +139,12 @@ pub struct WechatConfig {
     pub retry_min_delay: Duration,
     /// How long a token printed by `token_command` is reused.
     pub token_command_ttl: Duration,
+    /// How long a token read from a `token_file` is reused before the file
+    /// is read again (it is also read again at once when WeChat refuses it).
+    pub token_file_ttl: Duration,
     /// Whether a refused token that stable_token hands back again may be
-    /// replaced with `force_refresh` (off when the app's own backend needs
-    /// the whole daily allowance).
+    /// replaced with `force_refresh` (`"budgeted"`, the default) or never
+    /// (`"never"`, when the app's own backend needs the whole daily allowance).
     pub force_refresh: bool,
     /// Data calls per second over all apps, per process.
     pub rate_per_second: f64,
@@ -204,8 +208,13 @@ pub enum Credential {
     /// A program that prints a current access token (third-party platforms,
     /// central token services).
     Command(Vec<String>),
-    /// An environment variable that holds a current access token.
+    /// An environment variable that holds a current access token: read by
+    /// this process, so in `run` it never changes.
     Env(String),
+    /// A file that holds a current access token, kept current by someone
+    /// else (a mounted secret, a sidecar): read again when its TTL passes or
+    /// WeChat refuses the token.
+    File(PathBuf),
     /// Not read: the config was loaded for a command that never calls
     /// WeChat ([`Secrets::Skip`]). Says where the credential would come from.
     Unresolved(String),
@@ -214,8 +223,9 @@ pub enum Credential {
 /// Whether loading the config reads the apps' credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Secrets {
-    /// Read every `secret_env`, `secret_file` and `token_env` now, and refuse
-    /// the config if one is missing: for the commands that call WeChat.
+    /// Read every `secret_env`, `secret_file`, `token_env` and `token_file`
+    /// now, and refuse the config if one is missing: for the commands that
+    /// call WeChat.
     Resolve,
     /// Check the credentials' shape only: for the commands that only touch
     /// the database (`migrate`, `status`, `report`), which must run where the
@@ -229,6 +239,7 @@ impl fmt::Debug for Credential {
             Credential::Secret(_) => f.write_str("Secret([REDACTED])"),
             Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
             Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            Credential::File(path) => f.debug_tuple("File").field(path).finish(),
             Credential::Unresolved(from) => f.debug_tuple("Unresolved").field(from).finish(),
         }
     }
@@ -291,10 +302,20 @@ struct RawWechat {
     retry_attempts: Option<u64>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
-    force_refresh: Option<bool>,
+    token_file_ttl_secs: Option<u64>,
+    force_refresh: Option<ForceRefresh>,
     rate_per_second: Option<f64>,
     app_rate_per_second: Option<f64>,
     suspect_recheck_ms: Option<u64>,
+}
+
+/// `[wechat] force_refresh`: `"budgeted"` or `"never"`, or the booleans
+/// that came first (`true` = budgeted, `false` = never).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ForceRefresh {
+    Bool(bool),
+    Word(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -327,6 +348,7 @@ struct RawApp {
     secret_file: Option<PathBuf>,
     token_command: Option<Vec<String>>,
     token_env: Option<String>,
+    token_file: Option<PathBuf>,
     token_param: Option<TokenParam>,
     retention: Option<Vec<String>>,
 }
@@ -584,7 +606,17 @@ impl Checker<'_> {
                 300,
                 (0, 86_400),
             )?),
-            force_refresh: raw.force_refresh.unwrap_or(true),
+            // A file read is cheap and a sidecar or a mounted secret changes
+            // the file some minutes before the old token stops working
+            // (WeChat keeps it 5 minutes after a new one is issued): a
+            // minute picks the new one up well within that.
+            token_file_ttl: Duration::from_secs(self.within(
+                "wechat.token_file_ttl_secs",
+                raw.token_file_ttl_secs,
+                60,
+                (0, 86_400),
+            )?),
+            force_refresh: self.force_refresh(raw.force_refresh)?,
             rate_per_second: self.rate("wechat.rate_per_second", raw.rate_per_second, 100.0)?,
             app_rate_per_second: self.rate(
                 "wechat.app_rate_per_second",
@@ -600,6 +632,23 @@ impl Checker<'_> {
                 (0, 60_000),
             )?),
         })
+    }
+
+    fn force_refresh(&self, raw: Option<ForceRefresh>) -> Result<bool, ConfigError> {
+        match raw {
+            None => Ok(true),
+            Some(ForceRefresh::Bool(allowed)) => Ok(allowed),
+            Some(ForceRefresh::Word(word)) => match word.as_str() {
+                "budgeted" => Ok(true),
+                "never" => Ok(false),
+                _ => Err(self.invalid(
+                    "wechat.force_refresh",
+                    format!(
+                        "{word:?} is not \"budgeted\" or \"never\" (true and false mean the same)"
+                    ),
+                )),
+            },
+        }
     }
 
     /// A rate in calls per second: positive, finite, and not beyond what a
@@ -784,6 +833,7 @@ impl Checker<'_> {
             raw.secret_file.is_some(),
             raw.token_command.is_some(),
             raw.token_env.is_some(),
+            raw.token_file.is_some(),
         ]
         .iter()
         .filter(|g| **g)
@@ -791,7 +841,7 @@ impl Checker<'_> {
         if given != 1 {
             return Err(self.invalid(
                 format!("apps[{i}] ({appid})"),
-                "set exactly one of secret_env, secret_file, token_command, token_env",
+                "set exactly one of secret_env, secret_file, token_command, token_env, token_file",
             ));
         }
         let credential = if let Some(argv) = raw.token_command {
@@ -803,10 +853,16 @@ impl Checker<'_> {
             }
             Credential::Command(argv)
         } else if self.secrets == Secrets::Skip {
-            let from = match (raw.secret_env, raw.secret_file, raw.token_env) {
-                (Some(var), _, _) => format!("secret_env {var}"),
-                (_, Some(file), _) => format!("secret_file {}", file.display()),
-                (_, _, Some(var)) => format!("token_env {var}"),
+            let from = match (
+                raw.secret_env,
+                raw.secret_file,
+                raw.token_env,
+                raw.token_file,
+            ) {
+                (Some(var), ..) => format!("secret_env {var}"),
+                (_, Some(file), ..) => format!("secret_file {}", file.display()),
+                (_, _, Some(var), _) => format!("token_env {var}"),
+                (.., Some(file)) => format!("token_file {}", file.display()),
                 _ => unreachable!("exactly one credential was counted above"),
             };
             Credential::Unresolved(from)
@@ -842,6 +898,22 @@ impl Checker<'_> {
                 ));
             }
             Credential::Env(var)
+        } else if let Some(file) = raw.token_file {
+            // Read now so that a wrong path fails at start-up; what it holds
+            // is read again whenever a token is needed.
+            let token = std::fs::read_to_string(&file).map_err(|e| {
+                self.invalid(
+                    key("token_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            if token.trim().is_empty() {
+                return Err(self.invalid(key("token_file"), format!("{} is empty", file.display())));
+            }
+            if self.warned.borrow_mut().insert(file.clone()) {
+                warn_if_readable_by_others(&file, "an access token");
+            }
+            Credential::File(file)
         } else {
             unreachable!("exactly one credential was counted above")
         };
@@ -1049,12 +1121,30 @@ mod tests {
     }
 
     #[test]
+    fn force_refresh_takes_its_words_and_the_booleans_it_had() {
+        for (value, allowed) in [
+            ("\"budgeted\"", true),
+            ("true", true),
+            ("\"never\"", false),
+            ("false", false),
+        ] {
+            let config = parse(&format!("[wechat]\nforce_refresh = {value}\n")).expect(value);
+            assert_eq!(config.wechat.force_refresh, allowed, "{value}");
+        }
+        assert!(parse("").expect("default").wechat.force_refresh);
+        let (key, problem) = refusal("[wechat]\nforce_refresh = \"sometimes\"\n");
+        assert_eq!(key, "wechat.force_refresh");
+        assert!(problem.contains("never"), "{problem}");
+    }
+
+    #[test]
     fn defaults_are_unchanged() {
         let config = parse("").expect("defaults are valid");
         assert_eq!(config.schedule.drain_timeout, Duration::from_secs(20));
         assert_eq!(config.schedule.lookback_weeks, 26);
         assert_eq!(config.wechat.max_in_flight, 8);
         assert_eq!(config.database.max_connections, 10);
+        assert_eq!(config.wechat.token_file_ttl, Duration::from_secs(60));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let metrics = crate::server::install_metrics()?;
+    let metrics = crate::metrics::install()?;
     // Lazy: the daemon starts (and says it is not ready) while Postgres is down.
     let store = Store::connect_lazy(&config.database.url, config.database.max_connections)?;
     let listen = args.listen.unwrap_or(config.server.listen);
