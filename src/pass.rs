@@ -96,7 +96,7 @@ impl Pipeline {
             .set((host - database).num_milliseconds() as f64 / 1000.0);
         let limit = self.config.schedule.max_clock_skew;
         crate::clock::check(host, database, as_of, limit).map_err(|e| {
-            tracing::error!(error = %e, %host, %database, %as_of, "refusing to plan or claim");
+            tracing::error!(error = %e, host = instant(Some(host)), database = instant(Some(database)), as_of = instant(Some(as_of)), "refusing to plan or claim");
             metrics::counter!("wxretain_passes_refused_total", "reason" => "clock").increment(1);
             anyhow::Error::new(e)
         })
