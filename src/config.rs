@@ -215,6 +215,22 @@ pub enum Credential {
     /// else (a mounted secret, a sidecar): read again when its TTL passes or
     /// WeChat refuses the token.
     File(PathBuf),
+    /// Not read: the config was loaded for a command that never calls
+    /// WeChat ([`Secrets::Skip`]). Says where the credential would come from.
+    Unresolved(String),
+}
+
+/// Whether loading the config reads the apps' credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read every `secret_env`, `secret_file`, `token_env` and `token_file`
+    /// now, and refuse the config if one is missing: for the commands that
+    /// call WeChat.
+    Resolve,
+    /// Check the credentials' shape only: for the commands that only touch
+    /// the database (`migrate`, `status`, `report`), which must run where the
+    /// apps' secrets are not set.
+    Skip,
 }
 
 impl fmt::Debug for Credential {
@@ -224,6 +240,7 @@ impl fmt::Debug for Credential {
             Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
             Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
             Credential::File(path) => f.debug_tuple("File").field(path).finish(),
+            Credential::Unresolved(from) => f.debug_tuple("Unresolved").field(from).finish(),
         }
     }
 }
@@ -364,24 +381,43 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("wxretain.toml"))
     }
 
-    /// Reads, parses and validates the file at `path`.
+    /// Reads, parses and validates the file at `path`, credentials included.
     pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::load_with(path, env, Secrets::Resolve)
+    }
+
+    /// [`Self::load`], reading the apps' credentials or not (`secrets`).
+    pub fn load_with(path: &Path, env: &dyn Env, secrets: Secrets) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        warn_if_readable_by_others(path);
-        Self::parse(&text, path, env)
+        let config = Self::parse_with(&text, path, env, secrets)?;
+        if let Some(what) = inline_secret(&text) {
+            warn_if_readable_by_others(path, what);
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::parse_with(text, path, env, Secrets::Resolve)
+    }
+
+    /// [`Self::parse`], reading the apps' credentials or not (`secrets`).
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        env: &dyn Env,
+        secrets: Secrets,
+    ) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
         let check = Checker {
             path,
+            secrets,
             warned: Default::default(),
         };
         let database = check.database(raw.database, env)?;
@@ -460,6 +496,7 @@ impl Config {
 
 struct Checker<'a> {
     path: &'a Path,
+    secrets: Secrets,
     /// Secret files already warned about: a thousand apps sharing one file
     /// deserve one warning, not a thousand.
     warned: std::cell::RefCell<std::collections::BTreeSet<PathBuf>>,
@@ -807,7 +844,29 @@ impl Checker<'_> {
                 "set exactly one of secret_env, secret_file, token_command, token_env, token_file",
             ));
         }
-        let credential = if let Some(var) = raw.secret_env {
+        let credential = if let Some(argv) = raw.token_command {
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(self.invalid(
+                    key("token_command"),
+                    "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
+                ));
+            }
+            Credential::Command(argv)
+        } else if self.secrets == Secrets::Skip {
+            let from = match (
+                raw.secret_env,
+                raw.secret_file,
+                raw.token_env,
+                raw.token_file,
+            ) {
+                (Some(var), ..) => format!("secret_env {var}"),
+                (_, Some(file), ..) => format!("secret_file {}", file.display()),
+                (_, _, Some(var), _) => format!("token_env {var}"),
+                (.., Some(file)) => format!("token_file {}", file.display()),
+                _ => unreachable!("exactly one credential was counted above"),
+            };
+            Credential::Unresolved(from)
+        } else if let Some(var) = raw.secret_env {
             let secret = env.var(&var).ok_or_else(|| {
                 self.invalid(
                     key("secret_env"),
@@ -828,17 +887,9 @@ impl Checker<'_> {
                 );
             }
             if self.warned.borrow_mut().insert(file.clone()) {
-                warn_if_readable_by_others(&file);
+                warn_if_readable_by_others(&file, "an AppSecret");
             }
             Credential::Secret(SecretString::from(secret.trim().to_string()))
-        } else if let Some(argv) = raw.token_command {
-            if argv.first().is_none_or(|p| p.trim().is_empty()) {
-                return Err(self.invalid(
-                    key("token_command"),
-                    "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
-                ));
-            }
-            Credential::Command(argv)
         } else if let Some(var) = raw.token_env {
             if env.var(&var).is_none() {
                 return Err(self.invalid(
@@ -860,7 +911,7 @@ impl Checker<'_> {
                 return Err(self.invalid(key("token_file"), format!("{} is empty", file.display())));
             }
             if self.warned.borrow_mut().insert(file.clone()) {
-                warn_if_readable_by_others(&file);
+                warn_if_readable_by_others(&file, "an access token");
             }
             Credential::File(file)
         } else {
@@ -924,8 +975,20 @@ pub fn redact_url_password(url: &str) -> String {
     parsed.to_string()
 }
 
+/// What secret the config file's text holds, if any: the database
+/// password, in `[database] url` (its `user:password@` or a `password=`
+/// query parameter). Credentials are never inline (`secret_env`,
+/// `secret_file` and `token_env` only name where they are), so a file without
+/// such a URL holds nothing secret and may be world-readable.
+fn inline_secret(text: &str) -> Option<&'static str> {
+    let raw: RawConfig = toml::from_str(text).ok()?;
+    let url = reqwest::Url::parse(&raw.database.url?).ok()?;
+    let in_query = url.query_pairs().any(|(k, _)| is_secret_url_param(&k));
+    (url.password().is_some() || in_query).then_some("the database password")
+}
+
 /// Secrets in a file others can read are half-public: say so, but go on.
-fn warn_if_readable_by_others(path: &Path) {
+fn warn_if_readable_by_others(path: &Path, holds: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -934,11 +997,14 @@ fn warn_if_readable_by_others(path: &Path) {
                 tracing::warn!(
                     file = %path.display(),
                     mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                    "file may hold secrets but other users can read it; chmod 600 it"
+                    holds,
+                    "file holds a secret but other users can read it; chmod 600 it"
                 );
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, holds);
 }
 
 #[cfg(test)]
@@ -1079,5 +1145,46 @@ mod tests {
         assert_eq!(config.wechat.max_in_flight, 8);
         assert_eq!(config.database.max_connections, 10);
         assert_eq!(config.wechat.token_file_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn secrets_are_not_read_for_commands_that_only_touch_the_database() {
+        let toml = "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"UNSET\"\n\
+                    [[apps]]\nappid = \"wx0123456789abcdee\"\nsecret_file = \"/no/such/file\"\n\
+                    [[apps]]\nappid = \"wx0123456789abcded\"\ntoken_env = \"UNSET\"\n";
+        let env: HashMap<String, String> = HashMap::new();
+        let path = Path::new("t.toml");
+        let config = Config::parse_with(toml, path, &env, Secrets::Skip).expect("loads");
+        let from: Vec<String> = config
+            .apps
+            .iter()
+            .map(|a| match &a.credential {
+                Credential::Unresolved(from) => from.clone(),
+                other => panic!("{other:?} was resolved"),
+            })
+            .collect();
+        assert_eq!(
+            from,
+            [
+                "secret_env UNSET",
+                "secret_file /no/such/file",
+                "token_env UNSET"
+            ]
+        );
+        let err = Config::parse(toml, path, &env).expect_err("secrets are read");
+        assert!(err.to_string().contains("apps[0].secret_env"), "{err}");
+        // The shape is still checked.
+        let two =
+            "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"A\"\ntoken_env = \"B\"\n";
+        assert!(Config::parse_with(two, path, &env, Secrets::Skip).is_err());
+    }
+
+    #[test]
+    fn only_a_database_password_makes_the_file_secret() {
+        assert_eq!(inline_secret(APP), None);
+        let url = |u: &str| format!("[database]\nurl = \"{u}\"\n{APP}");
+        assert_eq!(inline_secret(&url("postgres://u@h/db")), None);
+        assert!(inline_secret(&url("postgres://u:pw@h/db")).is_some());
+        assert!(inline_secret(&url("postgres://u@h/db?password=pw")).is_some());
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 /// Runs until `shutdown` fires, then lets the pass in flight finish, waiting
 /// for it at most `[schedule] drain_timeout_secs`.
 pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    wait_for_database(&p, &shutdown).await;
+    wait_for_database(&p, &shutdown).await?;
     if shutdown.is_cancelled() {
         return Ok(());
     }
@@ -68,44 +68,79 @@ async fn tick(p: &Pipeline, gate: &Mutex<()>, shutdown: &CancellationToken, why:
     };
     let started = std::time::Instant::now();
     match run_pass(p, &opts, shutdown, None).await {
-        Ok(report) => {
+        Ok(r) => {
             metrics::gauge!("wxretain_last_successful_pass_timestamp_seconds")
                 .set(Utc::now().timestamp() as f64);
+            // One numeric field per count, for log shippers to sum and alert on.
             tracing::info!(
                 why,
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                ?report,
+                planned = r.planned,
+                attempted = r.attempted,
+                stored = r.stored,
+                rows_written = r.rows_written,
+                not_ready = r.not_ready,
+                failed = r.failed,
+                rejected = r.rejected,
+                deferred = r.deferred,
+                unsaved = r.unsaved,
+                lease_lost = r.lease_lost,
                 "pass done"
             );
         }
         Err(e) => tracing::error!(
             why,
-            error = format!("{e:#}"),
+            error = %crate::telemetry::describe(&e),
             "pass failed; the next tick tries again"
         ),
     }
     crate::metrics::update_week_gauges(p).await;
 }
 
-/// Start-up with the database down waits for it instead of crashing.
-async fn wait_for_database(p: &Pipeline, shutdown: &CancellationToken) {
+/// Start-up with the database down waits for it instead of crashing; a
+/// database that does not exist is created, as `migrate` would. Only a
+/// database the server refuses to create ends the wait (and the daemon).
+async fn wait_for_database(p: &Pipeline, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let mut pause = Duration::from_secs(1);
     loop {
-        match p.store.migrate().await {
-            Ok(()) => return,
-            Err(e) => match e.downcast_ref::<crate::store::SchemaError>() {
-                Some(schema) if !schema.is_unreachable() => {
-                    tracing::error!(error = %schema, retry_in = ?pause, "the database's schema is not one this release can use; waiting (see /readyz)");
+        let schema = match p.store.migrate().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match schema.downcast_ref::<crate::store::SchemaError>() {
+            Some(crate::store::SchemaError::NoDatabase(_)) => {
+                match crate::store::Store::create_database_if_missing(&p.config.database.url).await
+                {
+                    Ok(()) => continue,
+                    Err(e) if refused_by_server(&e) => {
+                        return Err(e.context("the database does not exist and could not be created: create it, or run `wxretain migrate` as a role that may"));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %crate::telemetry::describe(&e), retry_in_secs = pause.as_secs(), "cannot reach the database server to create the database; waiting");
+                    }
                 }
-                _ => {
-                    tracing::warn!(error = format!("{e:#}"), retry_in = ?pause, "cannot reach the database; waiting");
-                }
-            },
+            }
+            Some(schema) if !schema.is_unreachable() => {
+                tracing::error!(error = %schema, retry_in_secs = pause.as_secs(), "the database's schema is not one this release can use; waiting (see /readyz)");
+            }
+            _ => {
+                tracing::warn!(error = %crate::telemetry::describe(&schema), retry_in_secs = pause.as_secs(), "cannot reach the database; waiting");
+            }
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(Duration::from_secs(30));
     }
+}
+
+/// The server answered, with a refusal (no CREATEDB, no access to the
+/// `postgres` database): waiting will not change it.
+fn refused_by_server(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| e.as_database_error().is_some())
+    })
 }

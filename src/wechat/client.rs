@@ -8,8 +8,27 @@ use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
 use crate::config::{AppConfig, Credential, WechatConfig};
 use crate::domain::Period;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Time a fetch's data calls spent on the wire: from the moment each request
+/// was sent (after the rate limits and the token) to its answer, summed over
+/// retries. What a fetch's `latency_ms` logs: a call that queued for a
+/// minute behind the rate limit and took 50 ms logs 50.
+#[derive(Debug, Default)]
+pub struct WireTime(AtomicU64);
+
+impl WireTime {
+    fn add(&self, spent: Duration) {
+        let micros = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
+        self.0.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+}
 
 /// A raw successful answer: a JSON object without a non-zero errcode, as
 /// WeChat sent it except for credentials, which are scrubbed (see
@@ -91,12 +110,22 @@ impl WeChatClient {
     /// cautionary tale. When no other token can be had now, the refusal is
     /// the answer and the week is tried again later.
     pub async fn retain(&self, app: &AppConfig, period: Period) -> Result<RawAnswer, FetchError> {
+        self.retain_timed(app, period, &WireTime::default()).await
+    }
+
+    /// [`Self::retain`], adding the data calls' time on the wire to `wire`.
+    pub async fn retain_timed(
+        &self,
+        app: &AppConfig,
+        period: Period,
+        wire: &WireTime,
+    ) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
-        match self.call(app, period, &token).await {
+        match self.call(app, period, &token, wire).await {
             Err(e @ FetchError::Api { code, .. }) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %period, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
                 match self.tokens.replace(app, &token, code).await? {
-                    Some(token) => self.call(app, period, &token).await,
+                    Some(token) => self.call(app, period, &token, wire).await,
                     None => {
                         tracing::info!(appid = %app.appid, %period, "no other token to be had now; the period is tried again later");
                         Err(e)
@@ -112,6 +141,7 @@ impl WeChatClient {
         app: &AppConfig,
         period: Period,
         token: &SecretString,
+        wire: &WireTime,
     ) -> Result<RawAnswer, FetchError> {
         let url = format!("{}/{}", self.base_url, period.grain().api_path());
         let body =
@@ -137,6 +167,7 @@ impl WeChatClient {
         )
         .await;
         let latency = started.elapsed();
+        wire.add(latency);
         metrics::histogram!("wxretain_api_latency_seconds", "grain" => period.grain().as_str())
             .record(latency.as_secs_f64());
         let (body, text) = result?;

@@ -319,6 +319,33 @@ impl FetchError {
         }
     }
 
+    /// The class of a failure as the ledger recorded it: its `last_errcode`
+    /// and `last_error` (this error's text, which starts with the endpoint:
+    /// `token: …`, `token source: …`, `getWeeklyRetain: …`). `None` when the
+    /// text is not one of these errors' (a rejected answer, say).
+    pub fn recorded_class(errcode: Option<i64>, text: &str) -> Option<ErrorClass> {
+        // A token source's failures are its own, whatever errcode they carry.
+        if text.starts_with("token source:") {
+            return Some(ErrorClass::Config);
+        }
+        let endpoint = if text.starts_with("token:") {
+            Endpoint::Token
+        } else {
+            Endpoint::Retain(crate::domain::Grain::Weekly)
+        };
+        if let Some(code) = errcode {
+            return Some(ApiErrorCode::from_code(code).class_at(endpoint));
+        }
+        let status: u16 = text.split_once(": HTTP ")?.1.trim().parse().ok()?;
+        Some(
+            FetchError::Http {
+                endpoint: Endpoint::Token,
+                status,
+            }
+            .class(),
+        )
+    }
+
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self.class() {
@@ -379,6 +406,55 @@ mod tests {
             code: ApiErrorCode::from_code(code),
             errmsg: "invalid credential, access_token is invalid or not latest rid: 1".into(),
         }
+    }
+
+    #[test]
+    fn the_class_survives_the_ledger() {
+        let weekly = Endpoint::Retain(crate::domain::Grain::Weekly);
+        let errors = [
+            api(weekly, 48001),
+            api(weekly, 61503),
+            api(weekly, 40001),
+            api(Endpoint::Token, 40001),
+            api(Endpoint::Token, 40125),
+            api(Endpoint::Token, -1),
+            FetchError::TokenSource("get-token exited with 1 (0 bytes on stderr)".into()),
+            FetchError::RefusedTokenKept {
+                origin: "token_file /run/secrets/token".into(),
+                code: ApiErrorCode::from_code(40001),
+            },
+            api(weekly, 99999),
+            api(Endpoint::Token, 99999),
+            FetchError::Http {
+                endpoint: weekly,
+                status: 404,
+            },
+            FetchError::Http {
+                endpoint: Endpoint::Token,
+                status: 429,
+            },
+            FetchError::Http {
+                endpoint: weekly,
+                status: 502,
+            },
+            FetchError::Transport {
+                endpoint: weekly,
+                message: "timed out".into(),
+            },
+        ];
+        for e in errors {
+            let recorded = FetchError::recorded_class(e.errcode(), &e.to_string());
+            let expected = match e.class() {
+                // Transport failures say nothing the text could be read for.
+                ErrorClass::Transient if matches!(e, FetchError::Transport { .. }) => None,
+                class => Some(class),
+            };
+            assert_eq!(recorded, expected, "{e}");
+        }
+        assert_eq!(
+            FetchError::recorded_class(None, "rejected answer: keys repeat"),
+            None
+        );
     }
 
     #[test]

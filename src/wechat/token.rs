@@ -294,6 +294,13 @@ impl TokenCache {
                 (SecretString::from(token.trim().to_string()), Duration::ZERO)
             }
             Credential::File(path) => (read_token_file(path).await?, self.config.token_file_ttl),
+            // Loaded for a command that only reads the database: reaching
+            // here is a bug, said as a broken source rather than a panic.
+            Credential::Unresolved(from) => {
+                return Err(FetchError::TokenSource(format!(
+                    "the credential ({from}) was not read: this command does not call WeChat"
+                )))
+            }
         };
         metrics::counter!("wxretain_token_refreshes_total", "appid" => app.appid.to_string())
             .increment(1);
@@ -373,6 +380,7 @@ fn outside_source(credential: &Credential) -> Option<String> {
             "token_env {var} (a variable cannot change while wxretain runs: use token_file for a token that is renewed)"
         )),
         Credential::File(path) => Some(format!("token_file {}", path.display())),
+        Credential::Unresolved(from) => Some(from.clone()),
     }
 }
 
