@@ -17,6 +17,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -84,6 +85,21 @@ impl Pipeline {
             apps: self.config.apps.iter().map(|a| a.appid.clone()).collect(),
             ranges: Vec::new(),
         }
+    }
+
+    /// Records the configured apps (and their names) in the apps registry
+    /// and marks the others retired: see [`Store::sync_apps`].
+    pub async fn sync_apps(&self) -> anyhow::Result<()> {
+        let configured: Vec<(AppId, String)> = self
+            .config
+            .apps
+            .iter()
+            .map(|a| (a.appid.clone(), a.name.clone()))
+            .collect();
+        self.store
+            .sync_apps(&configured)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("recording the configured apps"))
     }
 
     /// Refuses to act when this host's clock is not the database's, or when
@@ -481,7 +497,9 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         return Attempt::Done(defer(p, &claim, until).await);
     }
     let started = Instant::now();
-    let fetched = fetch_with_retry(p, app, claim.period).await;
+    // Data requests this attempt sends, retries included: the ledger's `calls`.
+    let sent = AtomicU32::new(0);
+    let fetched = fetch_with_retry(p, app, claim.period, &sent).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     if let Err(FetchError::Paused) = fetched {
         // Held back at the moment of sending: the app was paused meanwhile.
@@ -494,7 +512,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             let checked = match validate(claim.period, &raw.body) {
                 Ok(answer) => match answer.implausibility() {
                     None => Ok((answer, raw.text, false)),
-                    Some(why) => confirm(p, app, claim.period, answer, why)
+                    Some(why) => confirm(p, app, claim.period, answer, why, &sent)
                         .await
                         .map_err(|reason| (reason, raw.text)),
                 },
@@ -511,6 +529,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                             raw,
                             suspect,
                             verdict,
+                            requests: sent.load(Ordering::Relaxed),
                         },
                         latency_ms,
                     });
@@ -525,7 +544,13 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "rejected", %reason, latency_ms, "answer refused; nothing written");
                     let saved = p
                         .store
-                        .record_rejection(&p.owner, &claim, &verdict, &reason, &body)
+                        .record_rejection(
+                            &p.owner,
+                            &claim,
+                            &verdict,
+                            (&reason, &body),
+                            sent.load(Ordering::Relaxed),
+                        )
                         .await;
                     fenced(saved, Outcome::Rejected)
                 }
@@ -556,8 +581,8 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     &p.owner,
                     &claim,
                     &verdict,
-                    error.errcode(),
-                    &error.to_string(),
+                    (error.errcode(), &error.to_string()),
+                    sent.load(Ordering::Relaxed),
                 )
                 .await;
             fenced(saved, Outcome::Failed(class))
@@ -609,6 +634,7 @@ async fn confirm(
     period: Period,
     first: PeriodAnswer,
     why: String,
+    sent: &AtomicU32,
 ) -> Result<(PeriodAnswer, String, bool), String> {
     let appid = app.appid.to_string();
     let counted = |outcome: &'static str| {
@@ -621,7 +647,7 @@ async fn confirm(
         counted("refused");
         format!("impossible answer not confirmed ({why}): {detail}")
     };
-    let again = fetch_with_retry(p, app, period)
+    let again = fetch_with_retry(p, app, period, sent)
         .await
         .map_err(|e| unconfirmed(format!("asking again failed: {e}")))?;
     match validate(period, &again.body) {
@@ -649,6 +675,7 @@ async fn fetch_with_retry(
     p: &Pipeline,
     app: &AppConfig,
     period: Period,
+    sent: &AtomicU32,
 ) -> Result<crate::wechat::RawAnswer, FetchError> {
     let w = &p.config.wechat;
     let policy = ExponentialBuilder::default()
@@ -656,7 +683,7 @@ async fn fetch_with_retry(
         .with_max_delay(w.retry_min_delay * 16)
         .with_max_times(w.retry_attempts.saturating_sub(1))
         .with_jitter();
-    (|| p.client.retain(app, period))
+    (|| p.client.retain_counting(app, period, sent))
         .retry(policy)
         .when(|e: &FetchError| e.class() == ErrorClass::Transient)
         .notify(|e: &FetchError, pause: Duration| {

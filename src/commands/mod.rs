@@ -18,11 +18,14 @@ use secrecy::SecretString;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Connects, applies pending migrations, and builds the pipeline.
+/// Connects, applies pending migrations, builds the pipeline, and records
+/// the configured apps (the others are retired).
 pub async fn pipeline(config: Config) -> anyhow::Result<Pipeline> {
     let store = Store::connect(&config.database.url, config.database.max_connections).await?;
     store.migrate().await?;
-    Pipeline::new(Arc::new(config), store)
+    let p = Pipeline::new(Arc::new(config), store)?;
+    p.sync_apps().await?;
+    Ok(p)
 }
 
 /// For commands that need only the database (`migrate`, `report`):

@@ -8,6 +8,7 @@ use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
 use crate::config::{AppConfig, Credential, WechatConfig};
 use crate::domain::Period;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,12 +92,24 @@ impl WeChatClient {
     /// cautionary tale. When no other token can be had now, the refusal is
     /// the answer and the week is tried again later.
     pub async fn retain(&self, app: &AppConfig, period: Period) -> Result<RawAnswer, FetchError> {
+        self.retain_counting(app, period, &AtomicU32::new(0)).await
+    }
+
+    /// [`Self::retain`], adding to `sent` each data request that goes out
+    /// (the ledger's `calls`): the retry after a refused token is one more,
+    /// a call held back by a pause is none.
+    pub async fn retain_counting(
+        &self,
+        app: &AppConfig,
+        period: Period,
+        sent: &AtomicU32,
+    ) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
-        match self.call(app, period, &token).await {
+        match self.call(app, period, &token, sent).await {
             Err(e) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %period, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
                 match self.tokens.replace(app, &token).await? {
-                    Some(token) => self.call(app, period, &token).await,
+                    Some(token) => self.call(app, period, &token, sent).await,
                     None => {
                         tracing::info!(appid = %app.appid, %period, "no other token to be had now; the period is tried again later");
                         Err(e)
@@ -112,6 +125,7 @@ impl WeChatClient {
         app: &AppConfig,
         period: Period,
         token: &SecretString,
+        sent: &AtomicU32,
     ) -> Result<RawAnswer, FetchError> {
         let url = format!("{}/{}", self.base_url, period.grain().api_path());
         let body =
@@ -128,6 +142,7 @@ impl WeChatClient {
         if self.paused_apps().contains(&app.appid) {
             return Err(FetchError::Paused);
         }
+        sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = send_and_read_text(
             request,
