@@ -94,16 +94,23 @@ async fn tick(
 }
 
 /// One pass over every configured app, logged; the caller holds the gate.
-/// `plan`: add the periods the ledger lacks first (ticks do; a wake-up only
-/// fetches what is due, planning being the ticks' work).
-pub(crate) async fn pass(p: &Pipeline, shutdown: &CancellationToken, why: &str, plan: bool) {
+/// `plan`: add the periods the ledger lacks first and refresh the per-state
+/// gauges (ticks do; a wake-up only fetches what is due, and may come every
+/// few seconds, too often for a count over the whole ledger). False when
+/// the pass failed.
+pub(crate) async fn pass(
+    p: &Pipeline,
+    shutdown: &CancellationToken,
+    why: &str,
+    plan: bool,
+) -> bool {
     let opts = PassOptions {
         as_of: p.clock.now(),
         scope: p.all_apps(),
         plan,
     };
     let started = std::time::Instant::now();
-    match run_pass(p, &opts, shutdown, None).await {
+    let done = match run_pass(p, &opts, shutdown, None).await {
         Ok(report) => {
             metrics::gauge!("wxretain_last_successful_pass_timestamp_seconds")
                 .set(Utc::now().timestamp() as f64);
@@ -114,14 +121,21 @@ pub(crate) async fn pass(p: &Pipeline, shutdown: &CancellationToken, why: &str, 
             } else {
                 tracing::debug!(why, elapsed_ms, ?report, "pass done");
             }
+            true
         }
-        Err(e) => tracing::error!(
-            why,
-            error = format!("{e:#}"),
-            "pass failed; the next tick tries again"
-        ),
+        Err(e) => {
+            tracing::error!(
+                why,
+                error = format!("{e:#}"),
+                "pass failed; the next tick tries again"
+            );
+            false
+        }
+    };
+    if plan {
+        crate::metrics::update_week_gauges(p).await;
     }
-    crate::metrics::update_week_gauges(p).await;
+    done
 }
 
 /// Start-up with the database down waits for it instead of crashing.

@@ -27,6 +27,11 @@ pub const POLL: Duration = Duration::from_secs(5);
 /// replica that just ran out) must not become a busy loop of passes.
 pub const MIN_GAP: Duration = Duration::from_secs(5);
 
+/// After a wake-up pass that failed (the clocks disagree, the database went
+/// away mid-pass), the next waits this long: the error is not news every
+/// few seconds, and the ticks go on as before.
+pub const AFTER_FAILURE: Duration = Duration::from_secs(60);
+
 /// Runs a pass (fetching, not planning) whenever a period of a configured app
 /// is due, until `shutdown`. `gate` is the scheduler's: a wake-up waits for a
 /// pass in flight instead of overlapping it. `pass_done` is told at the end
@@ -72,8 +77,11 @@ pub async fn wake_when_due(
             _ => false,
         };
         if still_due && !shutdown.is_cancelled() {
-            crate::scheduler::pass(&p, &shutdown, "due", false).await;
+            let ok = crate::scheduler::pass(&p, &shutdown, "due", false).await;
             last_pass_end = Instant::now();
+            if !ok {
+                last_pass_end += AFTER_FAILURE - MIN_GAP;
+            }
         }
         drop(held);
     }

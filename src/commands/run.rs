@@ -87,3 +87,20 @@ fn taken_hint(e: anyhow::Error, addr: SocketAddr, from: &str) -> anyhow::Error {
         None => e,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_is_an_address_or_off() {
+        assert_eq!(
+            Listen::parse("127.0.0.1:9188"),
+            Ok(Listen::At(([127, 0, 0, 1], 9188).into()))
+        );
+        assert_eq!(Listen::parse("off"), Ok(Listen::Off));
+        assert_eq!(Listen::parse("OFF"), Ok(Listen::Off));
+        let refused = Listen::parse("9188").expect_err("a port alone");
+        assert!(refused.contains("nor `off`"), "{refused}");
+    }
+}
