@@ -25,6 +25,7 @@ pub const INTEGER_KEYS: &[(&str, &str)] = &[
     ("wechat", "retry_attempts"),
     ("wechat", "retry_min_delay_ms"),
     ("wechat", "token_command_ttl_secs"),
+    ("wechat", "token_file_ttl_secs"),
     ("wechat", "suspect_recheck_ms"),
     ("schedule", "lookback_weeks"),
     ("schedule", "final_grace_days"),
@@ -138,9 +139,12 @@ pub struct WechatConfig {
     pub retry_min_delay: Duration,
     /// How long a token printed by `token_command` is reused.
     pub token_command_ttl: Duration,
+    /// How long a token read from a `token_file` is reused before the file
+    /// is read again (it is also read again at once when WeChat refuses it).
+    pub token_file_ttl: Duration,
     /// Whether a refused token that stable_token hands back again may be
-    /// replaced with `force_refresh` (off when the app's own backend needs
-    /// the whole daily allowance).
+    /// replaced with `force_refresh` (`"budgeted"`, the default) or never
+    /// (`"never"`, when the app's own backend needs the whole daily allowance).
     pub force_refresh: bool,
     /// Data calls per second over all apps, per process.
     pub rate_per_second: f64,
@@ -204,8 +208,13 @@ pub enum Credential {
     /// A program that prints a current access token (third-party platforms,
     /// central token services).
     Command(Vec<String>),
-    /// An environment variable that holds a current access token.
+    /// An environment variable that holds a current access token: read by
+    /// this process, so in `run` it never changes.
     Env(String),
+    /// A file that holds a current access token, kept current by someone
+    /// else (a mounted secret, a sidecar): read again when its TTL passes or
+    /// WeChat refuses the token.
+    File(PathBuf),
 }
 
 impl fmt::Debug for Credential {
@@ -214,6 +223,7 @@ impl fmt::Debug for Credential {
             Credential::Secret(_) => f.write_str("Secret([REDACTED])"),
             Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
             Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            Credential::File(path) => f.debug_tuple("File").field(path).finish(),
         }
     }
 }
@@ -275,10 +285,20 @@ struct RawWechat {
     retry_attempts: Option<u64>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
-    force_refresh: Option<bool>,
+    token_file_ttl_secs: Option<u64>,
+    force_refresh: Option<ForceRefresh>,
     rate_per_second: Option<f64>,
     app_rate_per_second: Option<f64>,
     suspect_recheck_ms: Option<u64>,
+}
+
+/// `[wechat] force_refresh`: `"budgeted"` or `"never"`, or the booleans
+/// that came first (`true` = budgeted, `false` = never).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ForceRefresh {
+    Bool(bool),
+    Word(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -311,6 +331,7 @@ struct RawApp {
     secret_file: Option<PathBuf>,
     token_command: Option<Vec<String>>,
     token_env: Option<String>,
+    token_file: Option<PathBuf>,
     token_param: Option<TokenParam>,
     retention: Option<Vec<String>>,
 }
@@ -548,7 +569,17 @@ impl Checker<'_> {
                 300,
                 (0, 86_400),
             )?),
-            force_refresh: raw.force_refresh.unwrap_or(true),
+            // A file read is cheap and a sidecar or a mounted secret changes
+            // the file some minutes before the old token stops working
+            // (WeChat keeps it 5 minutes after a new one is issued): a
+            // minute picks the new one up well within that.
+            token_file_ttl: Duration::from_secs(self.within(
+                "wechat.token_file_ttl_secs",
+                raw.token_file_ttl_secs,
+                60,
+                (0, 86_400),
+            )?),
+            force_refresh: self.force_refresh(raw.force_refresh)?,
             rate_per_second: self.rate("wechat.rate_per_second", raw.rate_per_second, 100.0)?,
             app_rate_per_second: self.rate(
                 "wechat.app_rate_per_second",
@@ -564,6 +595,23 @@ impl Checker<'_> {
                 (0, 60_000),
             )?),
         })
+    }
+
+    fn force_refresh(&self, raw: Option<ForceRefresh>) -> Result<bool, ConfigError> {
+        match raw {
+            None => Ok(true),
+            Some(ForceRefresh::Bool(allowed)) => Ok(allowed),
+            Some(ForceRefresh::Word(word)) => match word.as_str() {
+                "budgeted" => Ok(true),
+                "never" => Ok(false),
+                _ => Err(self.invalid(
+                    "wechat.force_refresh",
+                    format!(
+                        "{word:?} is not \"budgeted\" or \"never\" (true and false mean the same)"
+                    ),
+                )),
+            },
+        }
     }
 
     /// A rate in calls per second: positive, finite, and not beyond what a
@@ -748,6 +796,7 @@ impl Checker<'_> {
             raw.secret_file.is_some(),
             raw.token_command.is_some(),
             raw.token_env.is_some(),
+            raw.token_file.is_some(),
         ]
         .iter()
         .filter(|g| **g)
@@ -755,7 +804,7 @@ impl Checker<'_> {
         if given != 1 {
             return Err(self.invalid(
                 format!("apps[{i}] ({appid})"),
-                "set exactly one of secret_env, secret_file, token_command, token_env",
+                "set exactly one of secret_env, secret_file, token_command, token_env, token_file",
             ));
         }
         let credential = if let Some(var) = raw.secret_env {
@@ -798,6 +847,22 @@ impl Checker<'_> {
                 ));
             }
             Credential::Env(var)
+        } else if let Some(file) = raw.token_file {
+            // Read now so that a wrong path fails at start-up; what it holds
+            // is read again whenever a token is needed.
+            let token = std::fs::read_to_string(&file).map_err(|e| {
+                self.invalid(
+                    key("token_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            if token.trim().is_empty() {
+                return Err(self.invalid(key("token_file"), format!("{} is empty", file.display())));
+            }
+            if self.warned.borrow_mut().insert(file.clone()) {
+                warn_if_readable_by_others(&file);
+            }
+            Credential::File(file)
         } else {
             unreachable!("exactly one credential was counted above")
         };
@@ -990,11 +1055,29 @@ mod tests {
     }
 
     #[test]
+    fn force_refresh_takes_its_words_and_the_booleans_it_had() {
+        for (value, allowed) in [
+            ("\"budgeted\"", true),
+            ("true", true),
+            ("\"never\"", false),
+            ("false", false),
+        ] {
+            let config = parse(&format!("[wechat]\nforce_refresh = {value}\n")).expect(value);
+            assert_eq!(config.wechat.force_refresh, allowed, "{value}");
+        }
+        assert!(parse("").expect("default").wechat.force_refresh);
+        let (key, problem) = refusal("[wechat]\nforce_refresh = \"sometimes\"\n");
+        assert_eq!(key, "wechat.force_refresh");
+        assert!(problem.contains("never"), "{problem}");
+    }
+
+    #[test]
     fn defaults_are_unchanged() {
         let config = parse("").expect("defaults are valid");
         assert_eq!(config.schedule.drain_timeout, Duration::from_secs(20));
         assert_eq!(config.schedule.lookback_weeks, 26);
         assert_eq!(config.wechat.max_in_flight, 8);
         assert_eq!(config.database.max_connections, 10);
+        assert_eq!(config.wechat.token_file_ttl, Duration::from_secs(60));
     }
 }

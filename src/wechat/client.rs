@@ -106,9 +106,9 @@ impl WeChatClient {
     ) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
         match self.call(app, period, &token, sent).await {
-            Err(e) if e.class() == ErrorClass::Token => {
+            Err(e @ FetchError::Api { code, .. }) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %period, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
-                match self.tokens.replace(app, &token).await? {
+                match self.tokens.replace(app, &token, code).await? {
                     Some(token) => self.call(app, period, &token, sent).await,
                     None => {
                         tracing::info!(appid = %app.appid, %period, "no other token to be had now; the period is tried again later");
