@@ -11,7 +11,7 @@ use crate::replica::ReplicaId;
 use crate::store::{Answered, Claim, SaveStats, Scope, Store};
 use crate::telemetry::{instant, list};
 use crate::validate::{validate, PeriodAnswer};
-use crate::wechat::{ErrorClass, FetchError, WeChatClient, WireTime};
+use crate::wechat::{CallMeter, ErrorClass, FetchError, WeChatClient};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -85,6 +85,21 @@ impl Pipeline {
             apps: self.config.apps.iter().map(|a| a.appid.clone()).collect(),
             ranges: Vec::new(),
         }
+    }
+
+    /// Records the configured apps (and their names) in the apps registry
+    /// and marks the others retired: see [`Store::sync_apps`].
+    pub async fn sync_apps(&self) -> anyhow::Result<()> {
+        let configured: Vec<(AppId, String)> = self
+            .config
+            .apps
+            .iter()
+            .map(|a| (a.appid.clone(), a.name.clone()))
+            .collect();
+        self.store
+            .sync_apps(&configured)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("recording the configured apps"))
     }
 
     /// Refuses to act when this host's clock is not the database's, or when
@@ -493,13 +508,15 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         return Attempt::Done(defer(p, &claim, until).await);
     }
     let started = Instant::now();
-    let wire = WireTime::default();
-    let fetched = fetch_with_retry(p, app, claim.period, &wire).await;
+    // Data requests this attempt sends, retries included (the ledger's
+    // `calls`), and their own time on the wire.
+    let meter = CallMeter::default();
+    let fetched = fetch_with_retry(p, app, claim.period, &meter).await;
     // The call's own time, and apart from it the waits before it (rate
     // limits, the token, retry pauses): a queue is not a slow WeChat.
     let timing = Timing {
-        latency_ms: wire.get().as_millis() as u64,
-        waited_ms: started.elapsed().saturating_sub(wire.get()).as_millis() as u64,
+        latency_ms: meter.wire().as_millis() as u64,
+        waited_ms: started.elapsed().saturating_sub(meter.wire()).as_millis() as u64,
     };
     if let Err(FetchError::Paused) = fetched {
         // Held back at the moment of sending: the app was paused meanwhile.
@@ -512,7 +529,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             let checked = match validate(claim.period, &raw.body) {
                 Ok(answer) => match answer.implausibility() {
                     None => Ok((answer, raw.text, false)),
-                    Some(why) => confirm(p, app, claim.period, answer, why)
+                    Some(why) => confirm(p, app, claim.period, answer, why, &meter)
                         .await
                         .map_err(|reason| (reason, raw.text)),
                 },
@@ -529,6 +546,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                             raw,
                             suspect,
                             verdict,
+                            requests: meter.requests(),
                         },
                         timing,
                     });
@@ -543,7 +561,13 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "rejected", %reason, latency_ms = timing.latency_ms, waited_ms = timing.waited_ms, "answer refused; nothing written");
                     let saved = p
                         .store
-                        .record_rejection(&p.owner, &claim, &verdict, &reason, &body)
+                        .record_rejection(
+                            &p.owner,
+                            &claim,
+                            &verdict,
+                            (&reason, &body),
+                            meter.requests(),
+                        )
                         .await;
                     fenced(saved, Outcome::Rejected)
                 }
@@ -574,8 +598,8 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     &p.owner,
                     &claim,
                     &verdict,
-                    error.errcode(),
-                    &error.to_string(),
+                    (error.errcode(), &error.to_string()),
+                    meter.requests(),
                 )
                 .await;
             fenced(saved, Outcome::Failed(class))
@@ -627,6 +651,7 @@ async fn confirm(
     period: Period,
     first: PeriodAnswer,
     why: String,
+    meter: &CallMeter,
 ) -> Result<(PeriodAnswer, String, bool), String> {
     let appid = app.appid.to_string();
     let counted = |outcome: &'static str| {
@@ -639,7 +664,7 @@ async fn confirm(
         counted("refused");
         format!("impossible answer not confirmed ({why}): {detail}")
     };
-    let again = fetch_with_retry(p, app, period, &WireTime::default())
+    let again = fetch_with_retry(p, app, period, meter)
         .await
         .map_err(|e| unconfirmed(format!("asking again failed: {e}")))?;
     match validate(period, &again.body) {
@@ -667,7 +692,7 @@ async fn fetch_with_retry(
     p: &Pipeline,
     app: &AppConfig,
     period: Period,
-    wire: &WireTime,
+    meter: &CallMeter,
 ) -> Result<crate::wechat::RawAnswer, FetchError> {
     let w = &p.config.wechat;
     let policy = ExponentialBuilder::default()
@@ -675,7 +700,7 @@ async fn fetch_with_retry(
         .with_max_delay(w.retry_min_delay * 16)
         .with_max_times(w.retry_attempts.saturating_sub(1))
         .with_jitter();
-    (|| p.client.retain_timed(app, period, wire))
+    (|| p.client.retain_metered(app, period, meter))
         .retry(policy)
         .when(|e: &FetchError| e.class() == ErrorClass::Transient)
         .notify(|e: &FetchError, pause: Duration| {

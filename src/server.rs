@@ -44,7 +44,7 @@ pub async fn serve(
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("server.listen {listen}: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context(format!("server.listen {listen}")))?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let served = axum::serve(listener, app)

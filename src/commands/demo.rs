@@ -89,16 +89,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let scope = Scope { apps, ranges };
-    let bar = super::backfill::progress_bar(p.store.count_due(&scope, as_of).await?);
+    let bar = crate::progress::bar(p.store.count_due(&scope, as_of).await?);
     let opts = PassOptions {
         as_of,
         scope: scope.clone(),
         plan: false,
     };
-    let report = run_pass(&p, &opts, &CancellationToken::new(), bar.as_ref()).await?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let report = run_pass(&p, &opts, &CancellationToken::new(), bar.as_deref()).await?;
+    drop(bar);
     println!(
         "fetched {} weeks over HTTP: {} stored, {} rows written, {} not yet published, {} failed",
         report.attempted, report.stored, report.rows_written, report.not_ready, report.failed

@@ -19,8 +19,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Connects, creating the database if it does not exist, applies pending
-/// migrations, and builds the pipeline: what every command that fetches
-/// (`once`, `backfill`, the demo) starts with.
+/// migrations, builds the pipeline, and records the configured apps (the
+/// others are retired): what every command that fetches (`once`,
+/// `backfill`, the demo) starts with.
 pub async fn pipeline(config: Config) -> anyhow::Result<Pipeline> {
     let store = open(
         &config.database.url,
@@ -28,7 +29,9 @@ pub async fn pipeline(config: Config) -> anyhow::Result<Pipeline> {
         Create::IfMissing,
     )
     .await?;
-    Pipeline::new(Arc::new(config), store)
+    let p = Pipeline::new(Arc::new(config), store)?;
+    p.sync_apps().await?;
+    Ok(p)
 }
 
 /// Whether [`open`] creates a database that does not exist.

@@ -2,7 +2,7 @@
 //! and an exit code that cron jobs and monitoring scripts can act on.
 
 use crate::config::Config;
-use crate::domain::{Grain, KeySet, Period};
+use crate::domain::{AppId, Grain, KeySet, Period};
 use crate::store::{AppStatus, FailingPeriod};
 use crate::wechat::{ErrorClass, FetchError};
 use chrono::{DateTime, Duration, Utc};
@@ -20,6 +20,10 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also list apps removed from the config (retired), whose periods stay
+    /// in the ledger.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// How long a period may fail before `status` says it needs attention:
@@ -29,8 +33,12 @@ const FAILING_TOO_LONG: Duration = Duration::days(1);
 pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let store = super::open(&config.database.url, 2, super::Create::Never).await?;
     let p = crate::pass::Pipeline::new(std::sync::Arc::new(config), store)?;
-    let statuses = grain_statuses(&p, Utc::now()).await?;
+    let mut statuses = grain_statuses(&p, Utc::now()).await?;
+    // Retired apps are listed, not judged: nothing fetches them any more.
     let attention = needing_attention(&statuses);
+    if args.all {
+        add_retired(&p, &mut statuses).await?;
+    }
     if args.json {
         let all: Vec<&AppStatus> = statuses.iter().flat_map(|(_, _, s)| s).collect();
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -162,6 +170,35 @@ fn utc(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// Appends, per grain, the retired apps that have periods of it.
+async fn add_retired(
+    p: &crate::pass::Pipeline,
+    statuses: &mut [(Period, Period, Vec<AppStatus>)],
+) -> anyhow::Result<()> {
+    let retired: Vec<AppId> = p
+        .store
+        .known_apps()
+        .await?
+        .into_iter()
+        .filter(|a| a.retired_at.is_some())
+        .filter_map(|a| a.appid.parse().ok())
+        .filter(|a| !p.config.apps.iter().any(|c| &c.appid == a))
+        .collect();
+    if retired.is_empty() {
+        return Ok(());
+    }
+    for (first, last, rows) in statuses.iter_mut() {
+        let of_grain = p.store.app_status(&retired, *first, *last).await?;
+        rows.extend(
+            of_grain
+                .into_iter()
+                .filter(|s| s.complete + s.maturing + s.failing + s.unavailable > 0)
+                .map(|s| AppStatus { retired: true, ..s }),
+        );
+    }
+    Ok(())
+}
+
 pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
     let mut out = format!(
         "{} {} .. {} ({} {}s)\n",
@@ -195,7 +232,10 @@ pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
         "LAST SUCCESS",
         "LAST ERROR"
     ));
-    for s in statuses {
+    for (i, s) in statuses.iter().enumerate() {
+        if s.retired && (i == 0 || !statuses[i - 1].retired) {
+            out.push_str("retired (no longer in the config; not fetched):\n");
+        }
         out.push_str(&format!(
             "{:<20} {}{:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>7} {:<11} {:<20} {}\n",
             s.appid,

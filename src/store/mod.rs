@@ -7,6 +7,7 @@
 //! `.cargo/config.toml`), so the crate and its Docker image build without a
 //! database. README, "Development", says how to refresh it.
 
+mod apps;
 mod cohorts;
 mod force_refresh;
 mod ledger;
@@ -14,8 +15,9 @@ mod save;
 mod schema;
 mod status;
 
+pub use apps::KnownApp;
 pub use cohorts::{column_prefix, later_keys, CohortPeriod, CohortView};
-pub use ledger::{Claim, Scope};
+pub use ledger::{Claim, Requeue, Scope};
 pub use save::{Answered, SaveStats};
 pub use schema::SchemaError;
 pub use status::{AppStatus, FailingPeriod, PeriodRow};

@@ -45,6 +45,9 @@ pub struct AppStatus {
     pub last_error: Option<String>,
     pub last_errcode: Option<i64>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// No longer in the config: its periods stay in the ledger, unfetched
+    /// (shown by `status --all` only).
+    pub retired: bool,
 }
 
 /// One period's ledger entry.
@@ -60,6 +63,7 @@ pub struct PeriodRow {
     pub last_errcode: Option<i64>,
     pub last_error: Option<String>,
     pub next_due_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -156,6 +160,7 @@ impl Store {
                     last_error: r.last_error,
                     last_errcode: r.last_errcode,
                     last_error_at: r.last_error_at,
+                    retired: false,
                 }
             })
             .collect())
@@ -170,7 +175,8 @@ impl Store {
     ) -> sqlx::Result<Vec<PeriodRow>> {
         sqlx::query_as!(
             PeriodRow,
-            "SELECT appid, grain, period_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at
+            "SELECT appid, grain, period_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at,
+                    last_attempt_at
                FROM retention_ledger
               WHERE appid = ANY($1) AND grain = $4 AND period_start BETWEEN $2 AND $3
               ORDER BY appid, period_start",

@@ -22,12 +22,15 @@ pub enum LogFormat {
 /// connection chatter) only warnings and errors.
 pub const DEFAULT_FILTER: &str = "warn,wxretain=info";
 
-/// Installs the global subscriber, writing to stderr (stdout is for results).
+/// Installs the global subscriber, writing to stderr (stdout is for results),
+/// around the progress bar when one is shown (see [`crate::progress`]).
 /// `default_filter` applies when `RUST_LOG` is unset.
 pub fn init(format: LogFormat, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(crate::progress::Stderr);
     // try_init: a second call (tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.with_ansi(colour_on_stderr()).try_init(),

@@ -8,25 +8,35 @@ use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
 use crate::config::{AppConfig, Credential, WechatConfig};
 use crate::domain::Period;
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Time a fetch's data calls spent on the wire: from the moment each request
-/// was sent (after the rate limits and the token) to its answer, summed over
-/// retries. What a fetch's `latency_ms` logs: a call that queued for a
-/// minute behind the rate limit and took 50 ms logs 50.
+/// What a fetch's data calls cost, summed over retries: the requests that
+/// went out (the ledger's `calls`) and their time on the wire, from the
+/// moment each was sent (after the rate limits and the token) to its answer.
+/// The wire time is what a fetch's `latency_ms` logs: a call that queued for
+/// a minute behind the rate limit and took 50 ms logs 50.
 #[derive(Debug, Default)]
-pub struct WireTime(AtomicU64);
+pub struct CallMeter {
+    wire_micros: AtomicU64,
+    sent: AtomicU32,
+}
 
-impl WireTime {
-    fn add(&self, spent: Duration) {
+impl CallMeter {
+    fn add_wire(&self, spent: Duration) {
         let micros = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
-        self.0.fetch_add(micros, Ordering::Relaxed);
+        self.wire_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    pub fn get(&self) -> Duration {
-        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    /// Time on the wire.
+    pub fn wire(&self) -> Duration {
+        Duration::from_micros(self.wire_micros.load(Ordering::Relaxed))
+    }
+
+    /// Data requests sent.
+    pub fn requests(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
     }
 }
 
@@ -110,22 +120,24 @@ impl WeChatClient {
     /// cautionary tale. When no other token can be had now, the refusal is
     /// the answer and the week is tried again later.
     pub async fn retain(&self, app: &AppConfig, period: Period) -> Result<RawAnswer, FetchError> {
-        self.retain_timed(app, period, &WireTime::default()).await
+        self.retain_metered(app, period, &CallMeter::default()).await
     }
 
-    /// [`Self::retain`], adding the data calls' time on the wire to `wire`.
-    pub async fn retain_timed(
+    /// [`Self::retain`], adding to `meter` each data request that goes out
+    /// and its time on the wire: the retry after a refused token is one
+    /// more, a call held back by a pause is none.
+    pub async fn retain_metered(
         &self,
         app: &AppConfig,
         period: Period,
-        wire: &WireTime,
+        meter: &CallMeter,
     ) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
-        match self.call(app, period, &token, wire).await {
+        match self.call(app, period, &token, meter).await {
             Err(e @ FetchError::Api { code, .. }) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %period, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
                 match self.tokens.replace(app, &token, code).await? {
-                    Some(token) => self.call(app, period, &token, wire).await,
+                    Some(token) => self.call(app, period, &token, meter).await,
                     None => {
                         tracing::info!(appid = %app.appid, %period, "no other token to be had now; the period is tried again later");
                         Err(e)
@@ -141,7 +153,7 @@ impl WeChatClient {
         app: &AppConfig,
         period: Period,
         token: &SecretString,
-        wire: &WireTime,
+        meter: &CallMeter,
     ) -> Result<RawAnswer, FetchError> {
         let url = format!("{}/{}", self.base_url, period.grain().api_path());
         let body =
@@ -158,6 +170,7 @@ impl WeChatClient {
         if self.paused_apps().contains(&app.appid) {
             return Err(FetchError::Paused);
         }
+        meter.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = send_and_read_text(
             request,
@@ -167,7 +180,7 @@ impl WeChatClient {
         )
         .await;
         let latency = started.elapsed();
-        wire.add(latency);
+        meter.add_wire(latency);
         metrics::histogram!("wxretain_api_latency_seconds", "grain" => period.grain().as_str())
             .record(latency.as_secs_f64());
         let (body, text) = result?;
