@@ -120,7 +120,8 @@ impl WeChatClient {
     /// cautionary tale. When no other token can be had now, the refusal is
     /// the answer and the week is tried again later.
     pub async fn retain(&self, app: &AppConfig, period: Period) -> Result<RawAnswer, FetchError> {
-        self.retain_metered(app, period, &CallMeter::default()).await
+        self.retain_metered(app, period, &CallMeter::default())
+            .await
     }
 
     /// [`Self::retain`], adding to `meter` each data request that goes out
