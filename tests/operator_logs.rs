@@ -147,7 +147,9 @@ async fn fatal_errors_are_one_json_line_with_their_exit_code() {
     out.expect_code(1, "port in use");
     let message = fatal(&out.stderr, "port in use", 1);
     assert!(
-        message.contains("server.listen") && message.contains("in use"),
+        message.contains(&format!("127.0.0.1:{port}"))
+            && message.contains("--listen")
+            && message.contains("in use"),
         "{message}"
     );
 
