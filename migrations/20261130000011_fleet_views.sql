@@ -1,6 +1,8 @@
--- Two dashboard views rewritten for a fleet's data (2,000 apps × two years of
--- weeks, docs/benchmarks.md): same names, same columns in the same order,
--- same rows. Only how Postgres gets there changes.
+-- retention_latest_complete rewritten for a fleet's data (2,000 apps × two
+-- years of weeks, docs/benchmarks.md): same name, same columns in the same
+-- order, same rows. Only how Postgres gets there changes. (The fetch-health
+-- views are defined by 20261130000020, which runs after this: the partial
+-- index retention_ledger_failing of 20261130000010 serves their last error.)
 
 -- The newest complete week per app. As DISTINCT ON over retention_cohorts it
 -- pivoted every week of every app before keeping one row per app (~1 s at
@@ -38,40 +40,3 @@ SELECT a.appid, c.week_start, c.week_end,
        SELECT * FROM retention_cohorts c
         WHERE c.appid = a.appid AND c.week_start = latest.week_start
         LIMIT 1) c;
-
--- Is the collector keeping up? One row per app the ledger knows. Counting
--- each state with its own FILTER evaluated ten aggregates per ledger entry;
--- counting per (app, state) first and adding those few groups up per app is
--- half the work. The last error now reads the partial index of entries that
--- have one (retention_ledger_errors; a failing entry always has one): a
--- lookup per app instead of a scan of each app's entries (2.7 s of 4 s at
--- 2,000 apps). A column added later goes at the end of the last SELECT.
-CREATE OR REPLACE VIEW retention_fetch_health AS
-WITH by_state AS (
-    SELECT appid, state, count(*) AS entries,
-           count(*) FILTER (WHERE next_due_at <= now()) AS due_now,
-           max(last_success_at) AS last_success_at,
-           max(last_attempt_at) AS last_attempt_at,
-           count(*) FILTER (WHERE suspect) AS suspect
-      FROM retention_ledger
-     GROUP BY appid, state
-)
-SELECT s.appid,
-       sum(s.entries)::bigint AS weeks,
-       coalesce(sum(s.entries) FILTER (WHERE s.state = 'complete'), 0)::bigint AS complete,
-       coalesce(sum(s.entries) FILTER (WHERE s.state = 'maturing'), 0)::bigint AS maturing,
-       coalesce(sum(s.entries) FILTER (WHERE s.state = 'missing'), 0)::bigint AS missing,
-       coalesce(sum(s.entries) FILTER (WHERE s.state = 'not_ready'), 0)::bigint AS not_ready,
-       coalesce(sum(s.entries) FILTER (WHERE s.state = 'failing'), 0)::bigint AS failing,
-       coalesce(sum(s.entries) FILTER (WHERE s.state = 'unavailable'), 0)::bigint AS unavailable,
-       sum(s.due_now)::bigint AS due_now,
-       max(s.last_success_at) AS last_success_at,
-       max(s.last_attempt_at) AS last_attempt_at,
-       (SELECT f.last_error
-          FROM retention_ledger f
-         WHERE f.appid = s.appid AND f.state = 'failing' AND f.last_error IS NOT NULL
-         ORDER BY f.last_attempt_at DESC NULLS LAST
-         LIMIT 1) AS last_error,
-       sum(s.suspect)::bigint AS suspect_weeks
-  FROM by_state s
- GROUP BY s.appid;

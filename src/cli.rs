@@ -47,52 +47,56 @@ pub enum Command {
     Demo(commands::demo::DemoArgs),
 }
 
-/// Exit codes: 0 done, 1 failed or incomplete, 2 bad config or arguments.
+/// Exit codes: 0 done, 1 failed or incomplete (for `status`: an app needs
+/// attention), 2 bad config or arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return refuse_arguments(e),
+    };
     // The demo prints its own story; per-fetch lines would drown it.
     let default_filter = match cli.command {
         Command::Demo(_) => "warn",
         _ => telemetry::DEFAULT_FILTER,
     };
-    telemetry::init(cli.log_format, default_filter);
+    let format = cli.log_format;
+    telemetry::init(format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            telemetry::fatal(format, &message, 1);
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", describe(&e));
             let usage = e.downcast_ref::<ConfigError>().is_some()
                 || e.downcast_ref::<UsageError>().is_some();
-            ExitCode::from(if usage { 2 } else { 1 })
+            let code = if usage { 2 } else { 1 };
+            telemetry::fatal(format, &telemetry::describe(&e), code);
+            ExitCode::from(code)
         }
     }
 }
 
-/// The error and its causes on one line, each cause once: some errors
-/// (sqlx's, reqwest's) repeat their source in their own message, which the
-/// chain would then print a second time.
-fn describe(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.ends_with(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
+/// clap's own refusal (a mistyped flag, a missing argument), or `--help`.
+/// With JSON logs asked for, a refusal is one JSON line like any other error.
+fn refuse_arguments(e: clap::Error) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let env = std::env::var("WXRETAIN_LOG_FORMAT").ok();
+    if !e.use_stderr() || !telemetry::json_requested(&args, env.as_deref()) {
+        e.exit()
     }
-    text
+    let rendered = e.render().to_string();
+    let message = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    telemetry::fatal(LogFormat::Json, message.trim_end(), code);
+    ExitCode::from(code)
 }
 
 /// A bad argument value that clap could not catch (dates, ranges, apps).
@@ -113,10 +117,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => commands::backfill::run(load()?, args).await,
         Command::Once(args) => commands::once::run(load()?, args).await,
         Command::Run(args) => commands::run::run(load()?, args).await,
-        Command::Status(args) => commands::status::run(load()?, args).await,
+        // Commands that only touch the database never read the apps' secrets.
+        Command::Status(args) => {
+            let config = commands::config_without_secrets(cli.config.as_deref(), &ProcessEnv)?;
+            commands::status::run(config, args).await
+        }
         Command::Report(args) => {
-            let url = commands::database_url(cli.config.as_deref(), &ProcessEnv)?;
-            commands::report::run(url, args).await
+            let (url, config) =
+                commands::database_url_and_config(cli.config.as_deref(), &ProcessEnv)?;
+            commands::report::run(url, config.as_ref(), args).await
         }
         Command::Simulate(args) => {
             crate::simulator::serve_until_ctrl_c(&args).await?;

@@ -25,6 +25,7 @@ pub const INTEGER_KEYS: &[(&str, &str)] = &[
     ("wechat", "retry_attempts"),
     ("wechat", "retry_min_delay_ms"),
     ("wechat", "token_command_ttl_secs"),
+    ("wechat", "token_file_ttl_secs"),
     ("wechat", "suspect_recheck_ms"),
     ("schedule", "lookback_weeks"),
     ("schedule", "final_grace_days"),
@@ -142,9 +143,12 @@ pub struct WechatConfig {
     pub retry_min_delay: Duration,
     /// How long a token printed by `token_command` is reused.
     pub token_command_ttl: Duration,
+    /// How long a token read from a `token_file` is reused before the file
+    /// is read again (it is also read again at once when WeChat refuses it).
+    pub token_file_ttl: Duration,
     /// Whether a refused token that stable_token hands back again may be
-    /// replaced with `force_refresh` (off when the app's own backend needs
-    /// the whole daily allowance).
+    /// replaced with `force_refresh` (`"budgeted"`, the default) or never
+    /// (`"never"`, when the app's own backend needs the whole daily allowance).
     pub force_refresh: bool,
     /// Data calls per second over all apps, per process; `None` (the
     /// default): no cap over all apps. WeChat's documented limits are per
@@ -211,8 +215,29 @@ pub enum Credential {
     /// A program that prints a current access token (third-party platforms,
     /// central token services).
     Command(Vec<String>),
-    /// An environment variable that holds a current access token.
+    /// An environment variable that holds a current access token: read by
+    /// this process, so in `run` it never changes.
     Env(String),
+    /// A file that holds a current access token, kept current by someone
+    /// else (a mounted secret, a sidecar): read again when its TTL passes or
+    /// WeChat refuses the token.
+    File(PathBuf),
+    /// Not read: the config was loaded for a command that never calls
+    /// WeChat ([`Secrets::Skip`]). Says where the credential would come from.
+    Unresolved(String),
+}
+
+/// Whether loading the config reads the apps' credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read every `secret_env`, `secret_file`, `token_env` and `token_file`
+    /// now, and refuse the config if one is missing: for the commands that
+    /// call WeChat.
+    Resolve,
+    /// Check the credentials' shape only: for the commands that only touch
+    /// the database (`migrate`, `status`, `report`), which must run where the
+    /// apps' secrets are not set.
+    Skip,
 }
 
 impl fmt::Debug for Credential {
@@ -221,6 +246,8 @@ impl fmt::Debug for Credential {
             Credential::Secret(_) => f.write_str("Secret([REDACTED])"),
             Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
             Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            Credential::File(path) => f.debug_tuple("File").field(path).finish(),
+            Credential::Unresolved(from) => f.debug_tuple("Unresolved").field(from).finish(),
         }
     }
 }
@@ -282,10 +309,20 @@ struct RawWechat {
     retry_attempts: Option<u64>,
     retry_min_delay_ms: Option<u64>,
     token_command_ttl_secs: Option<u64>,
-    force_refresh: Option<bool>,
+    token_file_ttl_secs: Option<u64>,
+    force_refresh: Option<ForceRefresh>,
     rate_per_second: Option<f64>,
     app_rate_per_second: Option<f64>,
     suspect_recheck_ms: Option<u64>,
+}
+
+/// `[wechat] force_refresh`: `"budgeted"` or `"never"`, or the booleans
+/// that came first (`true` = budgeted, `false` = never).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ForceRefresh {
+    Bool(bool),
+    Word(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -318,6 +355,7 @@ struct RawApp {
     secret_file: Option<PathBuf>,
     token_command: Option<Vec<String>>,
     token_env: Option<String>,
+    token_file: Option<PathBuf>,
     token_param: Option<TokenParam>,
     retention: Option<Vec<String>>,
 }
@@ -350,24 +388,43 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("wxretain.toml"))
     }
 
-    /// Reads, parses and validates the file at `path`.
+    /// Reads, parses and validates the file at `path`, credentials included.
     pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::load_with(path, env, Secrets::Resolve)
+    }
+
+    /// [`Self::load`], reading the apps' credentials or not (`secrets`).
+    pub fn load_with(path: &Path, env: &dyn Env, secrets: Secrets) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        warn_if_readable_by_others(path);
-        Self::parse(&text, path, env)
+        let config = Self::parse_with(&text, path, env, secrets)?;
+        if let Some(what) = inline_secret(&text) {
+            warn_if_readable_by_others(path, what);
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::parse_with(text, path, env, Secrets::Resolve)
+    }
+
+    /// [`Self::parse`], reading the apps' credentials or not (`secrets`).
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        env: &dyn Env,
+        secrets: Secrets,
+    ) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
         let check = Checker {
             path,
+            secrets,
             warned: Default::default(),
         };
         let database = check.database(raw.database, env)?;
@@ -448,6 +505,7 @@ impl Config {
 
 struct Checker<'a> {
     path: &'a Path,
+    secrets: Secrets,
     /// Secret files already warned about: a thousand apps sharing one file
     /// deserve one warning, not a thousand.
     warned: std::cell::RefCell<std::collections::BTreeSet<PathBuf>>,
@@ -561,7 +619,17 @@ impl Checker<'_> {
                 300,
                 (0, 86_400),
             )?),
-            force_refresh: raw.force_refresh.unwrap_or(true),
+            // A file read is cheap and a sidecar or a mounted secret changes
+            // the file some minutes before the old token stops working
+            // (WeChat keeps it 5 minutes after a new one is issued): a
+            // minute picks the new one up well within that.
+            token_file_ttl: Duration::from_secs(self.within(
+                "wechat.token_file_ttl_secs",
+                raw.token_file_ttl_secs,
+                60,
+                (0, 86_400),
+            )?),
+            force_refresh: self.force_refresh(raw.force_refresh)?,
             rate_per_second: raw
                 .rate_per_second
                 .map(|r| self.rate("wechat.rate_per_second", r))
@@ -579,6 +647,23 @@ impl Checker<'_> {
                 (0, 60_000),
             )?),
         })
+    }
+
+    fn force_refresh(&self, raw: Option<ForceRefresh>) -> Result<bool, ConfigError> {
+        match raw {
+            None => Ok(true),
+            Some(ForceRefresh::Bool(allowed)) => Ok(allowed),
+            Some(ForceRefresh::Word(word)) => match word.as_str() {
+                "budgeted" => Ok(true),
+                "never" => Ok(false),
+                _ => Err(self.invalid(
+                    "wechat.force_refresh",
+                    format!(
+                        "{word:?} is not \"budgeted\" or \"never\" (true and false mean the same)"
+                    ),
+                )),
+            },
+        }
     }
 
     /// A rate in calls per second: positive, finite, and not beyond what a
@@ -762,6 +847,7 @@ impl Checker<'_> {
             raw.secret_file.is_some(),
             raw.token_command.is_some(),
             raw.token_env.is_some(),
+            raw.token_file.is_some(),
         ]
         .iter()
         .filter(|g| **g)
@@ -769,10 +855,32 @@ impl Checker<'_> {
         if given != 1 {
             return Err(self.invalid(
                 format!("apps[{i}] ({appid})"),
-                "set exactly one of secret_env, secret_file, token_command, token_env",
+                "set exactly one of secret_env, secret_file, token_command, token_env, token_file",
             ));
         }
-        let credential = if let Some(var) = raw.secret_env {
+        let credential = if let Some(argv) = raw.token_command {
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(self.invalid(
+                    key("token_command"),
+                    "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
+                ));
+            }
+            Credential::Command(argv)
+        } else if self.secrets == Secrets::Skip {
+            let from = match (
+                raw.secret_env,
+                raw.secret_file,
+                raw.token_env,
+                raw.token_file,
+            ) {
+                (Some(var), ..) => format!("secret_env {var}"),
+                (_, Some(file), ..) => format!("secret_file {}", file.display()),
+                (_, _, Some(var), _) => format!("token_env {var}"),
+                (.., Some(file)) => format!("token_file {}", file.display()),
+                _ => unreachable!("exactly one credential was counted above"),
+            };
+            Credential::Unresolved(from)
+        } else if let Some(var) = raw.secret_env {
             let secret = env.var(&var).ok_or_else(|| {
                 self.invalid(
                     key("secret_env"),
@@ -793,17 +901,9 @@ impl Checker<'_> {
                 );
             }
             if self.warned.borrow_mut().insert(file.clone()) {
-                warn_if_readable_by_others(&file);
+                warn_if_readable_by_others(&file, "an AppSecret");
             }
             Credential::Secret(SecretString::from(secret.trim().to_string()))
-        } else if let Some(argv) = raw.token_command {
-            if argv.first().is_none_or(|p| p.trim().is_empty()) {
-                return Err(self.invalid(
-                    key("token_command"),
-                    "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
-                ));
-            }
-            Credential::Command(argv)
         } else if let Some(var) = raw.token_env {
             if env.var(&var).is_none() {
                 return Err(self.invalid(
@@ -812,6 +912,22 @@ impl Checker<'_> {
                 ));
             }
             Credential::Env(var)
+        } else if let Some(file) = raw.token_file {
+            // Read now so that a wrong path fails at start-up; what it holds
+            // is read again whenever a token is needed.
+            let token = std::fs::read_to_string(&file).map_err(|e| {
+                self.invalid(
+                    key("token_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            if token.trim().is_empty() {
+                return Err(self.invalid(key("token_file"), format!("{} is empty", file.display())));
+            }
+            if self.warned.borrow_mut().insert(file.clone()) {
+                warn_if_readable_by_others(&file, "an access token");
+            }
+            Credential::File(file)
         } else {
             unreachable!("exactly one credential was counted above")
         };
@@ -873,8 +989,20 @@ pub fn redact_url_password(url: &str) -> String {
     parsed.to_string()
 }
 
+/// What secret the config file's text holds, if any: the database
+/// password, in `[database] url` (its `user:password@` or a `password=`
+/// query parameter). Credentials are never inline (`secret_env`,
+/// `secret_file` and `token_env` only name where they are), so a file without
+/// such a URL holds nothing secret and may be world-readable.
+fn inline_secret(text: &str) -> Option<&'static str> {
+    let raw: RawConfig = toml::from_str(text).ok()?;
+    let url = reqwest::Url::parse(&raw.database.url?).ok()?;
+    let in_query = url.query_pairs().any(|(k, _)| is_secret_url_param(&k));
+    (url.password().is_some() || in_query).then_some("the database password")
+}
+
 /// Secrets in a file others can read are half-public: say so, but go on.
-fn warn_if_readable_by_others(path: &Path) {
+fn warn_if_readable_by_others(path: &Path, holds: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -883,11 +1011,14 @@ fn warn_if_readable_by_others(path: &Path) {
                 tracing::warn!(
                     file = %path.display(),
                     mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                    "file may hold secrets but other users can read it; chmod 600 it"
+                    holds,
+                    "file holds a secret but other users can read it; chmod 600 it"
                 );
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = (path, holds);
 }
 
 #[cfg(test)]
@@ -1004,6 +1135,23 @@ mod tests {
     }
 
     #[test]
+    fn force_refresh_takes_its_words_and_the_booleans_it_had() {
+        for (value, allowed) in [
+            ("\"budgeted\"", true),
+            ("true", true),
+            ("\"never\"", false),
+            ("false", false),
+        ] {
+            let config = parse(&format!("[wechat]\nforce_refresh = {value}\n")).expect(value);
+            assert_eq!(config.wechat.force_refresh, allowed, "{value}");
+        }
+        assert!(parse("").expect("default").wechat.force_refresh);
+        let (key, problem) = refusal("[wechat]\nforce_refresh = \"sometimes\"\n");
+        assert_eq!(key, "wechat.force_refresh");
+        assert!(problem.contains("never"), "{problem}");
+    }
+
+    #[test]
     fn defaults_are_unchanged() {
         let config = parse("").expect("defaults are valid");
         assert_eq!(config.schedule.drain_timeout, Duration::from_secs(20));
@@ -1011,6 +1159,48 @@ mod tests {
         assert_eq!(config.wechat.max_in_flight, 64);
         assert_eq!(config.wechat.app_rate_per_second, 5.0);
         assert_eq!(config.database.max_connections, 10);
+        assert_eq!(config.wechat.token_file_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn secrets_are_not_read_for_commands_that_only_touch_the_database() {
+        let toml = "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"UNSET\"\n\
+                    [[apps]]\nappid = \"wx0123456789abcdee\"\nsecret_file = \"/no/such/file\"\n\
+                    [[apps]]\nappid = \"wx0123456789abcded\"\ntoken_env = \"UNSET\"\n";
+        let env: HashMap<String, String> = HashMap::new();
+        let path = Path::new("t.toml");
+        let config = Config::parse_with(toml, path, &env, Secrets::Skip).expect("loads");
+        let from: Vec<String> = config
+            .apps
+            .iter()
+            .map(|a| match &a.credential {
+                Credential::Unresolved(from) => from.clone(),
+                other => panic!("{other:?} was resolved"),
+            })
+            .collect();
+        assert_eq!(
+            from,
+            [
+                "secret_env UNSET",
+                "secret_file /no/such/file",
+                "token_env UNSET"
+            ]
+        );
+        let err = Config::parse(toml, path, &env).expect_err("secrets are read");
+        assert!(err.to_string().contains("apps[0].secret_env"), "{err}");
+        // The shape is still checked.
+        let two =
+            "[[apps]]\nappid = \"wx0123456789abcdef\"\nsecret_env = \"A\"\ntoken_env = \"B\"\n";
+        assert!(Config::parse_with(two, path, &env, Secrets::Skip).is_err());
+    }
+
+    #[test]
+    fn only_a_database_password_makes_the_file_secret() {
+        assert_eq!(inline_secret(APP), None);
+        let url = |u: &str| format!("[database]\nurl = \"{u}\"\n{APP}");
+        assert_eq!(inline_secret(&url("postgres://u@h/db")), None);
+        assert!(inline_secret(&url("postgres://u:pw@h/db")).is_some());
+        assert!(inline_secret(&url("postgres://u@h/db?password=pw")).is_some());
     }
 
     #[test]

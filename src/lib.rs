@@ -10,6 +10,8 @@
 //! - [`validate`]: an answer is checked before anything is written;
 //! - [`pass`]: one pass of plan → claim → fetch → validate → store, driven by
 //!   the scheduler, `once`, `backfill` and the tests alike;
+//! - [`scheduler`] and [`wake`]: the daemon's passes, on cron ticks and
+//!   when a period falls due between them;
 //! - [`replica`]: who holds a lease, and whether a holder still runs;
 //! - [`report`]: the cohort triangle as a table, CSV or JSON;
 //! - [`simulator`]: a WeChat stand-in for tests, the demo and the benchmark.
@@ -22,6 +24,7 @@ pub mod domain;
 pub mod metrics;
 pub mod pass;
 pub mod planner;
+pub mod progress;
 pub mod replica;
 pub mod report;
 pub mod scheduler;
@@ -30,4 +33,5 @@ pub mod simulator;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+pub mod wake;
 pub mod wechat;

@@ -9,8 +9,9 @@ use crate::domain::{AppId, Grain, KeySet, NaturalWeek, Period};
 use crate::planner::{Rule, Verdict, WeekState};
 use crate::replica::ReplicaId;
 use crate::store::{Answered, Claim, SaveStats, Scope, Store};
+use crate::telemetry::{instant, list};
 use crate::validate::{validate, PeriodAnswer};
-use crate::wechat::{ErrorClass, FetchError, WeChatClient};
+use crate::wechat::{CallMeter, ErrorClass, FetchError, WeChatClient};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -118,6 +119,21 @@ impl Pipeline {
         }
     }
 
+    /// Records the configured apps (and their names) in the apps registry
+    /// and marks the others retired: see [`Store::sync_apps`].
+    pub async fn sync_apps(&self) -> anyhow::Result<()> {
+        let configured: Vec<(AppId, String)> = self
+            .config
+            .apps
+            .iter()
+            .map(|a| (a.appid.clone(), a.name.clone()))
+            .collect();
+        self.store
+            .sync_apps(&configured)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("recording the configured apps"))
+    }
+
     /// Refuses to act when this host's clock is not the database's, or when
     /// `as_of` is an instant the database has not reached: see [`crate::clock`].
     pub async fn check_clock(&self, as_of: DateTime<Utc>) -> anyhow::Result<()> {
@@ -127,7 +143,7 @@ impl Pipeline {
             .set((host - database).num_milliseconds() as f64 / 1000.0);
         let limit = self.config.schedule.max_clock_skew;
         crate::clock::check(host, database, as_of, limit).map_err(|e| {
-            tracing::error!(error = %e, %host, %database, %as_of, "refusing to plan or claim");
+            tracing::error!(error = %e, host = instant(Some(host)), database = instant(Some(database)), as_of = instant(Some(as_of)), "refusing to plan or claim");
             metrics::counter!("wxretain_passes_refused_total", "reason" => "clock").increment(1);
             anyhow::Error::new(e)
         })
@@ -301,9 +317,9 @@ pub async fn run_pass(
         {
             saving = true;
             flush_due = false;
-            let (batch, latencies): (Vec<Answered>, Vec<u64>) = std::mem::take(&mut answered)
+            let (batch, latencies): (Vec<Answered>, Vec<Timing>) = std::mem::take(&mut answered)
                 .into_iter()
-                .map(|p| (p.answered, p.latency_ms))
+                .map(|p| (p.answered, p.timing))
                 .unzip();
             events.push(Box::pin(async move {
                 let saved = p.store.save_answers(&p.owner, &batch).await;
@@ -373,10 +389,10 @@ enum Event {
     Fetched(Fetched),
     /// The oldest unsaved answer has waited [`FLUSH_AFTER`].
     FlushDue,
-    /// A written (or lost) batch, with each answer's fetch latency.
+    /// A written (or lost) batch, with each answer's fetch timing.
     Saved(
         Vec<Answered>,
-        Vec<u64>,
+        Vec<Timing>,
         sqlx::Result<Vec<Option<SaveStats>>>,
     ),
 }
@@ -417,7 +433,17 @@ impl Drop for Heartbeat {
 /// A valid answer waiting for its batch to be written.
 struct Pending {
     answered: Answered,
+    timing: Timing,
+}
+
+/// How long a fetch took, for its log line.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// On the wire: from sending each data request to its answer.
     latency_ms: u64,
+    /// Everything else from the start of the attempt: waiting for the rate
+    /// limits, the token, pauses between retries.
+    waited_ms: u64,
 }
 
 fn tally(outcome: &Outcome, report: &mut PassReport, progress: Option<&indicatif::ProgressBar>) {
@@ -430,7 +456,7 @@ fn tally(outcome: &Outcome, report: &mut PassReport, progress: Option<&indicatif
 /// Logs and counts each week of a written (or lost) batch.
 fn saved_outcomes(
     batch: Vec<Answered>,
-    latencies: Vec<u64>,
+    latencies: Vec<Timing>,
     saved: sqlx::Result<Vec<Option<SaveStats>>>,
 ) -> Vec<Outcome> {
     match saved {
@@ -438,16 +464,17 @@ fn saved_outcomes(
             .iter()
             .zip(latencies)
             .zip(stats)
-            .map(|((a, latency_ms), stats)| {
+            .map(|((a, timing), stats)| {
                 let (claim, verdict) = (&a.claim, &a.verdict);
+                let Timing { latency_ms, waited_ms } = timing;
                 let Some(stats) = stats else {
-                    tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "lease_lost", latency_ms, "another replica took this week after its lease ran out; this answer is dropped");
+                    tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "lease_lost", latency_ms, waited_ms, "another replica took this week after its lease ran out; this answer is dropped");
                     record_metrics(claim, &Outcome::LeaseLost);
                     return Outcome::LeaseLost;
                 };
-                tracing::info!(appid = %claim.appid, period = %claim.period, outcome = "stored", keys = ?a.answer.keys(),
+                tracing::info!(appid = %claim.appid, period = %claim.period, outcome = "stored", keys = %list(&a.answer.keys()),
                     rows_written = stats.rows_written, state = verdict.state.as_str(),
-                    next_due = ?verdict.next_due, latency_ms, "fetched week");
+                    next_due = instant(verdict.next_due), latency_ms, waited_ms, "fetched week");
                 let outcome = Outcome::Stored {
                     rows: stats.rows_written,
                     state: verdict.state,
@@ -567,8 +594,16 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
         return Attempt::Done(defer(p, &claim, until).await);
     }
     let started = Instant::now();
-    let fetched = fetch_with_retry(p, app, claim.period).await;
-    let latency_ms = started.elapsed().as_millis() as u64;
+    // Data requests this attempt sends, retries included (the ledger's
+    // `calls`), and their own time on the wire.
+    let meter = CallMeter::default();
+    let fetched = fetch_with_retry(p, app, claim.period, &meter).await;
+    // The call's own time, and apart from it the waits before it (rate
+    // limits, the token, retry pauses): a queue is not a slow WeChat.
+    let timing = Timing {
+        latency_ms: meter.wire().as_millis() as u64,
+        waited_ms: started.elapsed().saturating_sub(meter.wire()).as_millis() as u64,
+    };
     if let Err(FetchError::Paused) = fetched {
         // Held back at the moment of sending: the app was paused meanwhile.
         let until = lock(pauses).get(&claim.appid).copied();
@@ -580,7 +615,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             let checked = match validate(claim.period, &raw.body) {
                 Ok(answer) => match answer.implausibility() {
                     None => Ok((answer, raw.text, false)),
-                    Some(why) => confirm(p, app, claim.period, answer, why)
+                    Some(why) => confirm(p, app, claim.period, answer, why, &meter)
                         .await
                         .map_err(|reason| (reason, raw.text)),
                 },
@@ -597,8 +632,9 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                             raw,
                             suspect,
                             verdict,
+                            requests: meter.requests(),
                         },
-                        latency_ms,
+                        timing,
                     });
                 }
                 Err((reason, body)) => {
@@ -608,10 +644,16 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                         claim.before,
                         as_of,
                     );
-                    tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "rejected", %reason, latency_ms, "answer refused; nothing written");
+                    tracing::warn!(appid = %claim.appid, period = %claim.period, outcome = "rejected", %reason, latency_ms = timing.latency_ms, waited_ms = timing.waited_ms, "answer refused; nothing written");
                     let saved = p
                         .store
-                        .record_rejection(&p.owner, &claim, &verdict, &reason, &body)
+                        .record_rejection(
+                            &p.owner,
+                            &claim,
+                            &verdict,
+                            (&reason, &body),
+                            meter.requests(),
+                        )
                         .await;
                     fenced(saved, Outcome::Rejected)
                 }
@@ -622,7 +664,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
             let verdict = p
                 .rule
                 .after_failure(claim.period, class, claim.before, as_of);
-            log_failure(&claim, &error, &verdict, latency_ms);
+            log_failure(&claim, &error, &verdict, timing);
             if class == ErrorClass::Config {
                 metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(1.0);
             }
@@ -642,8 +684,8 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                     &p.owner,
                     &claim,
                     &verdict,
-                    error.errcode(),
-                    &error.to_string(),
+                    (error.errcode(), &error.to_string()),
+                    meter.requests(),
                 )
                 .await;
             fenced(saved, Outcome::Failed(class))
@@ -695,6 +737,7 @@ async fn confirm(
     period: Period,
     first: PeriodAnswer,
     why: String,
+    meter: &CallMeter,
 ) -> Result<(PeriodAnswer, String, bool), String> {
     let appid = app.appid.to_string();
     let counted = |outcome: &'static str| {
@@ -707,7 +750,7 @@ async fn confirm(
         counted("refused");
         format!("impossible answer not confirmed ({why}): {detail}")
     };
-    let again = fetch_with_retry(p, app, period)
+    let again = fetch_with_retry(p, app, period, meter)
         .await
         .map_err(|e| unconfirmed(format!("asking again failed: {e}")))?;
     match validate(period, &again.body) {
@@ -735,6 +778,7 @@ async fn fetch_with_retry(
     p: &Pipeline,
     app: &AppConfig,
     period: Period,
+    meter: &CallMeter,
 ) -> Result<crate::wechat::RawAnswer, FetchError> {
     let w = &p.config.wechat;
     let policy = ExponentialBuilder::default()
@@ -742,30 +786,35 @@ async fn fetch_with_retry(
         .with_max_delay(w.retry_min_delay * 16)
         .with_max_times(w.retry_attempts.saturating_sub(1))
         .with_jitter();
-    (|| p.client.retain(app, period))
+    (|| p.client.retain_metered(app, period, meter))
         .retry(policy)
         .when(|e: &FetchError| e.class() == ErrorClass::Transient)
         .notify(|e: &FetchError, pause: Duration| {
-            tracing::debug!(appid = %app.appid, %period, error = %e, ?pause, "transient failure; retrying");
+            tracing::debug!(appid = %app.appid, %period, error = %e, pause_ms = pause.as_millis() as u64, "transient failure; retrying");
         })
         .await
 }
 
-fn log_failure(claim: &Claim, error: &FetchError, verdict: &Verdict, latency_ms: u64) {
+fn log_failure(claim: &Claim, error: &FetchError, verdict: &Verdict, timing: Timing) {
     let (appid, period) = (&claim.appid, claim.period);
     let errcode = error.errcode();
+    let next_due = instant(verdict.next_due);
+    let Timing {
+        latency_ms,
+        waited_ms,
+    } = timing;
     match error.class() {
         ErrorClass::NotReady | ErrorClass::DateRange => {
-            tracing::info!(%appid, %period, outcome = "not_ready", errcode, next_due = ?verdict.next_due, latency_ms, "period not ready at WeChat")
+            tracing::info!(%appid, %period, outcome = "not_ready", errcode, next_due, latency_ms, waited_ms, "period not ready at WeChat")
         }
         ErrorClass::Config => {
-            tracing::error!(%appid, %period, outcome = "broken", errcode, error = %error, next_due = ?verdict.next_due, latency_ms, "app configuration problem: fix it; other apps go on")
+            tracing::error!(%appid, %period, outcome = "broken", errcode, error = %error, next_due, latency_ms, waited_ms, "app configuration problem: fix it; other apps go on")
         }
         ErrorClass::Bug => {
-            tracing::error!(%appid, %period, outcome = "failed", errcode, error = %error, request = %format!("begin_date={} end_date={}", period.begin_date(), period.end_date()), latency_ms, "WeChat refused our request as malformed; not retried")
+            tracing::error!(%appid, %period, outcome = "failed", errcode, error = %error, request = %format!("begin_date={} end_date={}", period.begin_date(), period.end_date()), latency_ms, waited_ms, "WeChat refused our request as malformed; not retried")
         }
         _ => {
-            tracing::warn!(%appid, %period, outcome = "failed", errcode, error = %error, state = verdict.state.as_str(), next_due = ?verdict.next_due, latency_ms, "fetch failed")
+            tracing::warn!(%appid, %period, outcome = "failed", errcode, error = %error, state = verdict.state.as_str(), next_due, latency_ms, waited_ms, "fetch failed")
         }
     }
 }

@@ -105,8 +105,12 @@ struct Lateness {
 
 /// 61501 on a week that ended this long ago means "not served", not "not yet".
 const DATE_RANGE_RECENT: i64 = 3;
-/// Tries before an old week that keeps answering 61501 is given up.
-const DATE_RANGE_TRIES: i32 = 3;
+/// Tries before a period is given up on an answer that may be for good: 61501
+/// on an old period, or an errcode wxretain does not know.
+const GIVE_UP_TRIES: i32 = 3;
+/// The pause between those tries: 6 h, then 12 h, so the last is a day
+/// after the first (WeChat's outages pass within hours).
+const GIVE_UP_BACKOFF: Backoff = Backoff::new(Duration::hours(6), Duration::hours(24));
 
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
@@ -239,7 +243,7 @@ impl Rule {
                 let recent = as_of < week.ends_at() + Duration::days(DATE_RANGE_RECENT);
                 if recent {
                     self.late_retry(kept_or(WeekState::NotReady), before, as_of, late, HOURLY)
-                } else if before.attempts + 1 >= DATE_RANGE_TRIES {
+                } else if before.attempts + 1 >= GIVE_UP_TRIES {
                     Verdict {
                         attempts: before.attempts + 1,
                         ..final_verdict(if has_keys {
@@ -249,13 +253,21 @@ impl Rule {
                         })
                     }
                 } else {
-                    self.late_retry(
-                        WeekState::Failing,
-                        before,
-                        as_of,
-                        late,
-                        Backoff::new(Duration::hours(6), Duration::hours(24)),
-                    )
+                    self.late_retry(WeekState::Failing, before, as_of, late, GIVE_UP_BACKOFF)
+                }
+            }
+            // Not known to pass by itself: a few tries, then failing for
+            // good (what it has stays stored; a manual backfill asks again).
+            ErrorClass::Unknown => {
+                if before.attempts + 1 >= GIVE_UP_TRIES {
+                    Verdict {
+                        state: WeekState::Failing,
+                        next_due: None,
+                        attempts: before.attempts + 1,
+                        late_since: late.since,
+                    }
+                } else {
+                    self.late_retry(WeekState::Failing, before, as_of, late, GIVE_UP_BACKOFF)
                 }
             }
             // Failures that say nothing about the week: retried, until the
@@ -560,7 +572,7 @@ mod tests {
     fn old_weeks_answering_61501_become_unavailable_after_a_few_tries() {
         let at = beijing(2026, 11, 30, 12);
         let mut before = FRESH;
-        for _ in 0..DATE_RANGE_TRIES - 1 {
+        for _ in 0..GIVE_UP_TRIES - 1 {
             let v = rule().after_failure(week(), ErrorClass::DateRange, before, at);
             assert!(v.next_due.is_some());
             before.attempts = v.attempts;
@@ -600,6 +612,31 @@ mod tests {
             beijing(2026, 11, 15, 23),
         );
         assert_eq!(v.next_due, Some(beijing(2026, 11, 16, 0)));
+    }
+
+    #[test]
+    fn unknown_errcodes_are_tried_three_times_a_day_apart_then_left_failing() {
+        // A week just ended, far from its deadline, with nothing stored, and
+        // one with keys: neither is asked again forever.
+        let start = beijing(2026, 11, 9, 11);
+        for before in [FRESH, maturing(0, None)] {
+            let (mut before, mut at, mut pauses) = (before, start, Vec::new());
+            for _ in 0..GIVE_UP_TRIES - 1 {
+                let v = rule().after_failure(week(), ErrorClass::Unknown, before, at);
+                assert_eq!(v.state, WeekState::Failing);
+                let due = v.next_due.expect("tried again");
+                pauses.push((due - at).num_hours());
+                (before.attempts, at) = (v.attempts, due);
+            }
+            assert_eq!(pauses, [6, 12], "{before:?}");
+            let v = rule().after_failure(week(), ErrorClass::Unknown, before, at);
+            assert_eq!(
+                (v.state, v.next_due),
+                (WeekState::Failing, None),
+                "{before:?}"
+            );
+            assert_eq!(v.attempts, GIVE_UP_TRIES);
+        }
     }
 
     #[test]

@@ -27,12 +27,22 @@ pub enum Format {
 #[derive(Debug, Clone)]
 pub struct Triangle<'a> {
     pub appid: &'a str,
+    /// The app's `name` from the config, when known and its own.
+    pub name: Option<&'a str>,
     pub metric: Metric,
     pub grain: Grain,
     pub periods: &'a [CohortPeriod],
 }
 
 impl Triangle<'_> {
+    /// `appid (name)` for titles; the appid alone without a name of its own.
+    fn title(&self) -> String {
+        match self.name {
+            Some(name) if name != self.appid => format!("{} ({name})", self.appid),
+            _ => self.appid.to_string(),
+        }
+    }
+
     fn view(&self) -> CohortView {
         CohortView::of(self.grain)
     }
@@ -109,7 +119,7 @@ pub fn table(t: &Triangle) -> String {
     let plural = if keys == [1] { "" } else { "s" };
     let mut out = format!(
         "{bold}{}: {} users per {unit} ({}) and the share active again {} {unit}{plural} later{bold:#}\n",
-        t.appid,
+        t.title(),
         cohort(t.metric),
         t.metric,
         key_phrase(keys),
@@ -201,13 +211,15 @@ pub fn csv(t: &Triangle) -> String {
     out
 }
 
-/// The JSON document: `appid`, `metric`, `cohort`, `retention`, then the
-/// rows under `weeks`, `days` or `months`. Written by hand rather than
+/// The JSON document: `appid`, `name` (null when not known), `metric`,
+/// `cohort`, `retention`, then the rows under `weeks`, `days` or `months`,
+/// each of which repeats `appid` and `metric`, so a row read on its own (by
+/// `jq '.weeks[]'`, say) still says what it counts. Written by hand rather than
 /// derived because the row keys depend on the grain, and a map built at run
 /// time would sort `d14` before `d2`.
 struct JsonTriangle<'a>(&'a Triangle<'a>);
 
-/// One row: the CSV's columns after `appid` and `metric`, null while unpublished.
+/// One row: the CSV's columns, null while unpublished.
 struct JsonRow<'a> {
     t: &'a Triangle<'a>,
     row: &'a CohortPeriod,
@@ -227,8 +239,9 @@ impl serde::Serialize for JsonTriangle<'_> {
                 labels: &labels,
             })
             .collect();
-        let mut map = s.serialize_map(Some(5))?;
+        let mut map = s.serialize_map(Some(6))?;
         map.serialize_entry("appid", t.appid)?;
+        map.serialize_entry("name", &t.name)?;
         map.serialize_entry("metric", &t.metric)?;
         map.serialize_entry("cohort", cohort(t.metric))?;
         map.serialize_entry("retention", t.grain.as_str())?;
@@ -241,6 +254,8 @@ impl serde::Serialize for JsonRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (t, row) = (self.t, self.row);
         let mut map = s.serialize_map(None)?;
+        map.serialize_entry("appid", t.appid)?;
+        map.serialize_entry("metric", &t.metric)?;
         for (column, value) in t.view().period_columns.iter().zip(t.period_cells(row)) {
             map.serialize_entry(column, &value)?;
         }
@@ -316,6 +331,7 @@ mod tests {
     fn triangle(periods: &[CohortPeriod]) -> Triangle<'_> {
         Triangle {
             appid: "wx0000000000000001",
+            name: None,
             metric: Metric::VisitUvNew,
             grain: periods.first().map_or(Grain::Weekly, |p| p.period.grain()),
             periods,

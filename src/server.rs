@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -15,21 +15,12 @@ use tokio_util::sync::CancellationToken;
 struct AppState {
     store: Store,
     metrics: PrometheusHandle,
+    /// Reads this process's CPU, memory and file descriptors at each scrape.
+    process: metrics_process::Collector,
     /// Not ready while this host's clock is off by more than this: passes
     /// refuse to work then (see [`crate::clock`]).
     clock: HostClock,
     max_clock_skew: Duration,
-}
-
-/// Installs the global Prometheus recorder (once per process).
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("wxretain_api_latency_seconds".to_string()),
-            &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
-        )?
-        .install_recorder()?;
-    Ok(handle)
 }
 
 /// Binds `listen` and serves until `shutdown` fires. Returns the bound address.
@@ -42,6 +33,7 @@ pub async fn serve(
     let state = AppState {
         store: p.store.clone(),
         metrics,
+        process: metrics_process::Collector::default(),
         clock: p.clock,
         max_clock_skew: p.config.schedule.max_clock_skew,
     };
@@ -52,7 +44,7 @@ pub async fn serve(
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("server.listen {listen}: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context(format!("server.listen {listen}")))?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -88,5 +80,6 @@ async fn ready(state: &AppState) -> Result<(), String> {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {
+    state.process.collect();
     state.metrics.render()
 }

@@ -6,6 +6,7 @@
 //! engine; .ci/run installs it), the Dockerfile by reading it (its build
 //! command is run by deploy/check-image-build.sh in CI), and the dashboard by
 //! running its SQL against a database filled the way the demo fills it.
+//! tests/deploy_host.rs covers the Postgres roles and the systemd unit.
 mod common;
 
 use std::collections::BTreeSet;
@@ -82,7 +83,8 @@ fn profiles_of(compose: &str, name: &str) -> Option<String> {
         .find_map(|l| l.trim().strip_prefix("profiles:").map(|p| p.trim().into()))
 }
 
-/// Copies what a fresh clone has for compose (no .env, no deploy/wxretain.toml)
+/// Copies what a fresh clone has for compose (no .env, no deploy/wxretain.toml,
+/// no deploy/wxretain.env)
 /// to a directory of its own, so a developer's .env cannot change the answer.
 fn fresh_clone() -> tempfile::TempDir {
     fn copy_dir(from: &Path, to: &Path) {
@@ -92,7 +94,8 @@ fn fresh_clone() -> tempfile::TempDir {
             let target = to.join(entry.file_name());
             if entry.file_type().expect("file type").is_dir() {
                 copy_dir(&entry.path(), &target);
-            } else if !(entry.file_name() == "wxretain.toml"
+            } else if !((entry.file_name() == "wxretain.toml"
+                || entry.file_name() == "wxretain.env")
                 && from.file_name().is_some_and(|d| d == "deploy"))
             {
                 std::fs::copy(entry.path(), target).expect("copy");
@@ -148,6 +151,40 @@ fn compose_file_is_valid_for_the_demo_and_the_default_profile() {
     assert_valid(dir.path(), &["--profile", "demo", "config", "-q"]);
 }
 
+/// `NAME=` lines of an example env file with every empty value filled in
+/// with a value of its own (`secret-of-NAME`, URL-safe), so that where each
+/// value ends up can be told.
+fn filled(example: &str) -> String {
+    example
+        .lines()
+        .map(|l| match l.strip_suffix('=') {
+            Some(var) if !var.starts_with('#') => format!("{var}=secret-of-{var}\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// The `NAME=value` lines of an env file.
+fn assignments(env: &str) -> Vec<(String, String)> {
+    env.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The keys under `    environment:` of a service in `docker-compose config`
+/// output (which resolves env_file into it).
+fn environment_keys(service_lines: &[&str]) -> BTreeSet<String> {
+    service_lines
+        .iter()
+        .skip_while(|l| l.trim_end() != "    environment:")
+        .skip(1)
+        .take_while(|l| l.starts_with("      "))
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.to_string()))
+        .collect()
+}
+
 #[test]
 fn real_deployment_is_valid_once_env_and_config_are_written() {
     let dir = fresh_clone();
@@ -163,27 +200,114 @@ fn real_deployment_is_valid_once_env_and_config_are_written() {
         dir.path().join("deploy/wxretain.toml"),
     )
     .expect("copy the example config");
+    let wx_env = std::fs::read_to_string(dir.path().join("deploy/wxretain.env.example"))
+        .expect("deploy/wxretain.env.example");
+    std::fs::write(dir.path().join("deploy/wxretain.env"), &wx_env).expect("write wxretain.env");
     if let Some(out) = docker_compose(dir.path(), &["config", "-q"]) {
         assert!(!out.status.success(), "empty passwords were accepted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("set POSTGRES_PASSWORD in .env"), "{err}");
+        // Whichever empty password compose meets first.
+        assert!(err.contains("_PASSWORD in .env"), "{err}");
     }
-    let filled: String = env
-        .lines()
-        .map(|l| match l.strip_suffix('=') {
-            Some(var) if !var.starts_with('#') => format!("{var}=x{}\n", var.len()),
-            _ => format!("{l}\n"),
-        })
-        .collect();
-    std::fs::write(dir.path().join(".env"), filled).expect("write .env");
-    assert_valid(dir.path(), &["config", "-q"]);
-    if let Some(out) = docker_compose(dir.path(), &["config"]) {
-        let config = String::from_utf8_lossy(&out.stdout);
+    std::fs::write(dir.path().join(".env"), filled(&env)).expect("write .env");
+    // wxretain's own env file is required: without it, no live service.
+    std::fs::remove_file(dir.path().join("deploy/wxretain.env")).expect("rm wxretain.env");
+    if let Some(out) = docker_compose(dir.path(), &["config", "-q"]) {
         assert!(
-            config.contains("\n  wxretain:\n"),
-            "the live service is missing:\n{config}"
+            !out.status.success(),
+            "a missing deploy/wxretain.env was accepted"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("deploy/wxretain.env"), "{err}");
+    }
+    std::fs::write(dir.path().join("deploy/wxretain.env"), filled(&wx_env))
+        .expect("write wxretain.env");
+    assert_valid(dir.path(), &["config", "-q"]);
+    let Some(out) = docker_compose(dir.path(), &["config"]) else {
+        return;
+    };
+    let config = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        config.contains("\n  wxretain:\n"),
+        "the live service is missing:\n{config}"
+    );
+    let wxretain = service(&config, "wxretain");
+
+    // Least privilege: wxretain gets its own env file and the three variables
+    // compose sets, and not one of Compose's passwords.
+    let mut expected: BTreeSet<String> = assignments(&wx_env).into_iter().map(|(k, _)| k).collect();
+    expected.extend(["WXRETAIN_CONFIG", "DATABASE_URL", "WXRETAIN_LOG_FORMAT"].map(String::from));
+    assert_eq!(
+        environment_keys(&wxretain),
+        expected,
+        "{}",
+        wxretain.join("\n")
+    );
+    let text = wxretain.join("\n");
+    for (var, value) in assignments(&filled(&env)) {
+        if var == "WXRETAIN_DB_PASSWORD" {
+            // In DATABASE_URL, as the owner role: never the superuser.
+            assert!(
+                text.contains(&format!(
+                    "DATABASE_URL: postgres://wxretain:{value}@postgres:5432/wxretain"
+                )),
+                "{text}"
+            );
+        } else if value.starts_with("secret-of-") {
+            assert!(
+                !text.contains(&value),
+                "wxretain's container gets {var}:\n{text}"
+            );
+        }
+    }
+    assert_locked_down("wxretain", &wxretain);
+    // The superuser's password goes to Postgres alone.
+    let password = "secret-of-POSTGRES_PASSWORD";
+    for name in services(&config) {
+        let lines = service(&config, &name).join("\n");
+        assert_eq!(
+            lines.contains(password),
+            name == "postgres",
+            "{name}:\n{lines}"
         );
     }
+}
+
+/// The container settings every wxretain service runs with, as
+/// `docker-compose config` prints them.
+fn assert_locked_down(name: &str, lines: &[&str]) {
+    let text = lines.join("\n");
+    for expected in [
+        "    read_only: true",
+        "    init: true",
+        "    cap_drop:\n    - ALL",
+        "    security_opt:\n    - no-new-privileges:true",
+        "    tmpfs:\n    - /tmp",
+    ] {
+        assert!(text.contains(expected), "{name} lacks {expected}:\n{text}");
+    }
+}
+
+#[test]
+fn demo_containers_are_locked_down_too() {
+    let dir = fresh_clone();
+    let Some(out) = docker_compose(dir.path(), &["--profile", "demo", "config"]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = String::from_utf8_lossy(&out.stdout);
+    for name in ["simulator", "wxretain-demo"] {
+        assert_locked_down(name, &service(&config, name));
+    }
+    let demo = service(&config, "wxretain-demo").join("\n");
+    assert!(
+        demo.contains("DATABASE_URL: postgres://wxretain:wxretain@postgres:5432/wxretain"),
+        "{demo}"
+    );
 }
 
 #[test]
@@ -247,9 +371,35 @@ fn every_mounted_file_exists_or_is_the_one_the_user_writes() {
         gitignore.lines().any(|l| l == "/.env"),
         ".env must be gitignored"
     );
-    assert!(repo()
-        .join("deploy/postgres/initdb/10-grafana-reader.sh")
-        .is_file());
+    // The env files the user writes: shipped as .example, never committed,
+    // never in the image's build context.
+    let dockerignore = read(".dockerignore");
+    let env_files: Vec<String> = read("deploy/compose.live.yml")
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("env_file:")
+                .map(|f| f.trim().to_string())
+        })
+        .collect();
+    assert_eq!(env_files, ["deploy/wxretain.env"]);
+    for file in &env_files {
+        assert!(
+            repo().join(format!("{file}.example")).is_file(),
+            "{file}.example"
+        );
+        assert!(
+            gitignore.lines().any(|l| l == format!("/{file}")),
+            "{file} not gitignored"
+        );
+        assert!(
+            dockerignore.lines().any(|l| l == file),
+            "{file} not dockerignored"
+        );
+    }
+    for script in ["05-wxretain-owner.sh", "10-grafana-reader.sh"] {
+        assert!(repo().join("deploy/postgres/initdb").join(script).is_file());
+    }
 }
 
 // ---- the configs the containers run with ------------------------------------
@@ -316,31 +466,133 @@ fn demo_config_loads_as_the_demo_container_runs_it() {
     assert_eq!(command_of(&compose, "wxretain-demo"), ["run"]);
 }
 
+/// The variables the README's "Using it with real Mini Programs" block exports.
+fn readme_exports() -> Vec<String> {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n## Using it with real Mini Programs\n")
+        .nth(1)
+        .expect("README has the section")
+        .split("\n## ")
+        .next()
+        .unwrap_or_default();
+    section
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .map(|l| l.split('=').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Both example configs load as shipped, through the loader the binary uses,
+/// with only the variable the README's block exports set (and, for compose's,
+/// the DATABASE_URL compose sets); uncommenting either `start_week` or
+/// `lookback_weeks` keeps them loading.
 #[test]
-fn example_config_of_the_real_deployment_loads() {
-    let config = Config::parse(
-        &read("deploy/wxretain.example.toml"),
-        Path::new("deploy/wxretain.toml"),
-        &env_of(&[
-            ("WX_SECRET_MAIN", "from .env"),
-            (
-                "DATABASE_URL",
-                "postgres://wxretain:x@postgres:5432/wxretain",
-            ),
-        ]),
+fn example_configs_load_as_shipped_with_the_one_variable_the_readme_exports() {
+    let exports = readme_exports();
+    assert_eq!(
+        exports,
+        ["WX_SECRET_MAIN"],
+        "the README's block exports one variable"
+    );
+    let secret = (exports[0].as_str(), "from the README's export");
+    let compose_url = (
+        "DATABASE_URL",
+        "postgres://wxretain:x@postgres:5432/wxretain",
+    );
+    for (file, env) in [
+        ("wxretain.example.toml", env_of(&[secret])),
+        (
+            "deploy/wxretain.example.toml",
+            env_of(&[secret, compose_url]),
+        ),
+    ] {
+        let shipped = Config::load(&repo().join(file), &env)
+            .unwrap_or_else(|e| panic!("{file} as shipped: {e}"));
+        assert_eq!(shipped.apps.len(), 1, "{file}: one app on as shipped");
+        assert_eq!(shipped.schedule.lookback_weeks, 26, "{file}: the default");
+        let text = read(file);
+        for key in ["start_week", "lookback_weeks"] {
+            let commented = format!("# {key} = ");
+            assert!(
+                text.contains(&commented),
+                "{file}: {key} is shipped commented out"
+            );
+            let uncommented = text.replacen(&commented, &format!("{key} = "), 1);
+            Config::parse(&uncommented, Path::new(file), &env)
+                .unwrap_or_else(|e| panic!("{file} with {key} uncommented: {e}"));
+        }
+    }
+    let compose = Config::load(
+        &repo().join("deploy/wxretain.example.toml"),
+        &env_of(&[secret, compose_url]),
     )
-    .expect("the example config is valid");
-    assert_eq!(config.server.listen.to_string(), "0.0.0.0:9187");
-    let env = read(".env.example");
+    .expect("compose's example");
+    assert_eq!(compose.server.listen.to_string(), "0.0.0.0:9187");
+
+    // Every secret_env of compose's example has its line in wxretain's env file.
+    let env = read("deploy/wxretain.env.example");
     for app in read("deploy/wxretain.example.toml").lines() {
         if let Some(var) = app.trim().strip_prefix("secret_env = \"") {
             let var = var.split('"').next().unwrap_or_default();
             assert!(
                 env.contains(&format!("\n{var}=")),
-                ".env.example lacks {var}"
+                "deploy/wxretain.env.example lacks {var}"
             );
         }
     }
+}
+
+/// Every environment variable the binary reads (found in src/ as clap's
+/// `env = "..."` or a `var("...")` call, plus those its crates read) is
+/// documented in .env.example or deploy/wxretain.env.example.
+#[test]
+fn every_variable_wxretain_reads_is_documented() {
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(&repo().join("src"), &mut files);
+    // tracing's EnvFilter and anstream read these.
+    let mut read_vars: BTreeSet<String> = ["RUST_LOG", "NO_COLOR"].map(String::from).into();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("source");
+        for marker in ["env = \"", "var(\"", "var_os(\""] {
+            for piece in text.split(marker).skip(1) {
+                let name: String = piece
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if name.len() > 1 && piece[name.len()..].starts_with('"') {
+                    read_vars.insert(name);
+                }
+            }
+        }
+    }
+    assert!(read_vars.contains("WXRETAIN_LOG_FORMAT") && read_vars.contains("DATABASE_URL"));
+    let documented = format!(
+        "{}\n{}",
+        read(".env.example"),
+        read("deploy/wxretain.env.example")
+    );
+    let words: BTreeSet<&str> = documented
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let missing: Vec<_> = read_vars
+        .iter()
+        .filter(|v| !words.contains(v.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "read by wxretain but not in .env.example or deploy/wxretain.env.example: {missing:?}"
+    );
 }
 
 // ---- Dockerfile ---------------------------------------------------------------
@@ -557,15 +809,32 @@ fn dashboard_uses_the_provisioned_datasource_and_only_the_contract_views() {
     ));
 }
 
+/// The dashboard's default time range, `now-Nw` to `now`: N weeks.
+fn default_range_weeks() -> i64 {
+    let d = dashboard();
+    assert_eq!(d["time"]["to"], "now");
+    let from = d["time"]["from"].as_str().expect("time.from");
+    from.strip_prefix("now-")
+        .and_then(|w| w.strip_suffix('w'))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("time.from {from}: expected now-<N>w"))
+}
+
 /// What Grafana sends for a query: macros and variables replaced, with the
-/// dashboard's 26 weeks up to 2026-11-24 as the time range.
+/// dashboard's default time range ending at 2026-11-24 12:00 Beijing.
 fn expand(sql: &str, appid: &str) -> String {
     const MACRO: &str = "$__timeFilter(";
+    let to = chrono::DateTime::parse_from_rfc3339("2026-11-24T04:00:00Z").expect("instant");
+    let from = to - chrono::Duration::weeks(default_range_weeks());
     let mut sql = sql.replace("$appid", appid);
     while let Some(at) = sql.find(MACRO) {
         let rest = &sql[at + MACRO.len()..];
         let column = rest.split(')').next().expect("$__timeFilter(column)");
-        let filter = format!("{column} BETWEEN '2026-05-26T00:00:00Z' AND '2026-11-24T04:00:00Z'");
+        let filter = format!(
+            "{column} BETWEEN '{}' AND '{}'",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        );
         sql = format!("{}{filter}{}", &sql[..at], &rest[column.len() + 1..]);
     }
     assert!(!sql.contains('$'), "unexpanded macro or variable in {sql}");
@@ -664,6 +933,7 @@ async fn dashboard_queries_run_on_what_the_demo_collects() {
     )
     .expect("demo config");
     let apps: Vec<String> = config.apps.iter().map(|a| a.appid.to_string()).collect();
+    let lookback_weeks = config.schedule.lookback_weeks;
     let p = common::pipeline(config).await;
     common::once(&p, now).await;
 
@@ -708,4 +978,135 @@ async fn dashboard_queries_run_on_what_the_demo_collects() {
         apps.len() - 1,
         "every app but the refused one has data"
     );
+
+    // The default time range shows every week the demo keeps (26), the
+    // oldest included.
+    let d = dashboard();
+    let cohorts = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .find(|p| {
+            p["type"] == "table"
+                && relations(p["targets"][0]["rawSql"].as_str().unwrap_or_default())
+                    .contains("retention_cohorts")
+        })
+        .expect("the cohorts table");
+    let sql = expand(
+        cohorts["targets"][0]["rawSql"].as_str().expect("rawSql"),
+        &apps[0],
+    );
+    let shown = sqlx::query(&sql)
+        .fetch_all(pool)
+        .await
+        .expect("cohorts")
+        .len();
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT week_start) FROM weekly_retention WHERE appid = $1",
+    )
+    .bind(&apps[0])
+    .fetch_one(pool)
+    .await
+    .expect("weeks");
+    assert_eq!(
+        stored,
+        i64::from(lookback_weeks),
+        "the demo keeps its weeks"
+    );
+    assert_eq!(
+        shown as i64, stored,
+        "the cohorts table hides weeks:\n{sql}"
+    );
+
+    // The app that never succeeded: "since last success" is NULL, which the
+    // panel maps to a red "never" (see fetch_health_shows_never_in_red).
+    let health = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .find(|p| {
+            relations(p["targets"][0]["rawSql"].as_str().unwrap_or_default())
+                .contains("retention_fetch_health")
+        })
+        .expect("the fetch health panel");
+    let sql = expand(
+        health["targets"][0]["rawSql"].as_str().expect("rawSql"),
+        &apps[0],
+    );
+    let never: Vec<Option<f64>> = sqlx::query_scalar(&format!(
+        "SELECT \"since last success\"::float8 FROM ({sql}) q WHERE failing > 0"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    assert_eq!(never, [None], "the refused app has never succeeded");
+}
+
+/// "since last success" is red after 8 days, and a red "never" when NULL.
+#[test]
+fn fetch_health_shows_never_in_red() {
+    let d = dashboard();
+    let overrides: Vec<&serde_json::Value> = d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| {
+            p["fieldConfig"]["overrides"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter(|o| o["matcher"]["options"] == "since last success")
+        .collect();
+    assert_eq!(overrides.len(), 1);
+    let props = overrides[0]["properties"].as_array().expect("properties");
+    let prop = |id: &str| {
+        props
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}"))["value"]
+            .clone()
+    };
+    let mappings = prop("mappings");
+    let null = mappings
+        .as_array()
+        .expect("mappings")
+        .iter()
+        .find(|m| m["type"] == "special" && m["options"]["match"] == "null")
+        .expect("a mapping for null");
+    assert_eq!(null["options"]["result"]["color"], "red");
+    assert_eq!(null["options"]["result"]["text"], "never");
+    assert_eq!(prop("thresholds")["steps"][1]["value"], 8 * 86400);
+    assert_eq!(prop("custom.cellOptions")["type"], "color-background");
+}
+
+/// The default time range shows the oldest of the kept weeks wherever `now`
+/// falls in a week, and the variable starts on a real choice.
+#[test]
+fn dashboard_defaults_show_every_kept_week_and_a_real_app() {
+    let demo = Config::parse(
+        &read("deploy/demo/wxretain.toml"),
+        Path::new("deploy/demo/wxretain.toml"),
+        &env_of(&[("WX_SECRET_DEMO", "simulated")]),
+    )
+    .expect("demo config");
+    // The oldest kept week starts lookback_weeks weeks before the current
+    // week's Monday, which is up to 7 days before now.
+    assert!(
+        default_range_weeks() > i64::from(demo.schedule.lookback_weeks),
+        "now-{}w hides the oldest of {} weeks",
+        default_range_weeks(),
+        demo.schedule.lookback_weeks
+    );
+    for var in dashboard()["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
+        let current = &var["current"];
+        assert!(
+            current.is_null() || current["value"].as_str().is_some_and(|v| !v.is_empty()),
+            "${}: current is {current}: leave it out so Grafana picks the first",
+            var["name"]
+        );
+    }
 }

@@ -464,6 +464,7 @@ async fn every_view_and_every_column_is_described_in_the_database() {
         "retention_curve_12w",
         "retention_rates",
         "retention_fetch_health",
+        "retention_fetch_health_all",
     ];
     let undocumented: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT c.relname::text, a.attname::text

@@ -5,10 +5,9 @@ use crate::cli::UsageError;
 use crate::config::Config;
 use crate::domain::{ensure_wechat_era, parse_date, AppId, Grain, NaturalWeek, Period, BEIJING};
 use crate::pass::{run_pass, PassOptions, Pipeline};
-use crate::store::{PeriodRow, Scope};
+use crate::store::{PeriodRow, Requeue, Scope};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +30,11 @@ pub struct BackfillArgs {
     /// Fetch periods again even if already stored.
     #[arg(long)]
     pub refetch: bool,
+    /// Ask again for periods that ended failed: unavailable (WeChat did not
+    /// serve them) or given up after repeated failures. Their tries start
+    /// again. Without it a re-run leaves them alone.
+    #[arg(long)]
+    pub retry_failed: bool,
     /// Only mark the periods due and return: a running daemon does the work.
     #[arg(long)]
     pub enqueue: bool,
@@ -114,6 +118,13 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     let p = super::pipeline(config).await?;
     let as_of = p.clock.now();
     p.check_clock(as_of).await?;
+    // The exit code is about this run: a period given up on by an earlier
+    // one and not asked again does not fail it (the summary still shows it).
+    let started = p.store.db_now().await?;
+    let how = Requeue {
+        refetch: args.refetch,
+        retry_failed: args.retry_failed,
+    };
     let mut marked = 0;
     let mut pairs = 0;
     for &(first, last) in &ranges.ranges {
@@ -125,7 +136,7 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
         pairs += collecting.len() as i64 * (first.periods_until(last) + 1);
         marked += p
             .store
-            .enqueue(&collecting, first, last, as_of, args.refetch)
+            .requeue(&collecting, first, last, as_of, how)
             .await?;
     }
     for period in &ranges.not_ended {
@@ -142,7 +153,7 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let bar = progress_bar(p.store.count_due(&scope, as_of).await?);
+    let bar = crate::progress::bar(p.store.count_due(&scope, as_of).await?);
     let shutdown = CancellationToken::new();
     super::signals::stop_on_signals(
         shutdown.clone(),
@@ -153,10 +164,8 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
         scope: scope.clone(),
         plan: false,
     };
-    let report = run_pass(&p, &opts, &shutdown, bar.as_ref()).await?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let report = run_pass(&p, &opts, &shutdown, bar.as_deref()).await?;
+    drop(bar);
     let mut complete = true;
     for &(first, last) in &ranges.ranges {
         let collecting: Vec<AppId> = apps
@@ -165,7 +174,7 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
             .map(|a| a.appid.clone())
             .collect();
         let rows = p.store.periods(&collecting, first, last).await?;
-        complete &= print_summary(&p, &collecting, &rows, first, last);
+        complete &= print_summary(&p, &collecting, &rows, (first, last), started);
     }
     println!(
         "this run: {} fetched, {} stored, {} rows written, {} not ready, {} failed, {} rejected",
@@ -206,14 +215,42 @@ fn describe(ranges: &[(Period, Period)]) -> String {
 /// thousands), only the apps with something left to do, and a total.
 const SUMMARY_ALL_APPS_UP_TO: usize = 50;
 
+/// Where a period of the range stands after this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Stored,
+    /// Not published by WeChat yet: the daemon fetches it when it is.
+    NotPublished,
+    /// Final without data: WeChat does not serve it (`unavailable`), or an
+    /// earlier run gave up on it; not asked again without `--retry-failed`.
+    GivenUp,
+    /// Not stored, and this run's doing: it failed here, or it is still to
+    /// be tried (never fetched, or due again after a failure).
+    NotStored,
+}
+
+fn outcome(row: &PeriodRow, started: DateTime<Utc>) -> Outcome {
+    match row.state.as_str() {
+        "maturing" | "complete" => Outcome::Stored,
+        "not_ready" => Outcome::NotPublished,
+        "unavailable" => Outcome::GivenUp,
+        "failing"
+            if row.next_due_at.is_none() && row.last_attempt_at.is_none_or(|t| t < started) =>
+        {
+            Outcome::GivenUp
+        }
+        _ => Outcome::NotStored,
+    }
+}
+
 /// Prints one line per app for one grain's range; true when every period is
-/// stored or not yet published.
+/// stored, not yet published, or given up on (by WeChat's word or an earlier run).
 fn print_summary(
     p: &Pipeline,
     apps: &[AppId],
     rows: &[PeriodRow],
-    first: Period,
-    last: Period,
+    (first, last): (Period, Period),
+    started: DateTime<Utc>,
 ) -> bool {
     let grain = first.grain();
     let expected = (first.periods_until(last) + 1) as usize;
@@ -232,19 +269,21 @@ fn print_summary(
     let (mut complete, mut done_apps) = (true, 0usize);
     for appid in apps {
         let mine = by_app.remove(appid.as_str()).unwrap_or_default();
-        let stored = mine
-            .iter()
-            .filter(|r| matches!(r.state.as_str(), "maturing" | "complete"))
-            .count();
+        let count = |o: Outcome| mine.iter().filter(|r| outcome(r, started) == o).count();
+        let stored = count(Outcome::Stored);
         let with_all_keys = mine.iter().filter(|r| r.keys.len() == all_keys).count();
-        let pending = mine.iter().filter(|r| r.state == "not_ready").count();
+        let pending = count(Outcome::NotPublished);
+        let given_up: Vec<&&PeriodRow> = mine
+            .iter()
+            .filter(|r| outcome(r, started) == Outcome::GivenUp)
+            .collect();
         let failed: Vec<&&PeriodRow> = mine
             .iter()
-            .filter(|r| !matches!(r.state.as_str(), "maturing" | "complete" | "not_ready"))
+            .filter(|r| outcome(r, started) == Outcome::NotStored)
             .collect();
         let app_done = failed.is_empty() && mine.len() == expected;
         complete &= app_done;
-        if app_done {
+        if app_done && given_up.is_empty() {
             done_apps += 1;
             if !every_app {
                 continue;
@@ -257,11 +296,18 @@ fn print_summary(
             format!("{appid} ({name})")
         };
         let unit = grain.unit();
-        println!(
-            "{label}: {grain}: {expected} {unit}s: {stored} stored ({with_all_keys} with all {all_keys} keys), {pending} not yet published by WeChat, {} not stored",
-            failed.len() + expected.saturating_sub(mine.len())
+        let not_stored = failed.len() + expected.saturating_sub(mine.len());
+        let mut line = format!(
+            "{label}: {grain}: {expected} {unit}s: {stored} stored ({with_all_keys} with all {all_keys} keys), {pending} not yet published by WeChat, {not_stored} not stored"
         );
-        for r in failed.iter().take(5) {
+        if !given_up.is_empty() {
+            line.push_str(&format!(
+                ", {} given up (not asked again; --retry-failed asks again)",
+                given_up.len()
+            ));
+        }
+        println!("{line}");
+        for r in failed.iter().chain(&given_up).take(5) {
             println!(
                 "  {} {}: {}",
                 r.period_start,
@@ -269,8 +315,8 @@ fn print_summary(
                 r.last_error.as_deref().unwrap_or("not fetched yet")
             );
         }
-        if failed.len() > 5 {
-            println!("  ... and {} more", failed.len() - 5);
+        if failed.len() + given_up.len() > 5 {
+            println!("  ... and {} more", failed.len() + given_up.len() - 5);
         }
     }
     if !every_app {
@@ -281,20 +327,6 @@ fn print_summary(
         );
     }
     complete
-}
-
-/// A bar on stderr while weeks are fetched; none when stderr is not a terminal.
-pub(super) fn progress_bar(total: i64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || total <= 0 {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {bar:40} {pos}/{len} periods  {per_sec}  eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    Some(bar)
 }
 
 #[cfg(test)]
@@ -309,6 +341,7 @@ mod tests {
             apps: vec![],
             retention: vec![],
             refetch: false,
+            retry_failed: false,
             enqueue: false,
         }
     }

@@ -89,16 +89,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let scope = Scope { apps, ranges };
-    let bar = super::backfill::progress_bar(p.store.count_due(&scope, as_of).await?);
+    let bar = crate::progress::bar(p.store.count_due(&scope, as_of).await?);
     let opts = PassOptions {
         as_of,
         scope: scope.clone(),
         plan: false,
     };
-    let report = run_pass(&p, &opts, &CancellationToken::new(), bar.as_ref()).await?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let report = run_pass(&p, &opts, &CancellationToken::new(), bar.as_deref()).await?;
+    drop(bar);
     println!(
         "fetched {} weeks over HTTP: {} stored, {} rows written, {} not yet published, {} failed",
         report.attempted, report.stored, report.rows_written, report.not_ready, report.failed
@@ -109,7 +107,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let database = crate::config::redact_url_password(p.config.database.url.expose_secret());
     if let Some(appid) = scope.apps.first() {
-        print_next_steps(&p.store, &database, appid, args.weeks).await;
+        let name = p.config.apps.iter().find(|a| a.appid == *appid);
+        let name = name.map(|a| a.name.as_str());
+        print_next_steps(&p.store, &database, appid, name, args.weeks).await;
     }
     sim.shutdown().await;
     Ok(if report.failed == 0 {
@@ -120,7 +120,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The report of one app, then what to try on one's own.
-async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u32) {
+async fn print_next_steps(
+    store: &Store,
+    database: &str,
+    appid: &AppId,
+    name: Option<&str>,
+    weeks: u32,
+) {
     let metric = Metric::VisitUvNew;
     // What `report` prints with these arguments (12 weeks is its default).
     let weeks_flag = if weeks == 12 {
@@ -134,6 +140,7 @@ async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u
         Ok(rows) => {
             let triangle = Triangle {
                 appid: appid.as_str(),
+                name,
                 metric,
                 grain,
                 periods: &rows,
@@ -141,7 +148,7 @@ async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u
             anstream::print!("{}", render(&triangle, Format::Table));
         }
         // The fetch summary above already says why; the SQL below still helps.
-        Err(e) => println!("no report: {e:#}"),
+        Err(e) => println!("no report: {}", crate::telemetry::describe(&e)),
     }
     // Days are collected too: the last two weeks of them, day-1 to day-30.
     println!("\n$ wxretain report --app {appid} --retention daily --periods 14");
@@ -149,13 +156,14 @@ async fn print_next_steps(store: &Store, database: &str, appid: &AppId, weeks: u
         Ok(rows) => {
             let triangle = Triangle {
                 appid: appid.as_str(),
+                name,
                 metric,
                 grain: Grain::Daily,
                 periods: &rows,
             };
             anstream::print!("{}", render(&triangle, Format::Table));
         }
-        Err(e) => println!("no daily report: {e:#}"),
+        Err(e) => println!("no daily report: {}", crate::telemetry::describe(&e)),
     }
     println!("\nThe same as CSV or JSON, or for active users:");
     println!(

@@ -90,10 +90,16 @@ impl From<Cohort> for Metric {
     }
 }
 
-pub async fn run(url: SecretString, args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    url: SecretString,
+    config: Option<&crate::config::Config>,
+    args: ReportArgs,
+) -> anyhow::Result<ExitCode> {
     let periods = args.periods()?;
-    let store = Store::connect(&url, 2).await?;
-    store.ready().await.map_err(anyhow::Error::msg)?;
+    let store = super::open(&url, 2, super::Create::Never).await?;
+    let name = config
+        .and_then(|c| c.apps.iter().find(|a| a.appid == args.app))
+        .map(|a| a.name.as_str());
     let metric = Metric::from(args.metric);
     let database = redact_url_password(url.expose_secret());
     let rows = load(
@@ -107,6 +113,7 @@ pub async fn run(url: SecretString, args: ReportArgs) -> anyhow::Result<ExitCode
     .await?;
     let triangle = Triangle {
         appid: args.app.as_str(),
+        name,
         metric,
         grain: args.retention,
         periods: &rows,

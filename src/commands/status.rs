@@ -1,23 +1,45 @@
-//! `wxretain status`: per-app health from the ledger, as a table or JSON.
+//! `wxretain status`: per-app health from the ledger, as a table or JSON,
+//! and an exit code that cron jobs and monitoring scripts can act on.
 
 use crate::config::Config;
-use crate::domain::{Grain, Period};
-use crate::store::{AppStatus, Store};
-use chrono::Utc;
+use crate::domain::{AppId, Grain, KeySet, Period};
+use crate::store::{AppStatus, FailingPeriod};
+use crate::wechat::{ErrorClass, FetchError};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Times are UTC. Exit status:
+  0  every app is healthy (periods not published by WeChat yet are no failure)
+  1  an app needs attention: it is broken (its last error is a configuration
+     refusal: no permission, a wrong secret, an IP not whitelisted, a failing
+     token source) or has periods failing for more than a day; or the database
+     cannot be reached
+  2  a bad config or arguments")]
 pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also list apps removed from the config (retired), whose periods stay
+    /// in the ledger.
+    #[arg(long)]
+    pub all: bool,
 }
 
+/// How long a period may fail before `status` says it needs attention:
+/// transient failures are retried within hours.
+const FAILING_TOO_LONG: Duration = Duration::days(1);
+
 pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&config.database.url, 2).await?;
-    store.ready().await.map_err(anyhow::Error::msg)?;
+    let store = super::open(&config.database.url, 2, super::Create::Never).await?;
     let p = crate::pass::Pipeline::new(std::sync::Arc::new(config), store)?;
-    let statuses = grain_statuses(&p, Utc::now()).await?;
+    let mut statuses = grain_statuses(&p, Utc::now()).await?;
+    // Retired apps are listed, not judged: nothing fetches them any more.
+    let attention = needing_attention(&statuses);
+    if args.all {
+        add_retired(&p, &mut statuses).await?;
+    }
     if args.json {
         let all: Vec<&AppStatus> = statuses.iter().flat_map(|(_, _, s)| s).collect();
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -25,15 +47,22 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode> {
         for (first, last, s) in &statuses {
             print!("{}", table(s, *first, *last));
         }
+        for line in &attention {
+            println!("needs attention: {line}");
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if attention.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Per grain that any app collects: its kept periods and each collecting
-/// app's status over them.
+/// app's status over them, with names, broken apps and long failures.
 pub async fn grain_statuses(
     p: &crate::pass::Pipeline,
-    as_of: chrono::DateTime<Utc>,
+    as_of: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(Period, Period, Vec<AppStatus>)>> {
     let mut wanted = Vec::new();
     for grain in Grain::ALL {
@@ -45,12 +74,144 @@ pub async fn grain_statuses(
         wanted.push((apps, first, last));
     }
     // One scan of the ledger for every grain.
-    let statuses = p.store.app_statuses(&wanted).await?;
-    Ok(wanted
+    let all = p.store.app_statuses(&wanted).await?;
+    // Names by appid: a search of the config's list per status took
+    // seconds with 10,000 apps × three grains.
+    let names: HashMap<&str, &str> = p
+        .config
+        .apps
+        .iter()
+        .map(|a| (a.appid.as_str(), a.name.as_str()))
+        .collect();
+    let mut out = Vec::with_capacity(wanted.len());
+    for ((apps, first, last), mut statuses) in wanted.into_iter().zip(all) {
+        let failing = p
+            .store
+            .long_failing(&apps, first, last, as_of - FAILING_TOO_LONG)
+            .await?;
+        let mut failing_by_app: HashMap<&str, i64> = HashMap::new();
+        for f in &failing {
+            if failing_since(f, &p.rule) < as_of - FAILING_TOO_LONG {
+                *failing_by_app.entry(f.appid.as_str()).or_default() += 1;
+            }
+        }
+        for s in &mut statuses {
+            if let Some(name) = names.get(s.appid.as_str()) {
+                s.name = name.to_string();
+            }
+            s.broken = is_broken(s);
+            s.failing_over_a_day = failing_by_app.get(s.appid.as_str()).copied().unwrap_or(0);
+        }
+        out.push((first, last, statuses));
+    }
+    Ok(out)
+}
+
+/// The app's last error is a configuration refusal, and nothing of this
+/// grain succeeded after it.
+fn is_broken(s: &AppStatus) -> bool {
+    let (Some(text), Some(at)) = (&s.last_error, s.last_error_at) else {
+        return false;
+    };
+    FetchError::recorded_class(s.last_errcode, text) == Some(ErrorClass::Config)
+        && s.last_success.is_none_or(|ok| ok <= at)
+}
+
+/// When a failing period began to fail, as far as the ledger tells: not
+/// before it was planned, nor before its last success, nor before its next
+/// key was due (a maturing week last fetched a week ago, failing since its
+/// next key came due this morning, has failed for hours, not a week).
+fn failing_since(f: &FailingPeriod, rule: &crate::planner::Rule) -> DateTime<Utc> {
+    let keys = KeySet::of(f.keys.iter().filter_map(|&k| u8::try_from(k).ok()));
+    let next_key = f
+        .period
+        .grain()
+        .keys()
+        .iter()
+        .copied()
+        .find(|&k| !keys.contains(k));
+    let due = next_key.map(|k| rule.key_expected_at(f.period, k));
+    [Some(f.created_at), f.last_success_at, due]
         .into_iter()
-        .zip(statuses)
-        .map(|((_, first, last), s)| (first, last, s))
-        .collect())
+        .flatten()
+        .max()
+        .unwrap_or(f.created_at)
+}
+
+/// One line per app and grain that needs attention, for the table's foot.
+fn needing_attention(statuses: &[(Period, Period, Vec<AppStatus>)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for s in statuses.iter().flat_map(|(_, _, s)| s) {
+        let who = label(s);
+        if s.broken {
+            lines.push(format!(
+                "{who}: broken ({} retention): {}; fix its setup (it is tried again every hour or so)",
+                s.grain,
+                last_error(s)
+            ));
+        }
+        if s.failing_over_a_day > 0 {
+            let plural = if s.failing_over_a_day == 1 { "" } else { "s" };
+            lines.push(format!(
+                "{who}: {} {}{plural} failing for more than a day (last error: {})",
+                s.failing_over_a_day,
+                s.grain.unit(),
+                last_error(s)
+            ));
+        }
+    }
+    lines
+}
+
+/// `appid (name)`, or the appid alone when the app has no name of its own.
+fn label(s: &AppStatus) -> String {
+    if s.name == s.appid {
+        s.appid.clone()
+    } else {
+        format!("{} ({})", s.appid, s.name)
+    }
+}
+
+fn last_error(s: &AppStatus) -> String {
+    match (&s.last_errcode, &s.last_error) {
+        (Some(code), Some(text)) => format!("[{code}] {text}"),
+        (None, Some(text)) => text.clone(),
+        _ => "-".to_string(),
+    }
+}
+
+/// An instant as the table shows it: minutes, in UTC, saying so.
+fn utc(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Appends, per grain, the retired apps that have periods of it.
+async fn add_retired(
+    p: &crate::pass::Pipeline,
+    statuses: &mut [(Period, Period, Vec<AppStatus>)],
+) -> anyhow::Result<()> {
+    let retired: Vec<AppId> = p
+        .store
+        .known_apps()
+        .await?
+        .into_iter()
+        .filter(|a| a.retired_at.is_some())
+        .filter_map(|a| a.appid.parse().ok())
+        .filter(|a| !p.config.apps.iter().any(|c| &c.appid == a))
+        .collect();
+    if retired.is_empty() {
+        return Ok(());
+    }
+    for (first, last, rows) in statuses.iter_mut() {
+        let of_grain = p.store.app_status(&retired, *first, *last).await?;
+        rows.extend(
+            of_grain
+                .into_iter()
+                .filter(|s| s.complete + s.maturing + s.failing + s.unavailable > 0)
+                .map(|s| AppStatus { retired: true, ..s }),
+        );
+    }
+    Ok(())
 }
 
 pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
@@ -62,12 +223,23 @@ pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
         first.periods_until(last) + 1,
         first.grain().unit()
     );
+    // A NAME column only when some app has a name of its own.
+    let names = statuses.iter().any(|s| s.name != s.appid);
+    let name = |text: &str| {
+        if names {
+            format!("{:<20} ", text.chars().take(20).collect::<String>())
+        } else {
+            String::new()
+        }
+    };
     out.push_str(&format!(
-        "{:<20} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7} {:<11} {:<17} {}\n",
+        "{:<20} {}{:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>7} {:<11} {:<20} {}\n",
         "APPID",
+        name("NAME"),
         "COMPLETE",
         "MATURING",
         "MISSING",
+        "NOTREADY",
         "FAILING",
         "UNAVL",
         "SUSPECT",
@@ -75,29 +247,73 @@ pub fn table(statuses: &[AppStatus], first: Period, last: Period) -> String {
         "LAST SUCCESS",
         "LAST ERROR"
     ));
-    for s in statuses {
-        let error = match (&s.last_errcode, &s.last_error) {
-            (Some(code), Some(text)) => format!("[{code}] {text}"),
-            (None, Some(text)) => text.clone(),
-            _ => "-".to_string(),
-        };
+    for (i, s) in statuses.iter().enumerate() {
+        if s.retired && (i == 0 || !statuses[i - 1].retired) {
+            out.push_str("retired (no longer in the config; not fetched):\n");
+        }
         out.push_str(&format!(
-            "{:<20} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7} {:<11} {:<17} {}\n",
+            "{:<20} {}{:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>7} {:<11} {:<20} {}\n",
             s.appid,
+            name(&s.name),
             s.complete,
             s.maturing,
             s.missing,
+            s.not_ready,
             s.failing,
             s.unavailable,
             s.suspect,
             s.oldest_gap
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "-".into()),
-            s.last_success
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "never".into()),
-            error.chars().take(80).collect::<String>()
+            s.last_success.map(utc).unwrap_or_else(|| "never".into()),
+            last_error(s).chars().take(80).collect::<String>()
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NaturalWeek;
+    use crate::planner::Rule;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("instant")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_failure_begins_no_earlier_than_planning_success_or_the_next_key() {
+        let rule = Rule {
+            publish_hour: 10,
+            final_grace: Duration::days(14),
+        };
+        let week: Period =
+            NaturalWeek::starting(chrono::NaiveDate::from_ymd_opt(2026, 11, 2).expect("date"))
+                .expect("a Monday")
+                .into();
+        // Keys 0 and 1 stored on 2026-11-16; key 2 is due on 2026-11-23
+        // 10:00 Beijing: failing since then, not since the last success.
+        let maturing = FailingPeriod {
+            appid: "wx0123456789abcdef".into(),
+            period: week,
+            keys: vec![0, 1],
+            created_at: at("2026-11-09T02:00:00Z"),
+            last_success_at: Some(at("2026-11-16T02:05:00Z")),
+        };
+        assert_eq!(failing_since(&maturing, &rule), at("2026-11-23T02:00:00Z"));
+        // Never fetched, planned by a recent backfill: since the planning.
+        let backfilled = FailingPeriod {
+            keys: vec![],
+            created_at: at("2026-11-29T08:00:00Z"),
+            last_success_at: None,
+            ..maturing
+        };
+        assert_eq!(
+            failing_since(&backfilled, &rule),
+            at("2026-11-29T08:00:00Z")
+        );
+    }
 }

@@ -49,6 +49,9 @@ pub struct SimArgs {
     /// Probability of an HTTP 502 per data call.
     #[arg(long, default_value_t = 0.0)]
     pub http_5xx_rate: f64,
+    /// Probability of an HTTP 429 (a rate-limiting gateway) per data call.
+    #[arg(long = "http-429-rate", default_value_t = 0.0)]
+    pub http_429_rate: f64,
     /// Probability of a non-JSON HTTP 200 body per data call.
     #[arg(long, default_value_t = 0.0)]
     pub garbage_rate: f64,
@@ -183,6 +186,7 @@ impl SimArgs {
                 latency_ms: self.latency_ms,
                 error_rates,
                 http_5xx_rate: probability("http-5xx-rate", self.http_5xx_rate)?,
+                http_429_rate: probability("http-429-rate", self.http_429_rate)?,
                 garbage_rate: probability("garbage-rate", self.garbage_rate)?,
                 wrong_ref_date_rate: probability("wrong-ref-date-rate", self.wrong_ref_date_rate)?,
                 implausible_rate: probability("implausible-rate", self.implausible_rate)?,

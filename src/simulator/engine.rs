@@ -26,6 +26,8 @@ pub(crate) enum Answer {
     Json(Value),
     /// An injected gateway failure: HTTP 502.
     GatewayError,
+    /// An injected gateway rate limit: HTTP 429.
+    TooManyRequests,
     /// An injected non-JSON HTTP 200 body.
     Garbage,
 }
@@ -231,6 +233,10 @@ impl Engine {
         let (p5xx, pgarbage) = (st.faults.http_5xx_rate, st.faults.garbage_rate);
         if st.draw(p5xx) {
             return Answer::GatewayError;
+        }
+        let p429 = st.faults.http_429_rate;
+        if st.draw(p429) {
+            return Answer::TooManyRequests;
         }
         if st.draw(pgarbage) {
             return Answer::Garbage;

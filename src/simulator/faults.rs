@@ -15,6 +15,9 @@ pub struct Faults {
     pub error_rates: Vec<(i64, f64)>,
     /// Answers HTTP 502 with an HTML body, as a failing gateway would.
     pub http_5xx_rate: f64,
+    /// Answers HTTP 429 Too Many Requests, as a rate-limiting gateway in
+    /// front of WeChat does: busy, not a wrong setup.
+    pub http_429_rate: f64,
     /// Answers HTTP 200 with an HTML error page instead of JSON.
     pub garbage_rate: f64,
     /// Answers the previous period's data and `ref_date` (the day, week or

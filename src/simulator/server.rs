@@ -101,6 +101,12 @@ async fn retain(
             GARBAGE_PAGE,
         )
             .into_response(),
+        Answer::TooManyRequests => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "Too Many Requests\n",
+        )
+            .into_response(),
         Answer::Garbage => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html")],

@@ -42,6 +42,17 @@ impl Scope {
     }
 }
 
+/// Which periods of a range [`Store::requeue`] makes due again, beyond those
+/// never stored, not published yet or failing and due again later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeue {
+    /// Every period, stored ones too (`backfill --refetch`); tries start again.
+    pub refetch: bool,
+    /// Periods that ended failed too: `unavailable`, or `failing` and not
+    /// due again (`backfill --retry-failed`); tries start again.
+    pub retry_failed: bool,
+}
+
 /// A period this process holds the lease on.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -102,7 +113,8 @@ impl Store {
     }
 
     /// Makes `first..=last` (one grain) due at `as_of` for `apps`: periods
-    /// never stored, failing or given up; with `refetch`, every period.
+    /// never stored, not published yet, or failing and due again later; with
+    /// `refetch`, every period. See [`Store::requeue`].
     pub async fn enqueue(
         &self,
         apps: &[AppId],
@@ -110,6 +122,29 @@ impl Store {
         last: Period,
         as_of: DateTime<Utc>,
         refetch: bool,
+    ) -> sqlx::Result<u64> {
+        let how = Requeue {
+            refetch,
+            retry_failed: false,
+        };
+        self.requeue(apps, first, last, as_of, how).await
+    }
+
+    /// Makes `first..=last` (one grain) due at `as_of` for `apps`, adding the
+    /// periods the ledger lacks. A period still being tried keeps its count
+    /// of tries, so a re-run goes on where the last one stopped: a period
+    /// WeChat no longer serves reaches `unavailable` after its tries, however
+    /// many runs they take. Periods that ended failed (`unavailable`, or
+    /// `failing` and not due again) are left alone unless `how` asks, and
+    /// then start their tries again. Running daemons see the periods due within
+    /// seconds (see [`crate::wake`]).
+    pub async fn requeue(
+        &self,
+        apps: &[AppId],
+        first: Period,
+        last: Period,
+        as_of: DateTime<Utc>,
+        how: Requeue,
     ) -> sqlx::Result<u64> {
         let (months, days) = first.grain().step();
         let result = sqlx::query!(
@@ -119,16 +154,22 @@ impl Store {
              CROSS JOIN generate_series($2::date, $3::date, make_interval(months => $7, days => $8)) AS p
              ON CONFLICT (appid, grain, period_start) DO UPDATE
                 SET next_due_at = LEAST(retention_ledger.next_due_at, EXCLUDED.next_due_at),
-                    attempts = 0, updated_at = now()
-                WHERE $5 OR retention_ledger.state NOT IN ('maturing', 'complete')",
+                    attempts = CASE WHEN $5 OR retention_ledger.next_due_at IS NULL THEN 0
+                                    ELSE retention_ledger.attempts END,
+                    updated_at = now()
+                WHERE $5
+                   OR retention_ledger.state IN ('missing', 'not_ready')
+                   OR (retention_ledger.state = 'failing' AND retention_ledger.next_due_at IS NOT NULL)
+                   OR ($9 AND retention_ledger.state IN ('failing', 'unavailable'))",
             &app_strings(apps),
             first.start(),
             last.start(),
             as_of,
-            refetch,
+            how.refetch,
             first.grain().as_str(),
             months,
             days,
+            how.retry_failed,
         )
         .execute(self.pool())
         .await?;
@@ -231,18 +272,24 @@ impl Store {
         Ok(result.rows_affected())
     }
 
-    /// Records a failed attempt: the error (already free of secrets) and the
-    /// verdict. False when `owner` no longer holds the week (its lease ran
-    /// out and another replica took it): then nothing is written.
+    /// Records a failed attempt: the error (errcode and text, already free
+    /// of secrets), the verdict and the data requests it sent. False when
+    /// `owner` no longer holds the week (its lease ran out and another
+    /// replica took it): then nothing is written.
     pub async fn record_failure(
         &self,
         owner: &ReplicaId,
         claim: &Claim,
         verdict: &Verdict,
-        errcode: Option<i64>,
-        error: &str,
+        error: (Option<i64>, &str),
+        requests: u32,
     ) -> sqlx::Result<bool> {
-        mark_failed(self.pool(), owner, claim, verdict, errcode, error).await
+        let failure = Failure {
+            errcode: error.0,
+            error: error.1,
+            requests,
+        };
+        mark_failed(self.pool(), owner, claim, verdict, failure).await
     }
 
     /// Records an answer that failed validation: nothing goes to the table,
@@ -253,19 +300,16 @@ impl Store {
         owner: &ReplicaId,
         claim: &Claim,
         verdict: &Verdict,
-        reason: &str,
-        body: &str,
+        (reason, body): (&str, &str),
+        requests: u32,
     ) -> sqlx::Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let ours = mark_failed(
-            &mut *tx,
-            owner,
-            claim,
-            verdict,
-            None,
-            &format!("rejected answer: {reason}"),
-        )
-        .await?;
+        let failure = Failure {
+            errcode: None,
+            error: &format!("rejected answer: {reason}"),
+            requests,
+        };
+        let ours = mark_failed(&mut *tx, owner, claim, verdict, failure).await?;
         if !ours {
             return Ok(false);
         }
@@ -284,6 +328,15 @@ impl Store {
     }
 }
 
+/// What an unsuccessful attempt leaves in the ledger besides its verdict.
+struct Failure<'a> {
+    errcode: Option<i64>,
+    /// Free of secrets already.
+    error: &'a str,
+    /// Data requests the attempt sent (`calls`).
+    requests: u32,
+}
+
 /// The ledger's side of an unsuccessful attempt; the lease is given back.
 /// Fenced: only while `owner` still holds the week.
 async fn mark_failed<'e>(
@@ -291,12 +344,13 @@ async fn mark_failed<'e>(
     owner: &ReplicaId,
     claim: &Claim,
     verdict: &Verdict,
-    errcode: Option<i64>,
-    error: &str,
+    failure: Failure<'_>,
 ) -> sqlx::Result<bool> {
+    // At most retry_attempts × 2 (a refused token) + 2 (a second look).
+    let requests = i32::try_from(failure.requests).unwrap_or(i32::MAX);
     let result = sqlx::query!(
         "UPDATE retention_ledger
-            SET state = $3, next_due_at = $4, attempts = $5, calls = calls + 1,
+            SET state = $3, next_due_at = $4, attempts = $5, calls = calls + $11,
                 last_attempt_at = now(), last_errcode = $6, last_error = $7, late_since = $9,
                 lease_owner = NULL, lease_until = NULL, updated_at = now()
           WHERE appid = $1 AND grain = $10 AND period_start = $2 AND lease_owner = $8",
@@ -305,11 +359,12 @@ async fn mark_failed<'e>(
         verdict.state.as_str(),
         verdict.next_due,
         verdict.attempts,
-        errcode,
-        error,
+        failure.errcode,
+        failure.error,
         owner.as_str(),
         verdict.late_since,
         claim.period.grain().as_str(),
+        requests,
     )
     .execute(executor)
     .await?;
@@ -367,6 +422,24 @@ impl Store {
             &lasts,
         )
         .fetch_one(self.pool())
+        .await
+    }
+}
+
+impl Store {
+    /// The earliest `next_due_at` among `apps`' periods that a claim could
+    /// take once it passes (leases held by live replicas are left out; one
+    /// that runs out is seen by the next read): when the daemon wakes.
+    pub async fn next_due(&self, apps: &[AppId]) -> sqlx::Result<Option<DateTime<Utc>>> {
+        // The claim's ordered index, read from its start: one row, usually.
+        sqlx::query_scalar!(
+            r#"SELECT next_due_at AS "next_due_at!" FROM retention_ledger
+              WHERE next_due_at IS NOT NULL AND appid = ANY($1)
+                AND (lease_until IS NULL OR lease_until < now())
+              ORDER BY next_due_at LIMIT 1"#,
+            &app_strings(apps),
+        )
+        .fetch_optional(self.pool())
         .await
     }
 }

@@ -7,6 +7,7 @@
 //! `.cargo/config.toml`), so the crate and its Docker image build without a
 //! database. README, "Development", says how to refresh it.
 
+mod apps;
 mod cohorts;
 mod force_refresh;
 mod ledger;
@@ -14,11 +15,12 @@ mod save;
 mod schema;
 mod status;
 
+pub use apps::KnownApp;
 pub use cohorts::{column_prefix, later_keys, CohortPeriod, CohortView};
-pub use ledger::{Claim, Scope};
+pub use ledger::{Claim, Requeue, Scope};
 pub use save::{Answered, SaveStats};
 pub use schema::SchemaError;
-pub use status::{AppStatus, PeriodRow};
+pub use status::{AppStatus, FailingPeriod, PeriodRow};
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -153,6 +155,25 @@ impl Store {
     pub async fn ready(&self) -> Result<(), String> {
         self.schema_state().await.map_err(|e| e.to_string())
     }
+}
+
+/// Postgres' "invalid catalog name": the database named in the URL does not exist.
+const NO_SUCH_DATABASE: &str = "3D000";
+
+/// Whether `error` (from [`Store::connect`], say) is the server saying that
+/// the database named in the URL does not exist: what creating it fixes.
+pub fn is_missing_database(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(is_missing_database_error)
+    })
+}
+
+fn is_missing_database_error(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.code().as_deref() == Some(NO_SUCH_DATABASE))
 }
 
 fn connect_options(url: &SecretString) -> anyhow::Result<PgConnectOptions> {

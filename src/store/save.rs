@@ -21,6 +21,8 @@ pub struct Answered {
     /// The answer looks impossible and was stored because WeChat repeated it.
     pub suspect: bool,
     pub verdict: Verdict,
+    /// Data requests the attempt sent, retries included (`calls`).
+    pub requests: u32,
 }
 
 /// What storing one answer changed.
@@ -55,6 +57,7 @@ struct Columns {
     next_due: Vec<Option<DateTime<Utc>>>,
     attempts: Vec<i32>,
     late_since: Vec<Option<DateTime<Utc>>>,
+    requests: Vec<i32>,
 }
 
 impl Columns {
@@ -93,6 +96,8 @@ impl Columns {
             c.next_due.push(a.verdict.next_due);
             c.attempts.push(a.verdict.attempts);
             c.late_since.push(a.verdict.late_since);
+            c.requests
+                .push(i32::try_from(a.requests).unwrap_or(i32::MAX));
         }
         c
     }
@@ -129,9 +134,9 @@ impl Store {
             r#"WITH all_periods AS (
                  SELECT * FROM unnest($7::text[], $8::text[], $9::date[], $10::text[]::jsonb[], $10::text[],
                                       $11::boolean[], $12::text[], $13::text[], $14::timestamptz[],
-                                      $15::integer[], $16::timestamptz[])
+                                      $15::integer[], $16::timestamptz[], $18::integer[])
                           AS t(appid, grain, period_start, body, raw, suspect, state, keys, next_due,
-                               attempts, late_since)),
+                               attempts, late_since, requests)),
              mine AS (
                  SELECT l.appid, l.grain, l.period_start FROM retention_ledger l
                    JOIN all_periods USING (appid, grain, period_start)
@@ -181,7 +186,7 @@ impl Store {
                     SET state = periods.state, next_due_at = periods.next_due, late_since = periods.late_since,
                         suspect = periods.suspect,
                         keys = ARRAY(SELECT DISTINCT k FROM unnest(l.keys || periods.keys::smallint[]) AS k ORDER BY k),
-                        attempts = periods.attempts, calls = l.calls + 1,
+                        attempts = periods.attempts, calls = l.calls + periods.requests,
                         last_success_at = now(), last_attempt_at = now(),
                         last_errcode = NULL, last_error = NULL,
                         lease_owner = NULL, lease_until = NULL, updated_at = now()
@@ -212,6 +217,7 @@ impl Store {
             &c.attempts,
             &c.late_since as &[Option<DateTime<Utc>>],
             owner.as_str(),
+            &c.requests,
         )
         .fetch_all(self.pool())
         .await?;

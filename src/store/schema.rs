@@ -14,6 +14,9 @@ pub enum SchemaError {
     /// No answer from Postgres (down, refused, wrong address or credentials).
     #[error("cannot reach the database: {0}")]
     Unreachable(String),
+    /// The server answers, but the database named in the URL does not exist.
+    #[error("{0}: `wxretain migrate` creates it (so does `wxretain run` at start-up)")]
+    NoDatabase(String),
     /// Reachable, but never migrated.
     #[error("the database has no wxretain schema yet: run `wxretain migrate`")]
     NotMigrated,
@@ -69,6 +72,9 @@ impl Store {
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
                 SchemaError::NotMigrated
+            }
+            sqlx::Error::Database(db) if super::is_missing_database_error(&e) => {
+                SchemaError::NoDatabase(db.message().to_string())
             }
             _ => SchemaError::Unreachable(e.to_string()),
         })?;

@@ -10,16 +10,31 @@ use chrono::{DateTime, NaiveDate, Utc};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AppStatus {
     pub appid: String,
+    /// The app's `name` in the config (its appid when it has none; the
+    /// store does not know names: `status` fills them in).
+    pub name: String,
     /// daily, weekly or monthly: the counts below are of this grain's periods.
     pub grain: Grain,
     /// Weeks with key 4, or past their grace period.
     pub complete: i64,
     /// Weeks with some keys, waiting for later ones.
     pub maturing: i64,
-    /// Weeks with no data yet (never fetched, or not computed by WeChat).
+    /// Weeks with no data yet that WeChat has not said it is computing:
+    /// never fetched (or not planned yet).
     pub missing: i64,
+    /// Weeks WeChat has not published yet (61503, an empty answer): due
+    /// again later, not a failure.
+    pub not_ready: i64,
     /// Weeks whose last attempt failed.
     pub failing: i64,
+    /// Of those, weeks failing for more than a day: since the later of their
+    /// planning, their last success and the time their next key was due.
+    /// `status` fills this in ([`Store::long_failing`]).
+    pub failing_over_a_day: i64,
+    /// The app's last error (below) is a configuration refusal (no
+    /// permission, a wrong secret, an IP not whitelisted, a broken token
+    /// source) and nothing succeeded since. `status` fills this in.
+    pub broken: bool,
     /// Weeks WeChat refuses to serve.
     pub unavailable: i64,
     /// Weeks stored from an impossible answer WeChat gave twice.
@@ -30,6 +45,9 @@ pub struct AppStatus {
     pub last_error: Option<String>,
     pub last_errcode: Option<i64>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// No longer in the config: its periods stay in the ledger, unfetched
+    /// (shown by `status --all` only).
+    pub retired: bool,
 }
 
 /// One period's ledger entry.
@@ -45,6 +63,7 @@ pub struct PeriodRow {
     pub last_errcode: Option<i64>,
     pub last_error: Option<String>,
     pub next_due_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -113,12 +132,13 @@ impl Store {
                     SELECT appid, grain,
                            sum(n) FILTER (WHERE in_range AND state = 'complete') AS complete,
                            sum(n) FILTER (WHERE in_range AND state = 'maturing') AS maturing,
-                           sum(n) FILTER (WHERE in_range AND state IN ('missing', 'not_ready')) AS missing,
+                           sum(n) FILTER (WHERE in_range AND state = 'missing') AS missing,
+                           sum(n) FILTER (WHERE in_range AND state = 'not_ready') AS not_ready,
                            sum(n) FILTER (WHERE in_range AND state = 'failing') AS failing,
                            sum(n) FILTER (WHERE in_range AND state = 'unavailable') AS unavailable,
                            sum(suspect) FILTER (WHERE in_range) AS suspect,
                            sum(n) FILTER (WHERE in_range) AS planned,
-                           min(oldest_gap) FILTER (WHERE in_range) AS oldest_gap,
+                           min(oldest_gap) FILTER (WHERE in_range AND state <> 'not_ready') AS oldest_gap,
                            max(last_success) AS last_success
                       FROM by_state
                      GROUP BY appid, grain),
@@ -126,10 +146,15 @@ impl Store {
                     SELECT DISTINCT ON (l.appid, l.grain) l.appid, l.grain, l.last_error, l.last_errcode, l.last_attempt_at
                       FROM retention_ledger l
                      WHERE l.last_error IS NOT NULL
+                       -- "Not computed yet" is no error: 61503, and 61501 on a
+                       -- period too recent for WeChat to serve.
+                       AND l.last_errcode IS DISTINCT FROM 61503
+                       AND NOT (l.last_errcode = 61501 AND l.state IN ('not_ready', 'maturing'))
                      ORDER BY l.appid, l.grain, l.last_attempt_at DESC NULLS LAST)
              SELECT w.appid AS "appid!", w.grain AS "grain!",
                     coalesce(c.complete, 0)::bigint AS "complete!", coalesce(c.maturing, 0)::bigint AS "maturing!",
-                    coalesce(c.missing, 0)::bigint AS "missing!", coalesce(c.failing, 0)::bigint AS "failing!",
+                    coalesce(c.missing, 0)::bigint AS "missing!", coalesce(c.not_ready, 0)::bigint AS "not_ready!",
+                    coalesce(c.failing, 0)::bigint AS "failing!",
                     coalesce(c.unavailable, 0)::bigint AS "unavailable!", coalesce(c.suspect, 0)::bigint AS "suspect!",
                     coalesce(c.planned, 0)::bigint AS "planned!",
                     c.oldest_gap AS "oldest_gap?", c.last_success AS "last_success?",
@@ -166,12 +191,16 @@ impl Store {
                 r.oldest_gap
             };
             out[i].push(AppStatus {
+                name: r.appid.clone(),
                 appid: r.appid,
                 grain: first.grain(),
                 complete: r.complete,
                 maturing: r.maturing,
                 missing: r.missing + unplanned,
+                not_ready: r.not_ready,
                 failing: r.failing,
+                failing_over_a_day: 0,
+                broken: false,
                 unavailable: r.unavailable,
                 suspect: r.suspect,
                 oldest_gap,
@@ -179,6 +208,7 @@ impl Store {
                 last_error: r.last_error,
                 last_errcode: r.last_errcode,
                 last_error_at: r.last_error_at,
+                retired: false,
             });
         }
         Ok(out)
@@ -193,7 +223,8 @@ impl Store {
     ) -> sqlx::Result<Vec<PeriodRow>> {
         sqlx::query_as!(
             PeriodRow,
-            "SELECT appid, grain, period_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at
+            "SELECT appid, grain, period_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at,
+                    last_attempt_at
                FROM retention_ledger
               WHERE appid = ANY($1) AND grain = $4 AND period_start BETWEEN $2 AND $3
               ORDER BY appid, period_start",
@@ -223,6 +254,7 @@ struct AppStatusRow {
     complete: i64,
     maturing: i64,
     missing: i64,
+    not_ready: i64,
     failing: i64,
     unavailable: i64,
     suspect: i64,
@@ -232,6 +264,57 @@ struct AppStatusRow {
     last_error: Option<String>,
     last_errcode: Option<i64>,
     last_error_at: Option<DateTime<Utc>>,
+}
+
+/// A failing period that may have been failing for more than a day.
+#[derive(Debug, Clone)]
+pub struct FailingPeriod {
+    pub appid: String,
+    pub period: Period,
+    pub keys: Vec<i16>,
+    /// When the ledger planned it.
+    pub created_at: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The failing periods of `apps` over `first..=last` planned, and last
+    /// successful, before `before`: those that can have been failing since
+    /// then. (When their failing began also depends on when their next key
+    /// was due: [`crate::commands::status`] works that out.)
+    pub async fn long_failing(
+        &self,
+        apps: &[AppId],
+        first: Period,
+        last: Period,
+        before: DateTime<Utc>,
+    ) -> sqlx::Result<Vec<FailingPeriod>> {
+        let rows = sqlx::query!(
+            r#"SELECT l.appid, l.period_start, l.keys, l.created_at, l.last_success_at
+                 FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
+                WHERE l.grain = $2 AND l.state = 'failing' AND l.period_start BETWEEN $3 AND $4
+                  AND l.created_at < $5 AND coalesce(l.last_success_at, l.created_at) < $5"#,
+            &app_strings(apps),
+            first.grain().as_str(),
+            first.start(),
+            last.start(),
+            before,
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(FailingPeriod {
+                    period: Period::starting(first.grain(), r.period_start).ok()?,
+                    appid: r.appid,
+                    keys: r.keys,
+                    created_at: r.created_at,
+                    last_success_at: r.last_success_at,
+                })
+            })
+            .collect())
+    }
 }
 
 impl Store {

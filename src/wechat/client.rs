@@ -8,8 +8,37 @@ use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
 use crate::config::{AppConfig, Credential, WechatConfig};
 use crate::domain::Period;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What a fetch's data calls cost, summed over retries: the requests that
+/// went out (the ledger's `calls`) and their time on the wire, from the
+/// moment each was sent (after the rate limits and the token) to its answer.
+/// The wire time is what a fetch's `latency_ms` logs: a call that queued for
+/// a minute behind the rate limit and took 50 ms logs 50.
+#[derive(Debug, Default)]
+pub struct CallMeter {
+    wire_micros: AtomicU64,
+    sent: AtomicU32,
+}
+
+impl CallMeter {
+    fn add_wire(&self, spent: Duration) {
+        let micros = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
+        self.wire_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Time on the wire.
+    pub fn wire(&self) -> Duration {
+        Duration::from_micros(self.wire_micros.load(Ordering::Relaxed))
+    }
+
+    /// Data requests sent.
+    pub fn requests(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
 
 /// A raw successful answer: a JSON object without a non-zero errcode, as
 /// WeChat sent it except for credentials, which are scrubbed (see
@@ -91,12 +120,25 @@ impl WeChatClient {
     /// cautionary tale. When no other token can be had now, the refusal is
     /// the answer and the week is tried again later.
     pub async fn retain(&self, app: &AppConfig, period: Period) -> Result<RawAnswer, FetchError> {
+        self.retain_metered(app, period, &CallMeter::default())
+            .await
+    }
+
+    /// [`Self::retain`], adding to `meter` each data request that goes out
+    /// and its time on the wire: the retry after a refused token is one
+    /// more, a call held back by a pause is none.
+    pub async fn retain_metered(
+        &self,
+        app: &AppConfig,
+        period: Period,
+        meter: &CallMeter,
+    ) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
-        match self.call(app, period, &token).await {
-            Err(e) if e.class() == ErrorClass::Token => {
+        match self.call(app, period, &token, meter).await {
+            Err(e @ FetchError::Api { code, .. }) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %period, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
-                match self.tokens.replace(app, &token).await? {
-                    Some(token) => self.call(app, period, &token).await,
+                match self.tokens.replace(app, &token, code).await? {
+                    Some(token) => self.call(app, period, &token, meter).await,
                     None => {
                         tracing::info!(appid = %app.appid, %period, "no other token to be had now; the period is tried again later");
                         Err(e)
@@ -112,6 +154,7 @@ impl WeChatClient {
         app: &AppConfig,
         period: Period,
         token: &SecretString,
+        meter: &CallMeter,
     ) -> Result<RawAnswer, FetchError> {
         let url = format!("{}/{}", self.base_url, period.grain().api_path());
         let body =
@@ -128,6 +171,7 @@ impl WeChatClient {
         if self.paused_apps().contains(&app.appid) {
             return Err(FetchError::Paused);
         }
+        meter.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = send_and_read_text(
             request,
@@ -137,6 +181,7 @@ impl WeChatClient {
         )
         .await;
         let latency = started.elapsed();
+        meter.add_wire(latency);
         metrics::histogram!("wxretain_api_latency_seconds", "grain" => period.grain().as_str())
             .record(latency.as_secs_f64());
         let (body, text) = result?;

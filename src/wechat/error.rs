@@ -47,7 +47,8 @@ pub enum ApiErrorCode {
     DateRange,
     /// 61503: data still being computed ("计算延迟,请稍后再试").
     NotReady,
-    /// Any other code: treated as transient, but kept verbatim.
+    /// Any other code: kept verbatim, tried a bounded number of times
+    /// ([`ErrorClass::Unknown`]).
     Other(i64),
 }
 
@@ -72,6 +73,12 @@ pub enum ErrorClass {
     Bug,
     /// Never sent: the app had been paused by the time it was its turn.
     Paused,
+    /// An errcode this table does not know. Neither busy (retrying it at
+    /// once) nor a setup problem (pausing the app) is known to fit, so the
+    /// period is asked again a few times, hours apart, then left failing:
+    /// treated as transient, an errcode WeChat gives for good would be asked
+    /// for every few hours until the period's deadline, weeks away.
+    Unknown,
 }
 
 impl ApiErrorCode {
@@ -130,7 +137,8 @@ impl ApiErrorCode {
     pub fn class(self) -> ErrorClass {
         use ApiErrorCode::*;
         match self {
-            SystemBusy | Other(_) => ErrorClass::Transient,
+            SystemBusy => ErrorClass::Transient,
+            Other(_) => ErrorClass::Unknown,
             InvalidCredential | InvalidAccessToken | AccessTokenExpired => ErrorClass::Token,
             MinuteQuota => ErrorClass::MinuteQuota,
             DailyQuota => ErrorClass::DailyQuota,
@@ -158,13 +166,18 @@ impl ApiErrorCode {
     /// setup problem too (a wrong base_url, a gateway rewriting requests).
     /// Treating them as [`ErrorClass::Config`] pauses the app, raises
     /// `wxretain_app_broken` and tries again in an hour; treated as a refused
-    /// token, each week would cost a token call, forever. Busy and quota
-    /// answers keep their class: they pass by themselves.
+    /// token, each week would cost a token call, forever. An errcode we do
+    /// not know is a refusal of the app's credentials too, for the same
+    /// reason. Busy and quota answers keep their class: they pass by themselves.
     pub fn class_at(self, endpoint: Endpoint) -> ErrorClass {
         match (endpoint, self.class()) {
             (
                 Endpoint::Token,
-                ErrorClass::Token | ErrorClass::Bug | ErrorClass::NotReady | ErrorClass::DateRange,
+                ErrorClass::Token
+                | ErrorClass::Bug
+                | ErrorClass::NotReady
+                | ErrorClass::DateRange
+                | ErrorClass::Unknown,
             ) => ErrorClass::Config,
             (_, class) => class,
         }
@@ -265,9 +278,14 @@ pub enum FetchError {
     /// An answer larger than `wechat.max_body_bytes`.
     #[error("{endpoint}: answer larger than {limit} bytes")]
     TooLarge { endpoint: Endpoint, limit: usize },
-    /// `token_command` / `token_env` did not yield a token.
+    /// `token_command` / `token_env` / `token_file` did not yield a token.
     #[error("token source: {0}")]
     TokenSource(String),
+    /// WeChat refused the token a `token_command`, `token_env` or
+    /// `token_file` gives, and asked again, the source gives the same one:
+    /// only whoever feeds the source can fix that.
+    #[error("token source: {origin} still gives the token WeChat refused with errcode {} ({}); it must be replaced there", .code.code(), .code.meaning())]
+    RefusedTokenKept { origin: String, code: ApiErrorCode },
     /// Not sent: while this call waited its turn, WeChat refused the app
     /// (a quota, its setup), so the call would only be refused too.
     #[error("not sent: the app was paused while the call waited (quota or configuration)")]
@@ -286,7 +304,7 @@ impl FetchError {
             FetchError::Transport { .. }
             | FetchError::Garbage { .. }
             | FetchError::TooLarge { .. } => ErrorClass::Transient,
-            FetchError::TokenSource(_) => ErrorClass::Config,
+            FetchError::TokenSource(_) | FetchError::RefusedTokenKept { .. } => ErrorClass::Config,
             FetchError::Paused => ErrorClass::Paused,
         }
     }
@@ -294,9 +312,38 @@ impl FetchError {
     /// The errcode, when WeChat gave one (what the ledger's `last_errcode` holds).
     pub fn errcode(&self) -> Option<i64> {
         match self {
-            FetchError::Api { code, .. } => Some(code.code()),
+            FetchError::Api { code, .. } | FetchError::RefusedTokenKept { code, .. } => {
+                Some(code.code())
+            }
             _ => None,
         }
+    }
+
+    /// The class of a failure as the ledger recorded it: its `last_errcode`
+    /// and `last_error` (this error's text, which starts with the endpoint:
+    /// `token: …`, `token source: …`, `getWeeklyRetain: …`). `None` when the
+    /// text is not one of these errors' (a rejected answer, say).
+    pub fn recorded_class(errcode: Option<i64>, text: &str) -> Option<ErrorClass> {
+        // A token source's failures are its own, whatever errcode they carry.
+        if text.starts_with("token source:") {
+            return Some(ErrorClass::Config);
+        }
+        let endpoint = if text.starts_with("token:") {
+            Endpoint::Token
+        } else {
+            Endpoint::Retain(crate::domain::Grain::Weekly)
+        };
+        if let Some(code) = errcode {
+            return Some(ApiErrorCode::from_code(code).class_at(endpoint));
+        }
+        let status: u16 = text.split_once(": HTTP ")?.1.trim().parse().ok()?;
+        Some(
+            FetchError::Http {
+                endpoint: Endpoint::Token,
+                status,
+            }
+            .class(),
+        )
     }
 
     /// A short label for metrics and logs.
@@ -310,6 +357,7 @@ impl FetchError {
             ErrorClass::Config => "config",
             ErrorClass::Bug => "bug",
             ErrorClass::Paused => "paused",
+            ErrorClass::Unknown => "unknown",
         }
     }
 }
@@ -349,7 +397,7 @@ mod tests {
             assert_eq!(parsed.class(), class, "class of {code}");
         }
         assert_eq!(ApiErrorCode::from_code(12345), ApiErrorCode::Other(12345));
-        assert_eq!(ApiErrorCode::Other(12345).class(), ErrorClass::Transient);
+        assert_eq!(ApiErrorCode::Other(12345).class(), ErrorClass::Unknown);
     }
 
     fn api(endpoint: Endpoint, code: i64) -> FetchError {
@@ -358,6 +406,55 @@ mod tests {
             code: ApiErrorCode::from_code(code),
             errmsg: "invalid credential, access_token is invalid or not latest rid: 1".into(),
         }
+    }
+
+    #[test]
+    fn the_class_survives_the_ledger() {
+        let weekly = Endpoint::Retain(crate::domain::Grain::Weekly);
+        let errors = [
+            api(weekly, 48001),
+            api(weekly, 61503),
+            api(weekly, 40001),
+            api(Endpoint::Token, 40001),
+            api(Endpoint::Token, 40125),
+            api(Endpoint::Token, -1),
+            FetchError::TokenSource("get-token exited with 1 (0 bytes on stderr)".into()),
+            FetchError::RefusedTokenKept {
+                origin: "token_file /run/secrets/token".into(),
+                code: ApiErrorCode::from_code(40001),
+            },
+            api(weekly, 99999),
+            api(Endpoint::Token, 99999),
+            FetchError::Http {
+                endpoint: weekly,
+                status: 404,
+            },
+            FetchError::Http {
+                endpoint: Endpoint::Token,
+                status: 429,
+            },
+            FetchError::Http {
+                endpoint: weekly,
+                status: 502,
+            },
+            FetchError::Transport {
+                endpoint: weekly,
+                message: "timed out".into(),
+            },
+        ];
+        for e in errors {
+            let recorded = FetchError::recorded_class(e.errcode(), &e.to_string());
+            let expected = match e.class() {
+                // Transport failures say nothing the text could be read for.
+                ErrorClass::Transient if matches!(e, FetchError::Transport { .. }) => None,
+                class => Some(class),
+            };
+            assert_eq!(recorded, expected, "{e}");
+        }
+        assert_eq!(
+            FetchError::recorded_class(None, "rejected answer: keys repeat"),
+            None
+        );
     }
 
     #[test]
@@ -371,7 +468,7 @@ mod tests {
                 "{code}"
             );
         }
-        for code in [47001, 61500, 61501, 61503] {
+        for code in [47001, 61500, 61501, 61503, 12345] {
             assert_eq!(
                 api(Endpoint::Token, code).class(),
                 ErrorClass::Config,

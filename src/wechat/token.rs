@@ -1,12 +1,12 @@
 //! Access tokens: fetched from WeChat with the app's secret, or taken from a
-//! command or an environment variable, and cached per app.
+//! command, an environment variable or a file, and cached per app.
 //!
 //! One refresh at a time per app (a per-app async mutex), so a hundred weeks
 //! in flight for one app cost one token call, not a hundred. A refresh that
 //! fails is shared the same way: the weeks that waited for it get its error
 //! at once instead of each running the token source again, one after another.
 
-use super::error::{Endpoint, FetchError};
+use super::error::{ApiErrorCode, Endpoint, FetchError};
 use super::http::{api_error, post_json, send_and_read};
 use crate::config::{AppConfig, Credential, TokenEndpoint, WechatConfig};
 use crate::domain::AppId;
@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -172,14 +173,18 @@ impl TokenCache {
         Ok((fresh, TokenOrigin::Fetched))
     }
 
-    /// WeChat refused `failed`: get a different token, unless another task
-    /// already replaced it (then that one is returned without a call).
-    /// `None` when no other token can be had now: the source hands back the
-    /// same one and no forced refresh may be taken.
+    /// WeChat refused `failed` with `refusal`: get a different token, unless
+    /// another task already replaced it (then that one is returned without a
+    /// call). `None` when no other token can be had now: stable_token hands
+    /// back the same one and no forced refresh may be taken. A command, a
+    /// variable or a file that gives the same token again is an error of the
+    /// app's setup ([`FetchError::RefusedTokenKept`]): only whoever feeds it
+    /// can help, so the app is paused and flagged broken until then.
     pub async fn replace(
         &self,
         app: &AppConfig,
         failed: &SecretString,
+        refusal: ApiErrorCode,
     ) -> Result<Option<SecretString>, FetchError> {
         let arrived = Instant::now();
         let slot = self.slot(&app.appid);
@@ -197,6 +202,17 @@ impl TokenCache {
         let fresh = self.obtain(app, false, &mut slot).await?;
         if fresh.expose_secret() != failed.expose_secret() {
             return Ok(Some(fresh));
+        }
+        if let Some(origin) = outside_source(&app.credential) {
+            let error = FetchError::RefusedTokenKept {
+                origin,
+                code: refusal,
+            };
+            // The weeks waiting behind this one share the verdict instead of
+            // each reading the source and calling WeChat again.
+            slot.cached = None;
+            slot.failed = Some((error.clone(), Instant::now()));
+            return Err(error);
         }
         // stable_token hands back the same token while WeChat thinks it
         // valid: only a forced refresh gets another.
@@ -277,6 +293,14 @@ impl TokenCache {
                 // Re-read each time: cheap, and never stale.
                 (SecretString::from(token.trim().to_string()), Duration::ZERO)
             }
+            Credential::File(path) => (read_token_file(path).await?, self.config.token_file_ttl),
+            // Loaded for a command that only reads the database: reaching
+            // here is a bug, said as a broken source rather than a panic.
+            Credential::Unresolved(from) => {
+                return Err(FetchError::TokenSource(format!(
+                    "the credential ({from}) was not read: this command does not call WeChat"
+                )))
+            }
         };
         metrics::counter!("wxretain_token_refreshes_total", "appid" => app.appid.to_string())
             .increment(1);
@@ -341,6 +365,39 @@ impl TokenCache {
             }),
         }
     }
+}
+
+/// Where a token that is not WeChat's own answer comes from, for messages;
+/// `None` for an AppSecret (stable_token and cgi-bin/token are WeChat's).
+fn outside_source(credential: &Credential) -> Option<String> {
+    match credential {
+        Credential::Secret(_) => None,
+        Credential::Command(argv) => Some(format!(
+            "token_command {}",
+            argv.first().map_or("", String::as_str)
+        )),
+        Credential::Env(var) => Some(format!(
+            "token_env {var} (a variable cannot change while wxretain runs: use token_file for a token that is renewed)"
+        )),
+        Credential::File(path) => Some(format!("token_file {}", path.display())),
+        Credential::Unresolved(from) => Some(from.clone()),
+    }
+}
+
+/// The token in `token_file`: its first line, trimmed (a trailing newline,
+/// or a second line some writers add, is not part of the token).
+async fn read_token_file(path: &Path) -> Result<SecretString, FetchError> {
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+        FetchError::TokenSource(format!("cannot read token_file {}: {e}", path.display()))
+    })?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(FetchError::TokenSource(format!(
+            "token_file {} holds no token",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(token.to_string()))
 }
 
 /// Runs `token_command` and takes the first line it prints as the token.

@@ -1,0 +1,98 @@
+//! The binary as an operator's tools see it: its exit code and its stderr
+//! line by line. Shared by tests/operator_logs.rs and tests/operator_status.rs.
+#![allow(dead_code)] // each test crate uses a different part of it
+
+use crate::common::Output;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Nothing listens here.
+pub const CLOSED_DB: &str = "postgres://postgres@127.0.0.1:1/wxretain_unreachable";
+/// No command may take longer than this; a hang is a failure, not a stuck test.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A config file (mode 600 unless changed) in a temp dir and a cleared
+/// environment to run the binary with.
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+impl Cli {
+    pub fn new(toml: &str, env: HashMap<String, String>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the config");
+        let config = dir.path().join("wxretain.toml");
+        std::fs::write(&config, toml).expect("config written");
+        let cli = Self { dir, config, env };
+        cli.chmod(0o600);
+        cli
+    }
+
+    pub fn chmod(&self, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.config, std::fs::Permissions::from_mode(mode))
+            .expect("config chmod");
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) -> &mut Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// The command `wxretain --config FILE ARGS...`, not yet started.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `wxretain --config FILE ARGS...` to the end, stderr to a pipe.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let out = tokio::time::timeout(RUN_LIMIT, self.command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("wxretain {args:?} did not finish in {RUN_LIMIT:?}"))
+            .expect("wxretain binary runs");
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.config
+    }
+}
+
+/// Every line of `stderr` as a JSON object; fails naming the first that is not.
+pub fn json_lines(stderr: &str, what: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    assert!(!stderr.trim().is_empty(), "{what}: nothing on stderr");
+    stderr
+        .lines()
+        .map(|line| match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => panic!("{what}: a stderr line that is not a JSON object: {line:?}\n--- stderr\n{stderr}"),
+        })
+        .collect()
+}
+
+/// The lines whose `message` is `message`.
+pub fn with_message<'a>(
+    lines: &'a [serde_json::Map<String, serde_json::Value>],
+    message: &str,
+) -> Vec<&'a serde_json::Map<String, serde_json::Value>> {
+    lines
+        .iter()
+        .filter(|l| l.get("message").and_then(|m| m.as_str()) == Some(message))
+        .collect()
+}

@@ -1,0 +1,603 @@
+//! The README, run: its SQL on a database the demo filled, its quick start,
+//! its "Using it with real Mini Programs" block against the simulator with
+//! the example config as shipped, `--help` of every command its Commands
+//! table shows, and every relative link it makes. The README is read by
+//! headings and fences, never by line numbers, so it can change freely: a
+//! change that stops an example from running fails here.
+//!
+//! Blocks that are not run here are listed in [`NOT_RUN_HERE`] with the test
+//! that covers them instead (or why none can).
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wxretain::simulator::{sim_appid, SimConfig, Simulator};
+
+/// No command may take longer; the example config's own rate limit (5 calls
+/// a second per app) makes its backfill take about 40 s.
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(repo().join("README.md")).expect("README.md")
+}
+
+/// A fenced code block and the heading it sits under.
+#[derive(Debug)]
+struct Block {
+    section: String,
+    lang: String,
+    code: String,
+}
+
+/// A heading's level and text (outside code blocks).
+fn heading(line: &str) -> Option<(usize, &str)> {
+    let level = line.chars().take_while(|&c| c == '#').count();
+    let text = line[level..].strip_prefix(' ')?;
+    (1..=6).contains(&level).then_some((level, text.trim()))
+}
+
+/// Every fenced block, in order.
+fn blocks(md: &str) -> Vec<Block> {
+    let (mut out, mut section) = (Vec::new(), String::new());
+    let mut lines = md.lines();
+    while let Some(line) = lines.next() {
+        if let Some(lang) = line.trim_start().strip_prefix("```") {
+            let mut code = String::new();
+            for l in lines.by_ref() {
+                if l.trim_start().starts_with("```") {
+                    break;
+                }
+                code.push_str(l);
+                code.push('\n');
+            }
+            out.push(Block {
+                section: section.clone(),
+                lang: lang.trim().to_string(),
+                code,
+            });
+        } else if let Some((_, text)) = heading(line) {
+            section = text.to_string();
+        }
+    }
+    out
+}
+
+/// The README without its fenced blocks: prose, tables and headings.
+fn prose(md: &str) -> Vec<&str> {
+    let mut fenced = false;
+    md.lines()
+        .filter(|l| {
+            if l.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .collect()
+}
+
+/// The lines of the section under `title`, up to the next heading of the
+/// same or a higher level (fenced blocks left out).
+fn section<'a>(md: &'a str, title: &str) -> Vec<&'a str> {
+    let lines = prose(md);
+    let start = lines
+        .iter()
+        .position(|l| heading(l).is_some_and(|(_, t)| t == title))
+        .unwrap_or_else(|| panic!("the README has no section {title:?}"));
+    let level = heading(lines[start]).map_or(1, |(l, _)| l);
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| heading(l).is_none_or(|(l, _)| l > level))
+        .copied()
+        .collect()
+}
+
+/// The shell commands of a block: comments and blank lines dropped.
+fn commands(code: &str) -> Vec<String> {
+    code.lines()
+        .map(|l| match l.find(" #") {
+            Some(at) => &l[..at],
+            None if l.trim_start().starts_with('#') => "",
+            None => l,
+        })
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The only block of `lang` under the heading `title`.
+fn block_under<'a>(blocks: &'a [Block], title: &str, lang: &str) -> &'a Block {
+    let found: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.section == title && b.lang == lang)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one ```{lang} block under {title:?}: {found:?}"
+    );
+    found[0]
+}
+
+/// The arguments `cargo run --release -- ARGS` passes to the binary.
+fn binary_args(command: &str) -> Vec<String> {
+    command
+        .strip_prefix("cargo run --release -- ")
+        .unwrap_or_else(|| panic!("not a `cargo run --release -- ...` command: {command}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The binary with a cleared environment but `PATH` and `env`, in `dir`.
+fn wxretain(dir: &Path, env: &HashMap<String, String>, args: &[String]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+async fn output(mut command: tokio::process::Command, what: &str) -> Output {
+    let out = tokio::time::timeout(RUN_LIMIT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {RUN_LIMIT:?}"))
+        .expect("the command runs");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+// ---- SQL --------------------------------------------------------------------
+
+/// What Grafana sends: `$appid` is the app picked, `$__timeFilter(col)` is
+/// `col BETWEEN 'from' AND 'to'` over the dashboard's range (here, all of
+/// WeChat's years up to now). Anything else with a `$` is a macro or a
+/// variable this test does not know: it fails, so that it gets taught.
+fn expand_grafana(sql: &str, appid: &str) -> String {
+    const TIME_FILTER: &str = "$__timeFilter(";
+    let to = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    let mut sql = sql.replace("$appid", appid);
+    while let Some(at) = sql.find(TIME_FILTER) {
+        let rest = &sql[at + TIME_FILTER.len()..];
+        let column = rest.split(')').next().expect("$__timeFilter(column)");
+        let filter = format!("{column} BETWEEN '2017-01-01T00:00:00Z' AND '{to}'");
+        sql = format!("{}{filter}{}", &sql[..at], &rest[column.len() + 1..]);
+    }
+    assert!(
+        !sql.contains('$'),
+        "a macro or variable the test does not expand: {sql}"
+    );
+    sql
+}
+
+/// The statements of a block: line comments dropped, split at `;`.
+fn statements(code: &str) -> Vec<String> {
+    let code: String = code
+        .lines()
+        .map(|l| l.find("--").map_or(l, |at| &l[..at]))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The quick start's commands: the first is the demo (run here against a
+/// database of the test's own instead of `wxretain_demo`, and without
+/// `--release`: the same code), and every ```sql block of the README runs on
+/// what it filled. A statement that names no appid of its own must return
+/// rows: the demo has data for every view.
+#[tokio::test]
+async fn the_quick_start_demo_fills_a_database_on_which_every_sql_block_runs() {
+    let md = readme();
+    let blocks = blocks(&md);
+    let quick = commands(&block_under(&blocks, "Quick start", "sh").code);
+    assert_eq!(
+        quick.len(),
+        2,
+        "the quick start has two commands: {quick:?}"
+    );
+    let mut args = binary_args(&quick[0]);
+    assert_eq!(args.first().map(String::as_str), Some("demo"), "{quick:?}");
+
+    let db = TestDb::new().await;
+    args.extend(["--database-url".to_string(), db.url.clone()]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = output(wxretain(dir.path(), &HashMap::new(), &args), "demo").await;
+    demo.expect_code(0, &quick[0]);
+    assert!(demo.stdout.contains("backfilling"), "{}", demo.stdout);
+
+    let store = wxretain::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
+        .await
+        .expect("connect to the demo's database");
+    let appid = sim_appid(1).to_string();
+    let (mut ran, mut sql_blocks) = (0, 0);
+    let covered_elsewhere = |b: &&Block| NOT_RUN_HERE.iter().any(|(s, _)| *s == b.section);
+    for block in blocks
+        .iter()
+        .filter(|b| b.lang == "sql")
+        .filter(|b| !covered_elsewhere(b))
+    {
+        sql_blocks += 1;
+        for statement in statements(&block.code) {
+            let sql = expand_grafana(&statement, &appid);
+            let rows = sqlx::query(&sql)
+                .fetch_all(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("README ({}): {e}\n{sql}", block.section));
+            let own_appid = statement.contains("'wx");
+            assert!(
+                own_appid || !rows.is_empty(),
+                "README ({}): no rows on the demo's data\n{sql}",
+                block.section
+            );
+            ran += 1;
+        }
+    }
+    assert!(
+        sql_blocks >= 2 && ran >= 8,
+        "{sql_blocks} blocks, {ran} statements"
+    );
+    store.pool().close().await;
+}
+
+/// The quick start's second command is the test suite: not run from within
+/// itself, but it must be what CI runs, exactly.
+#[test]
+fn the_quick_starts_test_command_is_the_one_ci_runs() {
+    let md = readme();
+    let quick = commands(&block_under(&blocks(&md), "Quick start", "sh").code);
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).expect(".ci/run");
+    assert!(
+        ci.lines().any(|l| l.trim() == quick[1]),
+        "`{}` is not a line of .ci/run",
+        quick[1]
+    );
+}
+
+// ---- Using it with real Mini Programs ---------------------------------------
+
+/// Polls `/metrics` until the daemon's first pass has ended; what it served then.
+async fn wait_for_a_pass(child: &mut tokio::process::Child, port: u16, log: &Path) -> String {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "run exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let metrics = match http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            Ok(answer) => answer.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if metrics.contains("wxretain_last_successful_pass_timestamp_seconds") {
+            return metrics;
+        }
+        assert!(
+            started.elapsed() < RUN_LIMIT,
+            "no pass ended within {RUN_LIMIT:?}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The block as a user runs it, in a directory holding a copy of the
+/// repository's `wxretain.example.toml`, with the environment the sentence
+/// after it gives (`WXRETAIN_WECHAT_BASE_URL` at the simulator) and a
+/// database of the test's own (`DATABASE_URL`). Shell lines run in `sh`,
+/// `export` sets the variable for what follows, and `cargo run --release --`
+/// runs the binary. `run` gets `--listen` on a free port, the one thing
+/// added, so tests can run side by side; it runs until its start-up pass
+/// ends, then gets SIGTERM and must exit 0. After it, no period is missing
+/// or failing. The Operator's view's alert rules name only metrics that
+/// daemon served.
+#[tokio::test]
+async fn the_real_mini_programs_block_runs_against_the_simulator_with_the_example_config() {
+    let md = readme();
+    let blocks = blocks(&md);
+    let lines = commands(&block_under(&blocks, "Using it with real Mini Programs", "sh").code);
+    let tail = prose(&md).join("\n");
+    assert!(
+        tail.contains("WXRETAIN_WECHAT_BASE_URL=http://127.0.0.1:8089"),
+        "the README says how to point the CLI at the simulator"
+    );
+
+    let db = TestDb::new().await;
+    let sim = Simulator::start(SimConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        repo().join("wxretain.example.toml"),
+        dir.path().join("wxretain.example.toml"),
+    )
+    .expect("copy the example config");
+    let mut env = HashMap::from([
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("WXRETAIN_WECHAT_BASE_URL".to_string(), sim.base_url()),
+    ]);
+    let mut ran_daemon = false;
+    for line in &lines {
+        if let Some(assignment) = line.strip_prefix("export ") {
+            let (name, value) = assignment.split_once('=').expect("export NAME=VALUE");
+            env.insert(name.to_string(), value.to_string());
+            continue;
+        }
+        if !line.starts_with("cargo run ") {
+            let mut shell = tokio::process::Command::new("sh");
+            shell
+                .args(["-c", line])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(&env)
+                .current_dir(dir.path());
+            output(shell, line).await.expect_code(0, line);
+            continue;
+        }
+        let mut args = binary_args(line);
+        if args.first().map(String::as_str) != Some("run") {
+            output(wxretain(dir.path(), &env, &args), line)
+                .await
+                .expect_code(0, line);
+            continue;
+        }
+        let port = free_port();
+        args.extend(["--listen".to_string(), format!("127.0.0.1:{port}")]);
+        let log = dir.path().join("run.log");
+        let mut command = wxretain(dir.path(), &env, &args);
+        command.stderr(std::fs::File::create(&log).expect("log file"));
+        let mut child = command.spawn().expect("run starts");
+        let metrics = wait_for_a_pass(&mut child, port, &log).await;
+        for name in metric_names(&block_under(&blocks, "Operator's view", "yaml").code) {
+            assert!(
+                metrics.contains(&format!("\n{name}")),
+                "the README's alert reads {name}; /metrics has no such series:\n{metrics}"
+            );
+        }
+        let status = terminate(&mut child, Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(0), "run after SIGTERM");
+        ran_daemon = true;
+    }
+    assert!(ran_daemon, "the block ends with `run`: {lines:?}");
+
+    let store = wxretain::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
+        .await
+        .expect("connect");
+    let unhealthy: Vec<(String, String, chrono::NaiveDate, String, Option<String>)> =
+        sqlx::query_as(
+            "SELECT appid, grain, period_start, state, last_error FROM retention_ledger
+              WHERE state IN ('missing', 'failing') ORDER BY 1, 2, 3",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("ledger");
+    assert!(unhealthy.is_empty(), "{unhealthy:?}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM weekly_retention")
+        .fetch_one(store.pool())
+        .await
+        .expect("rows");
+    assert!(stored > 0, "the backfill stored weeks");
+    store.pool().close().await;
+}
+
+/// The `wxretain_...` names in a text.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("wxretain_"))
+        .map(str::to_string)
+        .collect()
+}
+
+// ---- Commands ---------------------------------------------------------------
+
+/// Every command the Commands table shows answers `--help`, and its help
+/// names every flag the table shows for it; every command the binary has
+/// is in the table.
+#[tokio::test]
+async fn every_command_in_the_commands_table_has_help_naming_its_flags() {
+    let md = readme();
+    let rows: Vec<&str> = section(&md, "Commands")
+        .into_iter()
+        .filter(|l| l.starts_with("| `wxretain "))
+        .collect();
+    assert!(rows.len() >= 8, "{rows:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut shown = BTreeSet::new();
+    for row in rows {
+        let usage = row.split('`').nth(1).expect("`wxretain ...`");
+        let mut words = usage.split_whitespace().skip(1);
+        let command = words.next().expect("a command").to_string();
+        let flags: Vec<String> = words
+            .filter_map(|w| {
+                let flag = w.trim_start_matches('[');
+                flag.starts_with("--").then(|| {
+                    flag.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                        .to_string()
+                })
+            })
+            .collect();
+        let help = output(
+            wxretain(
+                dir.path(),
+                &HashMap::new(),
+                &[command.clone(), "--help".into()],
+            ),
+            &command,
+        )
+        .await;
+        help.expect_code(0, &format!("{command} --help"));
+        assert!(
+            help.stdout.contains(&format!("Usage: wxretain {command}")),
+            "{command} --help:\n{}",
+            help.stdout
+        );
+        for flag in flags {
+            assert!(
+                help.stdout.contains(&flag),
+                "the README shows {flag} for {command}; its --help does not:\n{}",
+                help.stdout
+            );
+        }
+        shown.insert(command);
+    }
+    // The binary's own list, from `wxretain --help` ("Commands:" to "Options:").
+    let top = output(
+        wxretain(dir.path(), &HashMap::new(), &["--help".into()]),
+        "--help",
+    )
+    .await;
+    let listed: BTreeSet<String> = top
+        .stdout
+        .split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("Options:").next())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect();
+    assert!(!listed.is_empty(), "{}", top.stdout);
+    assert_eq!(
+        listed, shown,
+        "the binary's commands and the README's table"
+    );
+}
+
+// ---- Links ------------------------------------------------------------------
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces
+/// to hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every `[text](target)` and `![alt](target)` outside code blocks.
+fn link_targets(md: &str) -> Vec<String> {
+    let mut targets = Vec::new();
+    for line in prose(md) {
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            targets.push(after[..end].to_string());
+            rest = &after[end..];
+        }
+    }
+    targets
+}
+
+#[test]
+fn the_readme_links_only_files_and_headings_that_exist() {
+    let md = readme();
+    let anchors: BTreeSet<String> = prose(&md)
+        .into_iter()
+        .filter_map(heading)
+        .map(|(_, text)| anchor(text))
+        .collect();
+    let targets = link_targets(&md);
+    assert!(targets.len() >= 10, "{targets:?}");
+    let mut broken = Vec::new();
+    for target in &targets {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            continue;
+        }
+        let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+        if path.is_empty() {
+            if !anchors.contains(fragment) {
+                broken.push(format!("{target}: no such heading"));
+            }
+        } else if !repo().join(PathBuf::from(path)).exists() {
+            broken.push(format!("{target}: no such file"));
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}\nheadings: {anchors:#?}");
+}
+
+// ---- what is not run here ---------------------------------------------------
+
+/// Sections whose code blocks this file does not run, and what covers them.
+const NOT_RUN_HERE: &[(&str, &str)] = &[
+    (
+        "Plain binaries",
+        "the role SQL creates roles and a database on the server: tests/deploy_host.rs, \
+         readme_role_sql_for_plain_binaries_runs_as_pasted (in a rolled-back transaction)",
+    ),
+    (
+        "Reports",
+        "the `--retention daily` and `monthly` examples: tests/views_family.rs, \
+         readme_report_examples_are_what_the_binary_prints; the weekly one is \
+         illustrative (its numbers come from no fixture)",
+    ),
+    (
+        "Under systemd",
+        "the unit file: tests/deploy.rs checks the deployment files; systemd is not run in tests",
+    ),
+    (
+        "Try it with Docker Compose: `docker compose --profile demo up`",
+        "needs a Docker engine: tests/deploy.rs checks the compose files with docker-compose config",
+    ),
+    (
+        "Real Mini Programs with Docker Compose",
+        "needs a Docker engine: tests/deploy.rs, real_deployment_is_valid_once_env_and_config_are_written",
+    ),
+    (
+        "Development",
+        "cargo test, clippy, fmt and .ci/run are what CI runs; the benchmarks are not tests",
+    ),
+    (
+        "Changing a query or a migration",
+        "sqlx-cli: .ci/run runs `cargo sqlx prepare --check`",
+    ),
+];
+
+/// Every code block is run by a test of this file or sits in a section
+/// [`NOT_RUN_HERE`] names: a new block has to be run, or be named there
+/// with what covers it.
+#[test]
+fn every_code_block_is_run_here_or_named_with_what_covers_it() {
+    let md = readme();
+    let run_here = [
+        "Quick start",
+        "Using it with real Mini Programs",
+        // Its metric names, against the daemon that block runs.
+        "Operator's view",
+    ];
+    let unaccounted: Vec<String> = blocks(&md)
+        .into_iter()
+        .filter(|b| b.lang != "sql")
+        .filter(|b| !run_here.contains(&b.section.as_str()))
+        .filter(|b| !NOT_RUN_HERE.iter().any(|(s, _)| *s == b.section))
+        .map(|b| format!("```{} under {:?}", b.lang, b.section))
+        .collect();
+    assert!(unaccounted.is_empty(), "{unaccounted:#?}");
+}
