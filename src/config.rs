@@ -38,8 +38,9 @@ pub const INTEGER_KEYS: &[(&str, &str)] = &[
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/wxretain";
 pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
 /// `[wechat] max_in_flight` when unset: the knee of the backfill benchmark
-/// (docs/benchmarks.md): against a WeChat answering in 50 ms, doubling it
-/// from here gains little, while below it the latency bound rules.
+/// (docs/benchmarks.md). Against a WeChat answering in 50 ms, up to here a
+/// pass stays within ~10 % of the latency bound; past it each extra request
+/// slot yields less as the process and Postgres become the bound.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 64;
 /// Every 30 minutes: planning costs one indexed query, and the ledger only
 /// lets a week be fetched when a new key is expected, so frequent ticks cost

@@ -75,8 +75,8 @@ pub async fn grain_statuses(
     }
     // One scan of the ledger for every grain.
     let all = p.store.app_statuses(&wanted).await?;
-    // Names by appid: a search of the config's list per status took
-    // seconds with 10,000 apps × three grains.
+    // Names by appid: a search of the config's list per status is 150
+    // million comparisons with 10,000 apps × three grains.
     let names: HashMap<&str, &str> = p
         .config
         .apps
