@@ -8,21 +8,35 @@
 //! simulator calls per week; then the same at zero latency, for throughput;
 //! then a mix of the daily, weekly and monthly grains over M whole months
 //! (`--retention` runs that mix alone), against the ideal calls·latency/C.
+//! Last, the daily publication burst: the ledger of `--burst-apps` apps as
+//! the daemon has it just before a day's keys come out, then one pass
+//! (`wxretain once`), against the ideal cohorts·latency/C.
+//!
+//! The weekly latency run and the burst use wxretain's defaults (`--limits
+//! defaults`): the config sets nothing but `max_in_flight`, and that only
+//! with `--concurrency`. `--limits off` raises the rate limits out of the way
+//! for the weekly run; the zero-latency run and the mix always do (they
+//! measure throughput, and the per-app limit of 5 calls/s would bound a mix
+//! of 100 apps × 216 periods at 43 s).
 //! Figures, not assertions: this machine is shared and noisy.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
+use common::{
+    fill_ledger, free_port, last_publication, launch, parse_launched, wait_for_http, CountingProxy,
+    Usage, LAUNCH,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use wxretain::config::{Config, ProcessEnv, DEFAULT_MAX_IN_FLIGHT};
 use wxretain::domain::{Grain, NaturalWeek, Period, BEIJING};
 use wxretain::simulator::sim_appid;
+
+mod common;
 
 #[derive(Parser, Debug)]
 #[command(about = "wxretain backfill benchmark")]
@@ -36,9 +50,13 @@ struct Args {
     /// Simulated WeChat latency per data call, in ms.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
-    /// Requests in flight ([wechat] max_in_flight).
-    #[arg(long, default_value_t = 64)]
-    concurrency: u32,
+    /// Requests in flight ([wechat] max_in_flight); unset: not in the
+    /// config, wxretain's default.
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// The weekly latency run's rate limits: `defaults` (none set) or `off`.
+    #[arg(long, value_enum, default_value_t = Limits::Defaults)]
+    limits: Limits,
     /// Apps of the zero-latency run (0 skips it).
     #[arg(long, default_value_t = 1000)]
     zero_latency_apps: u32,
@@ -52,6 +70,12 @@ struct Args {
     /// Whole months of the mix: every day, week and month of them.
     #[arg(long, default_value_t = 6)]
     months: u32,
+    /// Apps of the daily publication burst (0 skips it).
+    #[arg(long, default_value_t = 2000)]
+    burst_apps: u32,
+    /// Run only the burst.
+    #[arg(long)]
+    burst_only: bool,
     /// Postgres server (a database wxretain_bench is created on it).
     #[arg(
         long,
@@ -126,6 +150,9 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
+    if args.burst_only {
+        return runtime.block_on(burst(&bin, &args));
+    }
     if !args.retention.is_empty() {
         anyhow::ensure!(
             args.mix_apps > 0,
@@ -142,13 +169,29 @@ fn main() -> anyhow::Result<()> {
         from: first.monday(),
         to: last.sunday(),
     };
-    let run = runtime.block_on(backfill(&bin, &args, &weekly, args.apps, args.latency_ms))?;
+    let run = runtime.block_on(backfill(
+        &bin,
+        &args,
+        &weekly,
+        args.apps,
+        args.latency_ms,
+        args.limits,
+    ))?;
     let ideal = Duration::from_secs_f64(
-        run.periods as f64 * args.latency_ms as f64 / 1000.0 / f64::from(args.concurrency),
+        run.periods as f64 * args.latency_ms as f64 / 1000.0 / f64::from(concurrency(&args)),
     );
     println!(
-        "\nlatency {} ms, A = {} apps × W = {} weeks, C = {}",
-        args.latency_ms, args.apps, args.weeks, args.concurrency
+        "\nlatency {} ms, A = {} apps × W = {} weeks, C = {}{}, limits {:?}",
+        args.latency_ms,
+        args.apps,
+        args.weeks,
+        concurrency(&args),
+        if args.concurrency.is_none() {
+            " (the default)"
+        } else {
+            ""
+        },
+        args.limits
     );
     report(&run, "week");
     let ratio = run.wall.as_secs_f64() / ideal.as_secs_f64().max(f64::EPSILON);
@@ -169,10 +212,19 @@ fn main() -> anyhow::Result<()> {
     );
 
     if args.zero_latency_apps > 0 {
-        let zero = runtime.block_on(backfill(&bin, &args, &weekly, args.zero_latency_apps, 0))?;
+        let zero = runtime.block_on(backfill(
+            &bin,
+            &args,
+            &weekly,
+            args.zero_latency_apps,
+            0,
+            Limits::Off,
+        ))?;
         println!(
-            "\nlatency 0 ms, A = {} apps × W = {} weeks, C = {}",
-            args.zero_latency_apps, args.weeks, args.concurrency
+            "\nlatency 0 ms, A = {} apps × W = {} weeks, C = {}, limits off",
+            args.zero_latency_apps,
+            args.weeks,
+            concurrency(&args)
         );
         report(&zero, "week");
         let rate = zero.periods as f64 / zero.wall.as_secs_f64();
@@ -185,7 +237,15 @@ fn main() -> anyhow::Result<()> {
     if args.mix_apps > 0 {
         mix(&runtime, &bin, &args, &Grain::ALL)?;
     }
+    if args.burst_apps > 0 {
+        runtime.block_on(burst(&bin, &args))?;
+    }
     Ok(())
+}
+
+/// C: `--concurrency`, or wxretain's default when the config leaves it out.
+fn concurrency(args: &Args) -> u32 {
+    args.concurrency.unwrap_or(DEFAULT_MAX_IN_FLIGHT as u32)
 }
 
 /// Beijing hour the simulator publishes keys at (`wxretain simulate`'s default).
@@ -229,17 +289,18 @@ fn mix(
         &scenario,
         args.mix_apps,
         args.latency_ms,
+        Limits::Off,
     ))?;
     let per_app: u64 = scenario.grains.iter().map(|&g| scenario.periods(g)).sum();
     println!(
-        "\nlatency {} ms, A = {} apps × ({}) = {} periods each, {}..{}, C = {}",
+        "\nlatency {} ms, A = {} apps × ({}) = {} periods each, {}..{}, C = {}, limits off",
         args.latency_ms,
         args.mix_apps,
         scenario.describe(),
         per_app,
         scenario.from,
         scenario.to,
-        args.concurrency
+        concurrency(args)
     );
     report(&run, "period");
     for g in &run.per_grain {
@@ -255,7 +316,7 @@ fn mix(
         );
     }
     let ideal = Duration::from_secs_f64(
-        run.periods as f64 * args.latency_ms as f64 / 1000.0 / f64::from(args.concurrency),
+        run.periods as f64 * args.latency_ms as f64 / 1000.0 / f64::from(concurrency(args)),
     );
     if args.latency_ms > 0 {
         let ratio = run.wall.as_secs_f64() / ideal.as_secs_f64();
@@ -317,98 +378,179 @@ fn report(run: &Run, unit: &str) {
     );
 }
 
+/// Which rate limits a run's config sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Limits {
+    /// Nothing but `max_in_flight` (and only with `--concurrency`): what a
+    /// new user gets.
+    Defaults,
+    /// `rate_per_second` and `app_rate_per_second` raised out of the way.
+    Off,
+}
+
+/// A fresh database, a config of `apps` apps, a simulator and the counting
+/// proxy: what each measured run starts from. The simulator stops on drop.
+struct Setup {
+    bin: PathBuf,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    sim: Child,
+    sim_url: String,
+    proxy: CountingProxy,
+    /// The bench database, through the proxy.
+    proxied: reqwest::Url,
+    /// The bench database, directly.
+    db_url: reqwest::Url,
+}
+
+impl Setup {
+    async fn start(
+        bin: &Path,
+        args: &Args,
+        grains: &[Grain],
+        apps: u32,
+        latency_ms: u64,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let server = reqwest::Url::parse(&args.database_url)?;
+        let mut db_url = server.clone();
+        db_url.set_path("/wxretain_bench");
+        let admin = sqlx::PgPool::connect(server.as_str()).await?;
+        sqlx::query("DROP DATABASE IF EXISTS wxretain_bench WITH (FORCE)")
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+
+        let dir = tempfile::tempdir()?;
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "bench-secret")?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let mut toml =
+            String::from("[database]\nmax_connections = 4\n[wechat]\nretry_min_delay_ms = 20\n");
+        if let Some(c) = args.concurrency {
+            toml.push_str(&format!("max_in_flight = {c}\n"));
+        }
+        if limits == Limits::Off {
+            toml.push_str("rate_per_second = 1000000\napp_rate_per_second = 1000000\n");
+        }
+        toml.push_str(&format!(
+            "[collect]\nretention = [{}]\n",
+            grains
+                .iter()
+                .map(|g| format!("\"{g}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for n in 1..=apps {
+            toml.push_str(&format!(
+                "[[apps]]\nappid = \"{}\"\nsecret_file = \"{}\"\n",
+                sim_appid(n),
+                secret.display()
+            ));
+        }
+        let config = dir.path().join("wxretain.toml");
+        std::fs::write(&config, toml)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;
+        }
+
+        let sim_port = free_port()?;
+        let sim = Command::new(bin)
+            .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
+            .args(["--latency-ms", &latency_ms.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let sim_url = format!("http://127.0.0.1:{sim_port}");
+        wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
+
+        let pg_addr: SocketAddr = format!(
+            "{}:{}",
+            server.host_str().unwrap_or("127.0.0.1"),
+            server.port().unwrap_or(5432)
+        )
+        .parse()?;
+        let proxy = CountingProxy::start(pg_addr).await?;
+        let mut proxied = db_url.clone();
+        proxied.set_host(Some("127.0.0.1"))?;
+        let _ = proxied.set_port(Some(proxy.port));
+        // The proxy reads the protocol, so no TLS on this hop.
+        proxied.query_pairs_mut().append_pair("sslmode", "disable");
+        let setup = Self {
+            bin: bin.to_path_buf(),
+            _dir: dir,
+            config,
+            sim,
+            sim_url,
+            proxy,
+            proxied,
+            db_url,
+        };
+        // Migrations are set-up, not part of the measure.
+        let migrated = setup.command(bin, &["migrate"]).status()?;
+        anyhow::ensure!(migrated.success(), "wxretain migrate failed");
+        setup.proxy.round_trips.store(0, Ordering::SeqCst);
+        Ok(setup)
+    }
+
+    /// `wxretain COMMAND` run by `via`: the binary itself, or the launcher
+    /// that measures it.
+    fn command(&self, via: &Path, command: &[&str]) -> Command {
+        let mut c = Command::new(via);
+        if via != self.bin {
+            c.arg(LAUNCH).arg(&self.bin);
+        }
+        c.arg("--config")
+            .arg(&self.config)
+            .args(command)
+            .env("DATABASE_URL", self.proxied.as_str())
+            .env("WXRETAIN_WECHAT_BASE_URL", &self.sim_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        c
+    }
+
+    /// Runs `wxretain COMMAND` under the launcher: (exited 0, wall, usage).
+    fn measure(&self, command: &[&str]) -> anyhow::Result<(bool, Duration, Usage)> {
+        let launched = self
+            .command(&std::env::current_exe()?, command)
+            .stdout(Stdio::piped())
+            .output()?;
+        anyhow::ensure!(launched.status.success(), "the launcher failed");
+        parse_launched(&launched.stdout)
+    }
+
+    async fn sim_stats(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(reqwest::get(format!("{}/__sim/stats", self.sim_url))
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.sim.kill();
+        let _ = self.sim.wait();
+    }
+}
+
 async fn backfill(
     bin: &Path,
     args: &Args,
     scenario: &Scenario,
     apps: u32,
     latency_ms: u64,
+    limits: Limits,
 ) -> anyhow::Result<Run> {
-    let server = reqwest::Url::parse(&args.database_url)?;
-    let mut db_url = server.clone();
-    db_url.set_path("/wxretain_bench");
-    let admin = sqlx::PgPool::connect(server.as_str()).await?;
-    sqlx::query("DROP DATABASE IF EXISTS wxretain_bench WITH (FORCE)")
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-
-    let dir = tempfile::tempdir()?;
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "bench-secret")?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    }
-    let mut toml = format!(
-        "[database]\nmax_connections = 4\n\
-         [wechat]\nmax_in_flight = {c}\nrate_per_second = 1000000\n\
-         app_rate_per_second = 1000000\nretry_min_delay_ms = 20\n\
-         [collect]\nretention = [{grains}]\n",
-        c = args.concurrency,
-        grains = scenario
-            .grains
-            .iter()
-            .map(|g| format!("\"{g}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    for n in 1..=apps {
-        toml.push_str(&format!(
-            "[[apps]]\nappid = \"{}\"\nsecret_file = \"{}\"\n",
-            sim_appid(n),
-            secret.display()
-        ));
-    }
-    let config = dir.path().join("wxretain.toml");
-    std::fs::write(&config, toml)?;
-
-    let sim_port = free_port()?;
-    let mut sim = Command::new(bin)
-        .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
-        .args(["--latency-ms", &latency_ms.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
-
-    let pg_addr: SocketAddr = format!(
-        "{}:{}",
-        server.host_str().unwrap_or("127.0.0.1"),
-        server.port().unwrap_or(5432)
-    )
-    .parse()?;
-    let proxy = CountingProxy::start(pg_addr).await?;
-    let mut proxied = db_url.clone();
-    proxied.set_host(Some("127.0.0.1"))?;
-    let _ = proxied.set_port(Some(proxy.port));
-    // The proxy reads the protocol, so no TLS on this hop.
-    proxied.query_pairs_mut().append_pair("sslmode", "disable");
-
-    // `via` runs `bin` (itself, or the launcher that measures it).
-    let command_via = |via: &Path, command: &[&str]| {
-        let mut c = Command::new(via);
-        if via != bin {
-            c.arg(LAUNCH).arg(bin);
-        }
-        c.arg("--config")
-            .arg(&config)
-            .args(command)
-            .env("DATABASE_URL", proxied.as_str())
-            .env("WXRETAIN_WECHAT_BASE_URL", &sim_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        c
-    };
-    // Migrations are set-up, not part of the measure.
-    let migrated = command_via(bin, &["migrate"]).status()?;
-    anyhow::ensure!(migrated.success(), "wxretain migrate failed");
-    proxy.round_trips.store(0, Ordering::SeqCst);
-
+    let setup = Setup::start(bin, args, &scenario.grains, apps, latency_ms, limits).await?;
     print!(
-        "running backfill of {apps} apps × {} at {latency_ms} ms … ",
+        "running backfill of {apps} apps × {} at {latency_ms} ms, limits {limits:?} … ",
         scenario.describe()
     );
     let _ = std::io::stdout().flush();
@@ -424,20 +566,11 @@ async fn backfill(
     if scenario.grains != [Grain::Weekly] {
         command.extend(["--retention", &grains]);
     }
-    let launched = command_via(&std::env::current_exe()?, &command)
-        .stdout(Stdio::piped())
-        .output()?;
-    anyhow::ensure!(launched.status.success(), "the launcher failed");
-    let (ok, wall, usage) = parse_launched(&launched.stdout)?;
+    let (ok, wall, usage) = setup.measure(&command)?;
     println!("done in {:.2} s", wall.as_secs_f64());
 
-    let stats: serde_json::Value = reqwest::get(format!("{sim_url}/__sim/stats"))
-        .await?
-        .json()
-        .await?;
-    let _ = sim.kill();
-    let _ = sim.wait();
-    let pool = sqlx::PgPool::connect(db_url.as_str()).await?;
+    let stats = setup.sim_stats().await?;
+    let pool = sqlx::PgPool::connect(setup.db_url.as_str()).await?;
     let mut per_grain = Vec::new();
     for &grain in &scenario.grains {
         let stored: i64 = sqlx::query_scalar(
@@ -462,208 +595,106 @@ async fn backfill(
         wall,
         cpu: usage.cpu,
         max_rss_kib: usage.max_rss_kib,
-        round_trips: proxy.round_trips.load(Ordering::SeqCst),
+        round_trips: setup.proxy.round_trips.load(Ordering::SeqCst),
         sim_calls: stats["total_data_calls"].as_u64().unwrap_or(0),
         ok,
     })
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_for_http(url: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(url).await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "{url} did not answer");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-struct Usage {
-    cpu: Duration,
-    max_rss_kib: i64,
-}
-
-/// First argument of the benchmark re-run as a launcher: `LAUNCH program args…`.
-///
-/// The backfill is started by this small process, not by the benchmark
-/// itself, because Linux carries the spawner's peak RSS into the child's
-/// `ru_maxrss`: at exec the kernel records the high-water mark of the memory
-/// the process leaves, which after a `vfork` (what `Command::spawn` uses) is
-/// the parent's. The benchmark grows to ~55 MiB reading the simulator's stats
-/// of a 26,000-week run, and every backfill it started after that reported
-/// 55 MiB. The launcher is a fresh exec, a few MiB.
-const LAUNCH: &str = "__launch";
-
-/// The launcher: runs the command (stdout to /dev/null, stderr inherited),
-/// reaps it with wait4 and prints `exited_ok wall_ns cpu_ns max_rss_kib`.
-fn launch(command: &[std::ffi::OsString]) -> anyhow::Result<()> {
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| anyhow::anyhow!("{LAUNCH}: no command"))?;
-    let started = Instant::now();
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let (ok, usage) = wait_with_usage(child)?;
-    let wall = started.elapsed();
+/// The day a day's keys come out: every app has key 0 of yesterday and keys
+/// 1..7, 14 and 30 of the days that many days before it due at once, ten
+/// cohorts per app. The ledger is filled as the daemon leaves it one second
+/// before that publication (every kept day with the keys out by then, due
+/// when its next key is expected; yesterday planned and waiting for key 0),
+/// then one pass runs now, after it, on the simulator's real clock, which
+/// publishes the same keys at the same hour (src/simulator/publish.rs).
+async fn burst(bin: &Path, args: &Args) -> anyhow::Result<()> {
+    let apps = args.burst_apps;
+    let setup = Setup::start(
+        bin,
+        args,
+        &[Grain::Daily],
+        apps,
+        args.latency_ms,
+        Limits::Defaults,
+    )
+    .await?;
+    let now = chrono::Utc::now();
+    let published = last_publication(now, PUBLISH_HOUR);
+    let before = published - chrono::Duration::seconds(1);
+    // The days the pass keeps (the config's lookback), through yesterday.
+    let config = Config::load(&setup.config, &ProcessEnv)?;
+    let first = config.oldest_period(Grain::Daily, NaturalWeek::last_completed_at(now, BEIJING));
+    let last = Grain::Daily.last_completed_at(now);
+    let ids: Vec<String> = (1..=apps).map(|n| sim_appid(n).to_string()).collect();
+    let pool = sqlx::PgPool::connect(setup.db_url.as_str()).await?;
+    let filled = fill_ledger(&pool, &ids, first, last, before, PUBLISH_HOUR).await?;
+    sqlx::query("VACUUM ANALYZE retention_ledger")
+        .execute(&pool)
+        .await?;
+    let due: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE next_due_at <= now()")
+            .fetch_one(&pool)
+            .await?;
+    setup.proxy.round_trips.store(0, Ordering::SeqCst);
+    print!(
+        "\nrunning the burst: {apps} apps × {} days in the ledger ({filled} entries), {due} cohorts due since {published} … ",
+        first.periods_until(last) + 1
+    );
+    let _ = std::io::stdout().flush();
+    let (ok, wall, usage) = setup.measure(&["once"])?;
+    println!("done in {:.2} s", wall.as_secs_f64());
+    let stats = setup.sim_stats().await?;
+    let calls = stats["by_grain"]["daily"]["calls"].as_u64().unwrap_or(0);
+    let still_due: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE next_due_at <= now()")
+            .fetch_one(&pool)
+            .await?;
+    pool.close().await;
+    let c = concurrency(args);
+    let latency = args.latency_ms as f64 / 1000.0;
+    let ideal = due as f64 * latency / f64::from(c);
+    let ratio = wall.as_secs_f64() / ideal.max(f64::EPSILON);
+    let cpu_per_k = usage.cpu.as_secs_f64() * 1000.0 / calls.max(1) as f64;
     println!(
-        "{} {} {} {}",
-        u8::from(ok),
-        wall.as_nanos(),
-        usage.cpu.as_nanos(),
-        usage.max_rss_kib
+        "\nburst at {} ms, C = {c}, limits defaults: {apps} apps, {due} cohorts due",
+        args.latency_ms
+    );
+    println!(
+        "  simulator calls        {calls} ({:.3} per due cohort; target 1: {}){}",
+        calls as f64 / due.max(1) as f64,
+        verdict(calls == due as u64),
+        if ok { "" } else { "  (once exited non-zero!)" }
+    );
+    println!("  left due after        {still_due}");
+    println!("  wall                   {:.2} s", wall.as_secs_f64());
+    println!(
+        "  wall / ideal           {ratio:.3}  (ideal cohorts·latency/C = {ideal:.2} s; target ≤ 1.1: {})",
+        verdict(ratio <= 1.1)
+    );
+    println!(
+        "  CPU per 1,000 calls    {cpu_per_k:.3} s  (target ≤ 0.1: {})",
+        verdict(cpu_per_k <= 0.1)
+    );
+    println!(
+        "  peak RSS               {:.1} MiB  (target ≤ 64: {})",
+        usage.max_rss_kib as f64 / 1024.0,
+        verdict(usage.max_rss_kib <= 64 * 1024)
+    );
+    println!(
+        "  Postgres round trips   {} ({:.3} per call)",
+        setup.proxy.round_trips.load(Ordering::SeqCst),
+        setup.proxy.round_trips.load(Ordering::SeqCst) as f64 / calls.max(1) as f64
+    );
+    // 10,000 apps: five times the calls; the fixed part (start-up, planning)
+    // grows less than that, so scaling the whole wall is an upper bound.
+    let scale = 10_000.0 / f64::from(apps.max(1));
+    println!(
+        "  projected to 10,000 apps: {:.0} calls, ideal {:.1} s, wall ≤ {:.1} s at this ratio, CPU {:.1} s",
+        due as f64 * scale,
+        ideal * scale,
+        wall.as_secs_f64() * scale,
+        usage.cpu.as_secs_f64() * scale
     );
     Ok(())
-}
-
-/// Reads the launcher's line.
-fn parse_launched(stdout: &[u8]) -> anyhow::Result<(bool, Duration, Usage)> {
-    let text = String::from_utf8_lossy(stdout);
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let [ok, wall, cpu, rss] = fields[..] else {
-        anyhow::bail!("the launcher printed {text:?}");
-    };
-    let nanos = |t: &str| -> anyhow::Result<Duration> { Ok(Duration::from_nanos(t.parse()?)) };
-    Ok((
-        ok == "1",
-        nanos(wall)?,
-        Usage {
-            cpu: nanos(cpu)?,
-            max_rss_kib: rss.parse()?,
-        },
-    ))
-}
-
-/// Waits for the child with wait4, which reports that process's own CPU time
-/// and peak RSS (not the benchmark's, not the simulator's).
-fn wait_with_usage(child: Child) -> anyhow::Result<(bool, Usage)> {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 writes into it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own un-waited child; both pointers are valid.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(
-        waited == pid,
-        "wait4 failed: {}",
-        std::io::Error::last_os_error()
-    );
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Ok((
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        Usage {
-            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-            max_rss_kib: usage.ru_maxrss,
-        },
-    ))
-}
-
-/// A TCP proxy in front of Postgres that counts round trips: every Sync
-/// (extended protocol) or Query (simple protocol) message the client sends
-/// is one wait for the server.
-struct CountingProxy {
-    port: u16,
-    round_trips: Arc<AtomicU64>,
-}
-
-impl CountingProxy {
-    async fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let round_trips = Arc::new(AtomicU64::new(0));
-        let counter = round_trips.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(upstream).await {
-                        let _ = relay(client, server, counter).await;
-                    }
-                });
-            }
-        });
-        Ok(Self { port, round_trips })
-    }
-}
-
-async fn relay(
-    client: TcpStream,
-    server: TcpStream,
-    counter: Arc<AtomicU64>,
-) -> std::io::Result<()> {
-    let (mut client_rx, mut client_tx) = client.into_split();
-    let (mut server_rx, mut server_tx) = server.into_split();
-    let down = tokio::spawn(async move { tokio::io::copy(&mut server_rx, &mut client_tx).await });
-    let mut parser = Frontend::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = client_rx.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        counter.fetch_add(parser.feed(&buf[..n]), Ordering::Relaxed);
-        server_tx.write_all(&buf[..n]).await?;
-    }
-    let _ = server_tx.shutdown().await;
-    down.abort();
-    Ok(())
-}
-
-/// Splits the client's byte stream into protocol messages. The first
-/// messages (SSLRequest, GSSENCRequest, StartupMessage) carry no type byte.
-#[derive(Default)]
-struct Frontend {
-    started: bool,
-    pending: Vec<u8>,
-}
-
-impl Frontend {
-    /// Takes more bytes; returns how many Sync/Query messages they completed.
-    fn feed(&mut self, bytes: &[u8]) -> u64 {
-        self.pending.extend_from_slice(bytes);
-        let mut round_trips = 0;
-        loop {
-            if !self.started {
-                let Some(len) = be_u32(&self.pending, 0) else {
-                    break;
-                };
-                let Some(code) = be_u32(&self.pending, 4) else {
-                    break;
-                };
-                if self.pending.len() < len as usize {
-                    break;
-                }
-                self.pending.drain(..len as usize);
-                // SSLRequest / GSSENCRequest are followed by another untyped message.
-                if code != 80_877_103 && code != 80_877_104 {
-                    self.started = true;
-                }
-            } else {
-                let Some(len) = be_u32(&self.pending, 1) else {
-                    break;
-                };
-                let total = 1 + len as usize;
-                if self.pending.len() < total {
-                    break;
-                }
-                if matches!(self.pending[0], b'S' | b'Q') {
-                    round_trips += 1;
-                }
-                self.pending.drain(..total);
-            }
-        }
-        round_trips
-    }
-}
-
-fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let slice = bytes.get(at..at + 4)?;
-    Some(u32::from_be_bytes(slice.try_into().ok()?))
 }

@@ -1,32 +1,48 @@
 //! Ledger-scale benchmark: `cargo bench --bench ledger [-- OPTIONS]`.
 //!
-//! Fills a ledger with A apps × W weeks (default 10,000 × 104: two years of a
-//! large third-party platform), then times what every replica does on every
-//! tick with nothing due (`wxretain once`: plan, release, claim) and what an
-//! operator runs (`wxretain status`), through the real binary. With
-//! `--plans FILE` it also writes the query plans Postgres chose for them
-//! (auto_explain, sent to the client as notices), for docs/benchmarks.md.
+//! Fills a ledger with A apps (default 10,000) × every period of the three
+//! grains the daemon keeps by default (182 days, 26 weeks, 5–6 months: about
+//! 2.1 million entries), as the daemon leaves it: nothing due. Then it times
+//! what every replica does on every tick (planning, in-process, cold and
+//! again; `wxretain once` as a process: plan, release, claim) and what an
+//! operator runs (`wxretain status`), with each process's peak RSS. Last, the
+//! daemon's whole pass on a publication day: the ledger as it is one second
+//! before the day's keys come out, `wxretain run` against the simulator at
+//! 0 ms, its pass time and peak RSS (VmHWM) once the pass and the gauges are
+//! done and /metrics was scraped. With `--plans FILE` it also writes the
+//! query plans Postgres chose (auto_explain, sent to the client as notices).
 
 use clap::Parser;
+use common::{
+    fill_ledger, free_port, last_publication, launch, parse_launched, wait_for_http, LAUNCH,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wxretain::domain::{NaturalWeek, BEIJING};
+use wxretain::config::{Config, ProcessEnv};
+use wxretain::domain::{Grain, NaturalWeek, BEIJING};
 use wxretain::simulator::sim_appid;
+
+mod common;
 
 #[derive(Parser, Debug)]
 #[command(about = "wxretain ledger-scale benchmark")]
 struct Args {
     #[arg(long, default_value_t = 10_000)]
     apps: u32,
-    #[arg(long, default_value_t = 104)]
-    weeks: u32,
+    /// Grains collected (comma-separated); default all three.
+    #[arg(long, value_delimiter = ',', default_value = "daily,weekly,monthly")]
+    retention: Vec<Grain>,
     /// Runs of each command (the median is printed).
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Write the plans of each command's queries here.
     #[arg(long, value_name = "FILE")]
     plans: Option<PathBuf>,
+    /// Skip the daemon's pass on a publication day.
+    #[arg(long)]
+    no_pass: bool,
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -37,47 +53,66 @@ struct Args {
     bench: bool,
 }
 
+/// Beijing hour keys come out (the config's and the simulator's default).
+const PUBLISH_HOUR: u32 = 10;
+
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == LAUNCH) {
+        return launch(&argv[2..]);
+    }
     let args = Args::parse();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_wxretain"));
     let runtime = tokio::runtime::Runtime::new()?;
     let mut url = reqwest::Url::parse(&args.database_url)?;
     url.set_path("/wxretain_bench_ledger");
+    let dir = tempfile::tempdir()?;
+    let config_path = write_config(dir.path(), args.apps, &args.retention)?;
+    let config = Config::load(&config_path, &ProcessEnv)?;
     println!(
-        "wxretain ledger benchmark — {} — {} apps × {} weeks",
+        "wxretain ledger benchmark — {} — {} apps × {:?}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         args.apps,
-        args.weeks
+        args.retention
     );
     let filled = Instant::now();
-    runtime.block_on(fill(&args, url.as_str(), &bin))?;
-    println!("ledger filled in {:.1} s", filled.elapsed().as_secs_f64());
+    let entries = runtime.block_on(fill(&args, &config, url.as_str(), &bin, None))?;
+    println!(
+        "ledger filled with {entries} entries in {:.1} s (nothing due)",
+        filled.elapsed().as_secs_f64()
+    );
 
-    let dir = tempfile::tempdir()?;
-    let config = write_config(dir.path(), args.apps)?;
-    let run =
-        |command: &[&str], extra_env: &[(&str, &str)]| -> anyhow::Result<(Duration, String)> {
-            let started = Instant::now();
-            let out = Command::new(&bin)
-                .arg("--config")
-                .arg(&config)
-                .args(command)
-                .env("DATABASE_URL", url.as_str())
-                // Nothing is due: no call may reach WeChat; a closed port proves it.
-                .env("WXRETAIN_WECHAT_BASE_URL", "http://127.0.0.1:1")
-                .env("RUST_LOG", "warn")
-                .envs(extra_env.iter().copied())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()?;
-            let elapsed = started.elapsed();
-            anyhow::ensure!(
-                out.status.success(),
-                "wxretain {command:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Ok((elapsed, String::from_utf8_lossy(&out.stderr).into_owned()))
-        };
+    runtime.block_on(plan_in_process(&config, url.as_str(), args.runs))?;
+
+    let run = |command: &[&str], extra_env: &[(&str, &str)], measured: bool| {
+        let me = std::env::current_exe()?;
+        let mut c = Command::new(if measured { &me } else { &bin });
+        if measured {
+            c.arg(LAUNCH).arg(&bin);
+        }
+        let out = c
+            .arg("--config")
+            .arg(&config_path)
+            .args(command)
+            .env("DATABASE_URL", url.as_str())
+            // Nothing is due: no call may reach WeChat; a closed port proves it.
+            .env("WXRETAIN_WECHAT_BASE_URL", "http://127.0.0.1:1")
+            .env("RUST_LOG", "warn")
+            .envs(extra_env.iter().copied())
+            .stdout(if measured {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::piped())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "wxretain {command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out)
+    };
 
     let commands: [(&str, &[&str]); 3] = [
         ("once (a tick with nothing due)", &["once"]),
@@ -86,14 +121,20 @@ fn main() -> anyhow::Result<()> {
     ];
     for (label, command) in commands {
         let mut times = Vec::new();
+        let mut peak = 0;
         for _ in 0..args.runs.max(1) {
-            times.push(run(command, &[])?.0);
+            let out = run(command, &[], true)?;
+            let (ok, wall, usage) = parse_launched(&out.stdout)?;
+            anyhow::ensure!(ok, "wxretain {command:?} exited non-zero");
+            times.push(wall);
+            peak = peak.max(usage.max_rss_kib);
         }
         times.sort();
         println!(
-            "  {label:<32} {:>7.3} s  (median of {}; the process's whole run)",
+            "  {label:<32} {:>7.3} s  (median of {}; the process's whole run), peak RSS {:.1} MiB",
             times[times.len() / 2].as_secs_f64(),
-            times.len()
+            times.len(),
+            peak as f64 / 1024.0
         );
     }
 
@@ -110,24 +151,76 @@ fn main() -> anyhow::Result<()> {
         ];
         let mut text = String::new();
         for (label, command) in commands {
-            let (_, stderr) = run(command, &env)?;
-            text.push_str(&format!("==== wxretain {label}\n{stderr}\n"));
+            let out = run(command, &env, false)?;
+            text.push_str(&format!(
+                "==== wxretain {label}\n{}\n",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         std::fs::write(path, text)?;
         println!("plans written to {}", path.display());
     }
+
+    if !args.no_pass {
+        runtime.block_on(once_pass(&args, &config, &config_path, &url, &bin))?;
+        runtime.block_on(daemon_pass(&args, &config, &config_path, &url, &bin))?;
+    }
     Ok(())
 }
 
-fn write_config(dir: &Path, apps: u32) -> anyhow::Result<PathBuf> {
+/// Planning as a tick runs it, in this process: the first call of a fresh
+/// pipeline (what `once` and a daemon's first tick pay) and the calls after
+/// it (every later tick of the same day).
+async fn plan_in_process(config: &Config, url: &str, runs: usize) -> anyhow::Result<()> {
+    let store =
+        wxretain::store::Store::connect(&secrecy::SecretString::from(url.to_string()), 4).await?;
+    let apps: Vec<_> = config.apps.iter().map(|a| a.appid.clone()).collect();
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..runs.max(1) {
+        let p = wxretain::pass::Pipeline::new(Arc::new(config.clone()), store.clone())?;
+        let now = chrono::Utc::now();
+        let started = Instant::now();
+        let planned = p.plan(&apps, now).await?;
+        cold.push(started.elapsed());
+        anyhow::ensure!(
+            planned == 0,
+            "planning added {planned} periods: the fill is not what the planner expects"
+        );
+        let started = Instant::now();
+        p.plan(&apps, now).await?;
+        warm.push(started.elapsed());
+    }
+    cold.sort();
+    warm.sort();
+    println!(
+        "  planning, a fresh process      {:>7.3} s  (median of {}; target ≤ 0.5 s)",
+        cold[cold.len() / 2].as_secs_f64(),
+        cold.len()
+    );
+    println!(
+        "  planning, the next tick        {:>7.3} s  (median of {})",
+        warm[warm.len() / 2].as_secs_f64(),
+        warm.len()
+    );
+    store.pool().close().await;
+    Ok(())
+}
+
+fn write_config(dir: &Path, apps: u32, grains: &[Grain]) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let secret = dir.join("secret");
     std::fs::write(&secret, "bench-secret")?;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    // Weekly only: this measures the weekly ledger's scale, as before the
-    // daily and monthly grains existed (issue: 10,000 apps × three grains).
-    let mut toml =
-        String::from("[schedule]\nlookback_weeks = 104\n[collect]\nretention = [\"weekly\"]\n");
+    // The defaults but the grains: 26 weeks kept, max_in_flight, no rate cap.
+    let mut toml = format!(
+        "[collect]\nretention = [{}]\n",
+        grains
+            .iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for n in 1..=apps {
         toml.push_str(&format!(
             "[[apps]]\nappid = \"{}\"\nsecret_file = \"{}\"\n",
@@ -141,9 +234,15 @@ fn write_config(dir: &Path, apps: u32) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A ledger as two years of collecting leave it: everything complete but the
-/// last four weeks, which mature and are due next Monday.
-async fn fill(args: &Args, url: &str, bin: &Path) -> anyhow::Result<()> {
+/// A fresh database whose ledger holds every kept period of every grain, as
+/// the daemon leaves it at `as_of` (default now: nothing due).
+async fn fill(
+    args: &Args,
+    config: &Config,
+    url: &str,
+    bin: &Path,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<u64> {
     let admin = sqlx::PgPool::connect(&args.database_url).await?;
     sqlx::query("DROP DATABASE IF EXISTS wxretain_bench_ledger WITH (FORCE)")
         .execute(&admin)
@@ -156,33 +255,190 @@ async fn fill(args: &Args, url: &str, bin: &Path) -> anyhow::Result<()> {
         .status()?;
     anyhow::ensure!(migrated.success(), "wxretain migrate failed");
 
-    let last = NaturalWeek::last_completed_at(chrono::Utc::now(), BEIJING);
-    let first = last.plus_weeks(-(i64::from(args.weeks) - 1));
-    let maturing_from = last.plus_weeks(-3);
-    let next_due = last.next().local_instant(7, 10, BEIJING);
-    let apps: Vec<String> = (1..=args.apps).map(|n| sim_appid(n).to_string()).collect();
+    let now = chrono::Utc::now();
+    let as_of = as_of.unwrap_or(now);
+    let ids: Vec<String> = config.apps.iter().map(|a| a.appid.to_string()).collect();
     let pool = sqlx::PgPool::connect(url).await?;
-    sqlx::query(
-        "INSERT INTO retention_ledger
-             (appid, grain, period_start, state, keys, calls, last_success_at, last_attempt_at, next_due_at)
-         SELECT a, 'weekly', w::date,
-                CASE WHEN w >= $3 THEN 'maturing' ELSE 'complete' END,
-                CASE WHEN w >= $3 THEN '{0,1}'::smallint[] ELSE '{0,1,2,3,4}' END,
-                3, now() - interval '1 day', now() - interval '1 day',
-                CASE WHEN w >= $3 THEN $4::timestamptz END
-           FROM unnest($5::text[]) AS a
-          CROSS JOIN generate_series($1::date, $2::date, interval '7 days') AS w",
-    )
-    .bind(first.monday())
-    .bind(last.monday())
-    .bind(maturing_from.monday())
-    .bind(next_due)
-    .bind(&apps)
-    .execute(&pool)
-    .await?;
+    let mut entries = 0;
+    for &grain in &args.retention {
+        // The periods a pass at `now` keeps.
+        let first = config.oldest_period(grain, NaturalWeek::last_completed_at(now, BEIJING));
+        let last = grain.last_completed_at(now);
+        entries += fill_ledger(&pool, &ids, first, last, as_of, PUBLISH_HOUR).await?;
+    }
     sqlx::query("VACUUM ANALYZE retention_ledger")
         .execute(&pool)
         .await?;
     pool.close().await;
+    Ok(entries)
+}
+
+/// `wxretain once` on a publication day (see [`daemon_pass`]): the pass
+/// alone, with no metrics recorder, under the launcher for its peak RSS.
+async fn once_pass(
+    args: &Args,
+    config: &Config,
+    config_path: &Path,
+    url: &reqwest::Url,
+    bin: &Path,
+) -> anyhow::Result<()> {
+    let published = last_publication(chrono::Utc::now(), PUBLISH_HOUR);
+    fill(
+        args,
+        config,
+        url.as_str(),
+        bin,
+        Some(published - chrono::Duration::seconds(1)),
+    )
+    .await?;
+    let sim_port = free_port()?;
+    let mut sim = Command::new(bin)
+        .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
+    let out = Command::new(std::env::current_exe()?)
+        .arg(LAUNCH)
+        .arg(bin)
+        .arg("--config")
+        .arg(config_path)
+        .arg("once")
+        .env("DATABASE_URL", url.as_str())
+        .env("WXRETAIN_WECHAT_BASE_URL", &sim_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let (ok, wall, usage) = parse_launched(&out.stdout)?;
+    println!(
+        "\n  wxretain once on the publication of {published}: {:.1} s{}, CPU {:.1} s, peak RSS {:.1} MiB  (target ≤ 64 MB)",
+        wall.as_secs_f64(),
+        if ok { "" } else { " (exited non-zero!)" },
+        usage.cpu.as_secs_f64(),
+        usage.max_rss_kib as f64 / 1024.0
+    );
     Ok(())
+}
+
+/// The daemon's start-up pass on a publication day, from the ledger as it
+/// was one second before the latest publication: everything published then
+/// is due (ten cohorts per app on any day; the weeks too on a Monday, the
+/// months on the 1st).
+async fn daemon_pass(
+    args: &Args,
+    config: &Config,
+    config_path: &Path,
+    url: &reqwest::Url,
+    bin: &Path,
+) -> anyhow::Result<()> {
+    let published = last_publication(chrono::Utc::now(), PUBLISH_HOUR);
+    let filled = Instant::now();
+    fill(
+        args,
+        config,
+        url.as_str(),
+        bin,
+        Some(published - chrono::Duration::seconds(1)),
+    )
+    .await?;
+    let pool = sqlx::PgPool::connect(url.as_str()).await?;
+    let due: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT grain, count(*) FROM retention_ledger WHERE next_due_at <= now() GROUP BY grain ORDER BY grain",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let total: i64 = due.iter().map(|(_, n)| n).sum();
+    println!(
+        "\nthe daemon's pass on the publication of {published}: ledger refilled in {:.1} s, due {due:?}",
+        filled.elapsed().as_secs_f64()
+    );
+
+    let sim_port = free_port()?;
+    let mut sim = Command::new(bin)
+        .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let started = Instant::now();
+    let mut daemon = Command::new(bin)
+        .arg("--config")
+        .arg(config_path)
+        .args(["run", "--listen", &listen])
+        .env("DATABASE_URL", url.as_str())
+        .env("WXRETAIN_WECHAT_BASE_URL", &sim_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let pid = daemon.id();
+    let metrics_url = format!("http://{listen}/metrics");
+    // The pass is done when its timestamp is out, the gauges after it when
+    // wxretain_periods is: both before the metrics are read once more.
+    let mut pass_done = None;
+    let mut hwm_at_pass = String::new();
+    let mut scrape_bytes;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the daemon's pass took over 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(response) = reqwest::get(&metrics_url).await else {
+            continue;
+        };
+        let text = response.text().await.unwrap_or_default();
+        scrape_bytes = text.len();
+        if pass_done.is_none() && text.contains("wxretain_last_successful_pass_timestamp_seconds") {
+            pass_done = Some(started.elapsed());
+            hwm_at_pass = vm_hwm(pid)?;
+        }
+        if pass_done.is_some() && text.contains("wxretain_periods{") {
+            break;
+        }
+    }
+    let hwm = vm_hwm(pid)?;
+    // SAFETY: `pid` is our own child, not yet reaped.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = daemon.wait();
+    let stats: serde_json::Value = reqwest::get(format!("{sim_url}/__sim/stats"))
+        .await?
+        .json()
+        .await?;
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM retention_ledger WHERE next_due_at <= now()")
+            .fetch_one(&pool)
+            .await?;
+    pool.close().await;
+    let calls = stats["total_data_calls"].as_u64().unwrap_or(0);
+    let pass = pass_done.unwrap_or_default();
+    println!(
+        "  wxretain run: start-up pass done in {:.1} s ({calls} calls for {total} due, {left} left due, {:.0} calls/s at 0 ms)",
+        pass.as_secs_f64(),
+        calls as f64 / pass.as_secs_f64().max(f64::EPSILON)
+    );
+    println!(
+        "  peak RSS (VmHWM): {hwm_at_pass} when the pass was seen done; {hwm} after the gauges and a scrape of {:.1} MiB  (target ≤ 64 MB)",
+        scrape_bytes as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+/// A process's peak resident set so far, as /proc says it (`VmHWM`).
+fn vm_hwm(pid: u32) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
+        .unwrap_or_default())
 }

@@ -213,3 +213,43 @@ async fn days_and_months_are_planned_across_month_and_year_boundaries() {
         .map(day)
     );
 }
+
+/// A process trusts a range it planned in full (every later tick of the day
+/// costs nothing), and a fresh process checks it again: an entry deleted by
+/// hand comes back at the latest with the next process, or the next hour.
+#[tokio::test]
+async fn a_process_checks_a_range_it_planned_once_and_a_fresh_process_again() {
+    let db = TestDb::new().await;
+    let ids = apps(3);
+    let (toml, mut env) = config_toml(
+        &ids,
+        "[collect]\nretention = [\"weekly\"]\n[schedule]\nlookback_weeks = 8\n",
+    );
+    env.insert("DATABASE_URL".into(), db.url.clone());
+    let config = wxretain::config::Config::parse(&toml, std::path::Path::new("t.toml"), &env)
+        .expect("config");
+    let p = pipeline(config.clone()).await;
+    let now = chrono::Utc::now();
+    assert_eq!(p.plan(&ids, now).await.expect("plan"), 3 * 8);
+    let oldest = weeks_of(&p.store, ids[1].as_str()).await[0];
+    let deleted =
+        sqlx::query("DELETE FROM retention_ledger WHERE appid = $1 AND period_start = $2")
+            .bind(ids[1].as_str())
+            .bind(oldest)
+            .execute(p.store.pool())
+            .await
+            .expect("delete");
+    assert_eq!(deleted.rows_affected(), 1);
+    assert_eq!(p.plan(&ids, now).await.expect("plan"), 0, "trusted");
+    let fresh = pipeline(config).await;
+    assert_eq!(
+        fresh.plan(&ids, now).await.expect("plan"),
+        1,
+        "checked again"
+    );
+    assert_eq!(weeks_of(&p.store, ids[1].as_str()).await[0], oldest);
+    // A new week in the range (the next Monday) is planned by the process
+    // that trusted the old range.
+    let next_week = now + Duration::days(7);
+    assert_eq!(p.plan(&ids, next_week).await.expect("plan"), 3);
+}
