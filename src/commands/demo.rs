@@ -98,7 +98,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let report = run_pass(&p, &opts, &CancellationToken::new(), bar.as_deref()).await?;
     drop(bar);
     println!(
-        "fetched {} weeks over HTTP: {} stored, {} rows written, {} not yet published, {} failed",
+        "fetched {} periods (days, weeks and months) over HTTP: {} stored, {} rows written, {} not yet published, {} failed",
         report.attempted, report.stored, report.rows_written, report.not_ready, report.failed
     );
     println!();
