@@ -35,7 +35,8 @@ async fn wxretain(
     sim: &SimulatorHandle,
     args: &[&str],
 ) -> Output {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+    command
         .arg("--config")
         .arg(dir.join("wxretain.toml"))
         .args(args)
@@ -44,15 +45,13 @@ async fn wxretain(
         .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("wxretain runs");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .kill_on_drop(true);
+    Output::of(
+        command,
+        std::time::Duration::from_secs(240),
+        &format!("wxretain {args:?}"),
+    )
+    .await
 }
 
 /// `(appid, name, retired)` of a health view, by appid.

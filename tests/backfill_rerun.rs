@@ -19,7 +19,8 @@ async fn backfill(
     sim: &SimulatorHandle,
     args: &[&str],
 ) -> Output {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+    command
         .arg("--config")
         .arg(config)
         .arg("backfill")
@@ -29,15 +30,13 @@ async fn backfill(
         .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("wxretain backfill runs");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .kill_on_drop(true);
+    Output::of(
+        command,
+        std::time::Duration::from_secs(240),
+        &format!("wxretain {args:?}"),
+    )
+    .await
 }
 
 /// `(state, attempts, calls)` of each week of `first..=last`, oldest first.

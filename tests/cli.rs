@@ -77,23 +77,9 @@ impl Wxretain {
 
     /// Runs `wxretain ARGS...` exactly as given (no `--config`).
     async fn run_raw(&self, args: &[&str]) -> Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(&self.env)
-            .current_dir(self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
-            .await
-            .unwrap_or_else(|_| panic!("wxretain {args:?} did not finish in {RUN_LIMIT:?}"))
-            .expect("wxretain binary runs");
-        Output {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut cmd = wxretain_command(args, &self.env);
+        cmd.current_dir(self.dir.path());
+        Output::of(cmd, RUN_LIMIT, &format!("wxretain {args:?}")).await
     }
 }
 
@@ -654,14 +640,8 @@ async fn every_subcommand_has_help() {
 
 #[tokio::test]
 async fn migrate_creates_a_missing_database() {
-    let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
-    let mut url = reqwest::Url::parse(&server_url()).expect("server URL");
-    url.set_path(&format!("/{name}"));
     // Not created: TestDb's Drop only drops it (WITH (FORCE)) when the test ends.
-    let db = TestDb {
-        name,
-        url: url.to_string(),
-    };
+    let db = TestDb::not_created();
     let exists = || async {
         let admin = Store::connect(&SecretString::from(server_url()), 1)
             .await

@@ -16,24 +16,15 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `wxretain --config CONFIG ARGS...` with exactly `env` (and `PATH`).
 async fn wxretain(config: &Path, env: &HashMap<String, String>, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-    cmd.arg("--config")
-        .arg(config)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("wxretain {args:?} did not finish in {RUN_LIMIT:?}"))
-        .expect("wxretain binary runs");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let full = [std::ffi::OsStr::new("--config"), config.as_os_str()]
+        .into_iter()
+        .chain(args.iter().map(std::ffi::OsStr::new));
+    Output::of(
+        wxretain_command(full, env),
+        RUN_LIMIT,
+        &format!("wxretain {args:?}"),
+    )
+    .await
 }
 
 /// A config file for `apps` with `extra` on top, and the environment pointing
@@ -283,14 +274,8 @@ async fn a_password_in_the_database_urls_query_is_never_printed() {
 
 #[tokio::test]
 async fn eight_concurrent_migrates_of_a_missing_database_all_succeed() {
-    let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
-    let mut url = reqwest::Url::parse(&server_url()).expect("server URL");
-    url.set_path(&format!("/{name}"));
     // Not created: TestDb's Drop only drops it when the test ends.
-    let db = TestDb {
-        name,
-        url: url.to_string(),
-    };
+    let db = TestDb::not_created();
     let (_dir, path, env) = setup(&apps(1), "", &db.url, "http://127.0.0.1:1");
     let runs: Vec<_> = (0..8)
         .map(|_| wxretain(&path, &env, &["migrate"]))

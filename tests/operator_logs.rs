@@ -155,11 +155,9 @@ async fn fatal_errors_are_one_json_line_with_their_exit_code() {
 
     // A database that does not exist, for a command that only reads it:
     // each cause named once, and what to do.
-    let missing = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
-    let mut url = reqwest::Url::parse(&server_url()).expect("server URL");
-    url.set_path(&format!("/{missing}"));
+    let missing = TestDb::not_created();
     let mut cli = Cli::new(app, HashMap::new());
-    cli.set("DATABASE_URL", url.as_str());
+    cli.set("DATABASE_URL", &missing.url);
     let out = cli.run(&["--log-format", "json", "status"]).await;
     out.expect_code(1, "missing database");
     let message = fatal(&out.stderr, "missing database", 1);
@@ -169,14 +167,8 @@ async fn fatal_errors_are_one_json_line_with_their_exit_code() {
 
 #[tokio::test]
 async fn run_creates_a_missing_database_and_logs_its_passes_as_numbers() {
-    let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
-    let mut url = reqwest::Url::parse(&server_url()).expect("server URL");
-    url.set_path(&format!("/{name}"));
     // Not created: dropped when the test ends.
-    let db = TestDb {
-        name,
-        url: url.to_string(),
-    };
+    let db = TestDb::not_created();
     let sim = simulator(chrono::Utc::now(), |_| {}).await;
     let cli = against(
         &db,

@@ -138,28 +138,13 @@ fn binary_args(command: &str) -> Vec<String> {
 
 /// The binary with a cleared environment but `PATH` and `env`, in `dir`.
 fn wxretain(dir: &Path, env: &HashMap<String, String>, args: &[String]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+    let mut command = wxretain_command(args, env);
+    command.current_dir(dir);
     command
 }
 
-async fn output(mut command: tokio::process::Command, what: &str) -> Output {
-    let out = tokio::time::timeout(RUN_LIMIT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {RUN_LIMIT:?}"))
-        .expect("the command runs");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+async fn output(command: tokio::process::Command, what: &str) -> Output {
+    Output::of(command, RUN_LIMIT, what).await
 }
 
 // ---- SQL --------------------------------------------------------------------

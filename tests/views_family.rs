@@ -5,8 +5,9 @@
 mod common;
 
 use chrono::NaiveDate;
-use common::TestDb;
+use common::{wxretain_command, Output, TestDb};
 use secrecy::SecretString;
+use std::collections::HashMap;
 use std::time::Duration;
 use wxretain::store::Store;
 
@@ -379,35 +380,13 @@ async fn one_apps_rows_are_read_through_the_primary_key() {
 
 // ---- wxretain report --retention ----------------------------------------------------
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// `wxretain ARGS...` with only DATABASE_URL set (report reads no config then).
-async fn wxretain(db: &TestDb, args: &[&str]) -> Run {
+async fn wxretain(db: &TestDb, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &db.url)
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("wxretain {args:?} did not finish"))
-    .expect("wxretain runs");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let env = HashMap::from([("DATABASE_URL".to_string(), db.url.clone())]);
+    let mut cmd = wxretain_command(args, &env);
+    cmd.current_dir(dir.path());
+    Output::of(cmd, Duration::from_secs(60), &format!("wxretain {args:?}")).await
 }
 
 async fn report(db: &TestDb, args: &[&str]) -> String {

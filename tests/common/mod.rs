@@ -30,14 +30,23 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
+        let db = Self::not_created();
+        Store::create_database_if_missing(&secrecy::SecretString::from(db.url.clone()))
+            .await
+            .expect("test database created (is Postgres running on 127.0.0.1:5432?)");
+        db
+    }
+
+    /// A fresh name and its URL, for tests of what creates a missing
+    /// database; dropped at the end like any other if something created it.
+    pub fn not_created() -> Self {
         let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
         let mut url = reqwest::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
         url.set_path(&format!("/{name}"));
-        let url = url.to_string();
-        Store::create_database_if_missing(&secrecy::SecretString::from(url.clone()))
-            .await
-            .expect("test database created (is Postgres running on 127.0.0.1:5432?)");
-        Self { name, url }
+        Self {
+            name,
+            url: url.to_string(),
+        }
     }
 }
 
@@ -310,6 +319,24 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The binary with `args`, its environment cleared but for `PATH` and `env`
+/// (nothing of the test's own environment leaks in), no stdin, killed if the
+/// test drops it. Not yet started.
+pub fn wxretain_command<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    env: &HashMap<String, String>,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 /// `wxretain run --config CONFIG --listen 127.0.0.1:PORT` against the given
 /// database and WeChat, output discarded, killed if the test drops it. Add
 /// environment before spawning. tokio's Command: a blocking wait would stall
@@ -401,6 +428,24 @@ pub struct Output {
 }
 
 impl Output {
+    /// Runs `command` to the end, its stdout and stderr piped, failing the
+    /// test if it takes longer than `limit` (`what` names it then).
+    pub async fn of(
+        mut command: tokio::process::Command,
+        limit: std::time::Duration,
+        what: &str,
+    ) -> Self {
+        let out = tokio::time::timeout(limit, command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+            .expect("the command runs");
+        Self {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Asserts the exit code, printing both streams when it differs.
     pub fn expect_code(&self, code: i32, what: &str) -> &Self {
         assert_eq!(

@@ -2,7 +2,7 @@
 //! line by line. Shared by tests/operator_logs.rs and tests/operator_status.rs.
 #![allow(dead_code)] // each test crate uses a different part of it
 
-use crate::common::Output;
+use crate::common::{wxretain_command, Output};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,30 +43,18 @@ impl Cli {
 
     /// The command `wxretain --config FILE ARGS...`, not yet started.
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(&self.env)
-            .current_dir(self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
+        let config = std::ffi::OsStr::new("--config");
+        let full = [config, self.config.as_os_str()]
+            .into_iter()
+            .chain(args.iter().map(std::ffi::OsStr::new));
+        let mut cmd = wxretain_command(full, &self.env);
+        cmd.current_dir(self.dir.path());
         cmd
     }
 
     /// Runs `wxretain --config FILE ARGS...` to the end, stderr to a pipe.
     pub async fn run(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(RUN_LIMIT, self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("wxretain {args:?} did not finish in {RUN_LIMIT:?}"))
-            .expect("wxretain binary runs");
-        Output {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::of(self.command(args), RUN_LIMIT, &format!("wxretain {args:?}")).await
     }
 
     pub fn path(&self) -> &Path {
