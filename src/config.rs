@@ -521,6 +521,27 @@ impl Checker<'_> {
         }
     }
 
+    /// What a credential file (`secret_file`, `token_file`) holds, read at
+    /// start-up so that a wrong path or an empty file fails then; a file
+    /// others can read earns a warning, once per file.
+    fn credential_file(
+        &self,
+        key: String,
+        file: &Path,
+        holds: &str,
+    ) -> Result<String, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            self.invalid(key.as_str(), format!("cannot read {}: {e}", file.display()))
+        })?;
+        if text.trim().is_empty() {
+            return Err(self.invalid(key, format!("{} is empty", file.display())));
+        }
+        if self.warned.borrow_mut().insert(file.to_path_buf()) {
+            warn_if_readable_by_others(file, holds);
+        }
+        Ok(text)
+    }
+
     /// An integer key, `default` when absent, refused outside `lo..=hi`.
     /// Every integer ends up in a `Duration`, an `Instant`, a date, a pool or
     /// a buffer, where a huge value overflows or exhausts memory mid-pass: the
@@ -890,20 +911,7 @@ impl Checker<'_> {
             })?;
             Credential::Secret(SecretString::from(secret.trim().to_string()))
         } else if let Some(file) = raw.secret_file {
-            let secret = std::fs::read_to_string(&file).map_err(|e| {
-                self.invalid(
-                    key("secret_file"),
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
-            if secret.trim().is_empty() {
-                return Err(
-                    self.invalid(key("secret_file"), format!("{} is empty", file.display()))
-                );
-            }
-            if self.warned.borrow_mut().insert(file.clone()) {
-                warn_if_readable_by_others(&file, "an AppSecret");
-            }
+            let secret = self.credential_file(key("secret_file"), &file, "an AppSecret")?;
             Credential::Secret(SecretString::from(secret.trim().to_string()))
         } else if let Some(var) = raw.token_env {
             if env.var(&var).is_none() {
@@ -914,20 +922,8 @@ impl Checker<'_> {
             }
             Credential::Env(var)
         } else if let Some(file) = raw.token_file {
-            // Read now so that a wrong path fails at start-up; what it holds
-            // is read again whenever a token is needed.
-            let token = std::fs::read_to_string(&file).map_err(|e| {
-                self.invalid(
-                    key("token_file"),
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
-            if token.trim().is_empty() {
-                return Err(self.invalid(key("token_file"), format!("{} is empty", file.display())));
-            }
-            if self.warned.borrow_mut().insert(file.clone()) {
-                warn_if_readable_by_others(&file, "an access token");
-            }
+            // What it holds is read again whenever a token is needed.
+            self.credential_file(key("token_file"), &file, "an access token")?;
             Credential::File(file)
         } else {
             unreachable!("exactly one credential was counted above")
