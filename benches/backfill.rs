@@ -22,10 +22,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
-use common::{
-    fill_ledger, free_port, last_publication, launch, parse_launched, wait_for_http, CountingProxy,
-    Usage, LAUNCH,
-};
+use common::{fill_ledger, last_publication, launch, parse_launched, CountingProxy, Usage, LAUNCH};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,16 +73,9 @@ struct Args {
     /// Run only the burst.
     #[arg(long)]
     burst_only: bool,
-    /// Postgres server (a database wxretain_bench is created on it).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
-    // `cargo bench` passes --bench to every bench target.
-    #[arg(long, hide = true)]
-    bench: bool,
+    /// The Postgres server (a database wxretain_bench is created on it).
+    #[command(flatten)]
+    server: common::Server,
 }
 
 /// Which periods a backfill asks for: `--from..--to` of these grains.
@@ -412,14 +402,8 @@ impl Setup {
         latency_ms: u64,
         limits: Limits,
     ) -> anyhow::Result<Self> {
-        let server = reqwest::Url::parse(&args.database_url)?;
-        let mut db_url = server.clone();
-        db_url.set_path("/wxretain_bench");
-        let admin = sqlx::PgPool::connect(server.as_str()).await?;
-        sqlx::query("DROP DATABASE IF EXISTS wxretain_bench WITH (FORCE)")
-            .execute(&admin)
-            .await?;
-        admin.close().await;
+        let db_url = args.server.database("wxretain_bench")?;
+        args.server.drop_database("wxretain_bench").await?;
 
         let dir = tempfile::tempdir()?;
         let secret = dir.path().join("secret");
@@ -436,14 +420,7 @@ impl Setup {
         if limits == Limits::Off {
             toml.push_str("rate_per_second = 1000000\napp_rate_per_second = 1000000\n");
         }
-        toml.push_str(&format!(
-            "[collect]\nretention = [{}]\n",
-            grains
-                .iter()
-                .map(|g| format!("\"{g}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        toml.push_str(&common::collect_section(grains));
         for n in 1..=apps {
             toml.push_str(&format!(
                 "[[apps]]\nappid = \"{}\"\nsecret_file = \"{}\"\n",
@@ -458,20 +435,13 @@ impl Setup {
             std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;
         }
 
-        let sim_port = free_port()?;
-        let sim = Command::new(bin)
-            .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
-            .args(["--latency-ms", &latency_ms.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let sim_url = format!("http://127.0.0.1:{sim_port}");
-        wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
+        let (sim, sim_url) =
+            common::simulator(bin, &["--latency-ms", &latency_ms.to_string()]).await?;
 
         let pg_addr: SocketAddr = format!(
             "{}:{}",
-            server.host_str().unwrap_or("127.0.0.1"),
-            server.port().unwrap_or(5432)
+            db_url.host_str().unwrap_or("127.0.0.1"),
+            db_url.port().unwrap_or(5432)
         )
         .parse()?;
         let proxy = CountingProxy::start(pg_addr).await?;

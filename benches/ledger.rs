@@ -13,9 +13,7 @@
 //! query plans Postgres chose (auto_explain, sent to the client as notices).
 
 use clap::Parser;
-use common::{
-    fill_ledger, free_port, last_publication, launch, parse_launched, wait_for_http, LAUNCH,
-};
+use common::{fill_ledger, free_port, last_publication, launch, parse_launched, LAUNCH};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -43,17 +41,14 @@ struct Args {
     /// Skip the daemon's pass on a publication day.
     #[arg(long)]
     no_pass: bool,
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    server: common::Server,
 }
 
 /// Beijing hour keys come out (the config's and the simulator's default).
+/// The database the bench makes, and drops first, on the server.
+const LEDGER_DB: &str = "wxretain_bench_ledger";
+
 const PUBLISH_HOUR: u32 = 10;
 
 fn main() -> anyhow::Result<()> {
@@ -64,8 +59,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_wxretain"));
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut url = reqwest::Url::parse(&args.database_url)?;
-    url.set_path("/wxretain_bench_ledger");
+    let url = args.server.database(LEDGER_DB)?;
     let dir = tempfile::tempdir()?;
     let config_path = write_config(dir.path(), args.apps, &args.retention)?;
     let config = Config::load(&config_path, &ProcessEnv)?;
@@ -213,14 +207,7 @@ fn write_config(dir: &Path, apps: u32, grains: &[Grain]) -> anyhow::Result<PathB
     std::fs::write(&secret, "bench-secret")?;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
     // The defaults but the grains: 26 weeks kept, max_in_flight, no rate cap.
-    let mut toml = format!(
-        "[collect]\nretention = [{}]\n",
-        grains
-            .iter()
-            .map(|g| format!("\"{g}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let mut toml = common::collect_section(grains);
     for n in 1..=apps {
         toml.push_str(&format!(
             "[[apps]]\nappid = \"{}\"\nsecret_file = \"{}\"\n",
@@ -243,17 +230,8 @@ async fn fill(
     bin: &Path,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<u64> {
-    let admin = sqlx::PgPool::connect(&args.database_url).await?;
-    sqlx::query("DROP DATABASE IF EXISTS wxretain_bench_ledger WITH (FORCE)")
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let migrated = Command::new(bin)
-        .arg("migrate")
-        .env("DATABASE_URL", url)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(migrated.success(), "wxretain migrate failed");
+    args.server.drop_database(LEDGER_DB).await?;
+    common::migrate(bin, url)?;
 
     let now = chrono::Utc::now();
     let as_of = as_of.unwrap_or(now);
@@ -291,14 +269,7 @@ async fn once_pass(
         Some(published - chrono::Duration::seconds(1)),
     )
     .await?;
-    let sim_port = free_port()?;
-    let mut sim = Command::new(bin)
-        .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
+    let (mut sim, sim_url) = common::simulator(bin, &[]).await?;
     let out = Command::new(std::env::current_exe()?)
         .arg(LAUNCH)
         .arg(bin)
@@ -357,14 +328,7 @@ async fn daemon_pass(
         filled.elapsed().as_secs_f64()
     );
 
-    let sim_port = free_port()?;
-    let mut sim = Command::new(bin)
-        .args(["simulate", "--listen", &format!("127.0.0.1:{sim_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    wait_for_http(&format!("{sim_url}/__sim/stats")).await?;
+    let (mut sim, sim_url) = common::simulator(bin, &[]).await?;
     let listen = format!("127.0.0.1:{}", free_port()?);
     let started = Instant::now();
     let mut daemon = Command::new(bin)

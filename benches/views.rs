@@ -40,14 +40,8 @@ struct Args {
     /// Reuse the database of a previous run with the same sizes.
     #[arg(long)]
     keep: bool,
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    server: common::Server,
 }
 
 const DB: &str = "wxretain_bench_views";
@@ -56,8 +50,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_wxretain"));
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut url = reqwest::Url::parse(&args.database_url)?;
-    url.set_path(&format!("/{DB}"));
+    let url = args.server.database(DB)?;
     println!(
         "wxretain views benchmark — {} — {} apps × ({} weeks + {} days + 24 months)",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
@@ -190,7 +183,6 @@ async fn queries(args: &Args, url: &str, app: &str) -> anyhow::Result<()> {
 /// A fresh database with the fleet's rows (or the kept one, when `--keep`
 /// finds it filled with as many apps).
 async fn fill(args: &Args, url: &str, bin: &std::path::Path) -> anyhow::Result<i64> {
-    let admin = sqlx::PgPool::connect(&args.database_url).await?;
     let count_rows = "SELECT (SELECT count(*) FROM weekly_retention) + (SELECT count(*) FROM daily_retention) + (SELECT count(*) FROM monthly_retention)";
     if args.keep {
         if let Ok(pool) = sqlx::PgPool::connect(url).await {
@@ -199,28 +191,15 @@ async fn fill(args: &Args, url: &str, bin: &std::path::Path) -> anyhow::Result<i
                     .fetch_one(&pool)
                     .await;
             if apps.ok() == Some(i64::from(args.apps)) {
-                let migrated = Command::new(bin)
-                    .arg("migrate")
-                    .env("DATABASE_URL", url)
-                    .stdout(Stdio::null())
-                    .status()?;
-                anyhow::ensure!(migrated.success(), "wxretain migrate failed");
+                common::migrate(bin, url)?;
                 let rows = sqlx::query_scalar(count_rows).fetch_one(&pool).await?;
                 println!("kept the database filled by a previous run");
                 return Ok(rows);
             }
         }
     }
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let migrated = Command::new(bin)
-        .arg("migrate")
-        .env("DATABASE_URL", url)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(migrated.success(), "wxretain migrate failed");
+    args.server.drop_database(DB).await?;
+    common::migrate(bin, url)?;
     let pool = sqlx::PgPool::connect(url).await?;
     let now = chrono::Utc::now();
     let apps: Vec<String> = (1..=args.apps).map(|n| sim_appid(n).to_string()).collect();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -278,4 +279,70 @@ pub fn last_publication(
     } else {
         yesterday.prev().key_expected_at(0, publish_hour)
     }
+}
+
+/// The Postgres server every bench makes its database on, and the `--bench`
+/// flag `cargo bench` passes to every bench target.
+#[derive(clap::Args, Debug)]
+pub struct Server {
+    /// Postgres server (the bench creates and drops its own database on it).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
+impl Server {
+    /// The URL of database `name` on this server.
+    pub fn database(&self, name: &str) -> anyhow::Result<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&self.database_url)?;
+        url.set_path(&format!("/{name}"));
+        Ok(url)
+    }
+
+    /// Drops database `name` if it is there.
+    pub async fn drop_database(&self, name: &str) -> anyhow::Result<()> {
+        let admin = sqlx::PgPool::connect(&self.database_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        Ok(())
+    }
+}
+
+/// `wxretain migrate` on `url`: creates the database if missing.
+pub fn migrate(bin: &Path, url: &str) -> anyhow::Result<()> {
+    let migrated = Command::new(bin)
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(migrated.success(), "wxretain migrate failed");
+    Ok(())
+}
+
+/// `wxretain simulate` on a free port with `faults` (its flags), started and
+/// answering: the process and its base URL.
+pub async fn simulator(bin: &Path, faults: &[&str]) -> anyhow::Result<(Child, String)> {
+    let port = free_port()?;
+    let sim = Command::new(bin)
+        .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+        .args(faults)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for_http(&format!("{url}/__sim/stats")).await?;
+    Ok((sim, url))
+}
+
+/// A config's `[collect]` section collecting `grains`.
+pub fn collect_section(grains: &[wxretain::domain::Grain]) -> String {
+    let names: Vec<String> = grains.iter().map(|g| format!("\"{g}\"")).collect();
+    format!("[collect]\nretention = [{}]\n", names.join(", "))
 }
