@@ -23,24 +23,12 @@ struct Roles(Vec<String>);
 
 impl Drop for Roles {
     fn drop(&mut self) {
-        let (server, roles) = (common::server_url(), self.0.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
-                for role in roles {
-                    let _ = sqlx::query(&format!("DROP ROLE IF EXISTS \"{role}\""))
-                        .execute(&mut conn)
-                        .await;
-                }
-                Some(())
-            })
-        })
-        .join();
+        common::clean_up_on_server(
+            self.0
+                .iter()
+                .map(|role| format!("DROP ROLE IF EXISTS \"{role}\""))
+                .collect(),
+        );
     }
 }
 

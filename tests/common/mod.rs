@@ -52,24 +52,34 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let (server, name) = (server_url(), self.name.clone());
-        // Drop runs outside async: use a thread with its own small runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        clean_up_on_server(vec![format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        )]);
     }
+}
+
+/// Runs `statements` on the test server, in order, for a `Drop` that
+/// cleans up after a test. Drop runs outside async: a thread with its own
+/// small runtime does it. Failures are ignored: cleaning up must not fail
+/// (or panic inside) a test that is already ending.
+pub fn clean_up_on_server(statements: Vec<String>) {
+    let server = server_url();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
+            for statement in statements {
+                let _ = sqlx::query(&statement).execute(&mut conn).await;
+            }
+            Some(())
+        })
+    })
+    .join();
 }
 
 /// An instant written as Beijing wall time.
