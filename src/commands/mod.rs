@@ -92,9 +92,13 @@ pub fn database_url(config_flag: Option<&Path>, env: &dyn Env) -> anyhow::Result
     if let Some(url) = database_url_from_env(env)? {
         return Ok(url);
     }
-    let config = config_without_secrets(config_flag, env)
-        .context("reading the database URL from the config (set DATABASE_URL to skip the file)")?;
-    Ok(config.database.url)
+    Ok(config_for_its_url(config_flag, env)?.database.url)
+}
+
+/// The config read for its `[database] url` alone, as `DATABASE_URL` is unset.
+fn config_for_its_url(config_flag: Option<&Path>, env: &dyn Env) -> anyhow::Result<Config> {
+    config_without_secrets(config_flag, env)
+        .context("reading the database URL from the config (set DATABASE_URL to skip the file)")
 }
 
 /// [`database_url`], and the config (without secrets) when there is one to
@@ -104,9 +108,7 @@ pub fn database_url_and_config(
     env: &dyn Env,
 ) -> anyhow::Result<(SecretString, Option<Config>)> {
     let Some(url) = database_url_from_env(env)? else {
-        let config = config_without_secrets(config_flag, env).context(
-            "reading the database URL from the config (set DATABASE_URL to skip the file)",
-        )?;
+        let config = config_for_its_url(config_flag, env)?;
         return Ok((config.database.url.clone(), Some(config)));
     };
     if !Config::locate(config_flag, env).exists() {
