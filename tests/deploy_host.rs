@@ -308,7 +308,9 @@ fn readme_sql_blocks(heading: &str) -> Vec<String> {
 
 /// The README's role SQL for plain binaries runs as pasted (no psql
 /// variables), in a transaction rolled back at the end: the owner's tables
-/// are readable by Grafana's role, which cannot write them.
+/// are readable by Grafana's role, which cannot write them. The roles are
+/// renamed with a tag, so that a server where `wxretain` or `grafana` exist
+/// already (an operator's, a compose volume's) runs it too.
 #[tokio::test]
 async fn readme_role_sql_for_plain_binaries_runs_as_pasted() {
     use sqlx::Connection;
@@ -318,36 +320,39 @@ async fn readme_role_sql_for_plain_binaries_runs_as_pasted() {
         !blocks.concat().contains(":'") && !blocks.concat().contains(":\""),
         "psql variables"
     );
-    let db = common::TestDb::new().await;
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-    let taken: Vec<String> = sqlx::query_scalar(
-        "SELECT rolname::text FROM pg_roles WHERE rolname IN ('wxretain', 'grafana')",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("roles");
-    if !taken.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "roles {taken:?} exist on CI's server"
-        );
-        eprintln!("SKIPPED: roles {taken:?} already exist on this server");
-        return;
-    }
-    let mut tx = conn.begin().await.expect("begin");
     // CREATE DATABASE cannot run in a transaction: the test database stands
     // in for it, given to the owner as CREATE DATABASE ... OWNER would.
     let (create_db, rest): (Vec<&str>, Vec<&str>) = blocks[0]
         .lines()
         .partition(|l| l.starts_with("CREATE DATABASE "));
     assert_eq!(create_db, ["CREATE DATABASE wxretain OWNER wxretain;"]);
+
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let (owner, reader) = (format!("wxretain_{tag}"), format!("grafana_{tag}"));
+    let db = common::TestDb::new().await;
     let quoted = format!("\"{}\"", db.name);
+    // Database first (its name is also the owner's), then the roles.
+    let tagged = |sql: &str| {
+        sql.replace("DATABASE wxretain ", &format!("DATABASE {quoted} "))
+            .replace("wxretain;", &format!("{owner};"))
+            .replace("wxretain ", &format!("{owner} "))
+            .replace("grafana", &reader)
+    };
+    for block in &blocks {
+        let leftover = tagged(block).replace(&quoted, "").replace(&owner, "");
+        assert!(
+            !leftover.contains("wxretain"),
+            "a name the test does not rename: {leftover}"
+        );
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut tx = conn.begin().await.expect("begin");
     for sql in [
-        rest.join("\n"),
-        format!("ALTER DATABASE {quoted} OWNER TO wxretain"),
-        blocks[1].replace("DATABASE wxretain ", &format!("DATABASE {quoted} ")),
-        "SET ROLE wxretain; CREATE TABLE made_by_the_owner (x int); INSERT INTO made_by_the_owner VALUES (1)".into(),
-        "SET ROLE grafana; SELECT * FROM made_by_the_owner".into(),
+        tagged(&rest.join("\n")),
+        format!("ALTER DATABASE {quoted} OWNER TO {owner}"),
+        tagged(&blocks[1]),
+        format!("SET ROLE {owner}; CREATE TABLE made_by_the_owner (x int); INSERT INTO made_by_the_owner VALUES (1)"),
+        format!("SET ROLE {reader}; SELECT * FROM made_by_the_owner"),
     ] {
         sqlx::raw_sql(&sql)
             .execute(&mut *tx)
