@@ -1,5 +1,7 @@
 //! The simulator over real HTTP, the way a collector meets it.
 
+mod common;
+
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -40,25 +42,11 @@ async fn start(faults: Faults, now: DateTime<Utc>) -> (SimulatorHandle, Client) 
     (sim, Client::new())
 }
 
-async fn stable_token(sim: &SimulatorHandle, client: &Client, appid: &AppId, force: bool) -> Value {
-    client
-        .post(format!("{}/cgi-bin/stable_token", sim.base_url()))
-        .json(&json!({"grant_type": "client_credential", "appid": appid.as_str(), "secret": "s3cret", "force_refresh": force}))
-        .send()
-        .await
-        .expect("token call")
-        .json()
-        .await
-        .expect("token JSON")
-}
-
-async fn token(sim: &SimulatorHandle, client: &Client, appid: &AppId) -> String {
-    let answer = stable_token(sim, client, appid, false).await;
+/// A valid stable token, with the lifetime WeChat gives.
+async fn token(sim: &SimulatorHandle, appid: &AppId) -> String {
+    let answer = common::stable_token(sim, appid, false).await;
     assert_eq!(answer["expires_in"], 7200, "{answer}");
-    answer["access_token"]
-        .as_str()
-        .expect("a token")
-        .to_string()
+    common::token_of(&answer)
 }
 
 async fn post_data(
@@ -112,7 +100,7 @@ fn assert_truth(answer: &Value, appid: &AppId, week: NaturalWeek, max_key: u8) {
 async fn keys_grow_as_the_clock_moves() {
     let (sim, client) = start(Faults::default(), beijing(2024, 3, 10, 23, 59)).await;
     let app = sim_appid(3);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_eq!(errcode(&data(&sim, &client, &t, week()).await), Some(61501));
     sim.clock().set(beijing(2024, 3, 11, 0, 0));
     let answer = data(&sim, &client, &t, week()).await;
@@ -123,15 +111,15 @@ async fn keys_grow_as_the_clock_moves() {
     sim.clock().set(published());
     // Ten hours later the first token has expired (7200 s).
     assert_eq!(errcode(&data(&sim, &client, &t, week()).await), Some(42001));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_truth(&data(&sim, &client, &t, week()).await, &app, week(), 0);
     // A week later the token has expired (7200 s): a stable_token call mints a new one.
     sim.clock().set(beijing(2024, 3, 18, 10, 0));
     assert_eq!(errcode(&data(&sim, &client, &t, week()).await), Some(42001));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_truth(&data(&sim, &client, &t, week()).await, &app, week(), 1);
     sim.clock().set(beijing(2024, 4, 8, 10, 0));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_truth(
         &data(&sim, &client, &t, week()).await,
         &app,
@@ -154,7 +142,7 @@ async fn keys_grow_as_the_clock_moves() {
 #[tokio::test]
 async fn bad_requests_get_wechat_errors() {
     let (sim, client) = start(Faults::default(), published()).await;
-    let t = token(&sim, &client, &sim_appid(1)).await;
+    let t = token(&sim, &sim_appid(1)).await;
     let cases = [
         (
             json!({"begin_date": "2024-03-04", "end_date": "2024-03-10"}),
@@ -251,9 +239,9 @@ async fn tokens_expire_and_are_replaced() {
     };
     let (sim, client) = start(faults, published()).await;
     let app = sim_appid(2);
-    let t1 = token(&sim, &client, &app).await;
+    let t1 = token(&sim, &app).await;
     assert_eq!(
-        token(&sim, &client, &app).await,
+        token(&sim, &app).await,
         t1,
         "stable_token reuses a valid token"
     );
@@ -263,11 +251,11 @@ async fn tokens_expire_and_are_replaced() {
         errcode(&data(&sim, &client, &t1, week()).await),
         Some(42001)
     );
-    let t2 = token(&sim, &client, &app).await;
+    let t2 = token(&sim, &app).await;
     assert_ne!(t1, t2);
     assert_truth(&data(&sim, &client, &t2, week()).await, &app, week(), 0);
     // force_refresh mints a new one and the old one stops working.
-    let forced = stable_token(&sim, &client, &app, true).await;
+    let forced = common::stable_token(&sim, &app, true).await;
     let t3 = forced["access_token"].as_str().expect("token").to_string();
     assert_ne!(t3, t2);
     assert_eq!(
@@ -314,14 +302,14 @@ async fn app_errors_and_quotas() {
     };
     let (sim, client) = start(faults, published()).await;
     assert_eq!(
-        errcode(&stable_token(&sim, &client, &blocked, false).await),
+        errcode(&common::stable_token(&sim, &blocked, false).await),
         Some(40164)
     );
-    let t = token(&sim, &client, &unauthorized).await;
+    let t = token(&sim, &unauthorized).await;
     assert_eq!(errcode(&data(&sim, &client, &t, week()).await), Some(48001));
 
     let app = sim_appid(12);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert!(errcode(&data(&sim, &client, &t, week()).await).is_none());
     assert!(errcode(&data(&sim, &client, &t, week()).await).is_none());
     assert_eq!(errcode(&data(&sim, &client, &t, week()).await), Some(45011));
@@ -331,7 +319,7 @@ async fn app_errors_and_quotas() {
     assert_eq!(errcode(&data(&sim, &client, &t, week()).await), Some(45009));
     // The quota day ends at midnight Beijing time, not UTC.
     sim.clock().set(beijing(2024, 3, 12, 0, 0));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert!(errcode(&data(&sim, &client, &t, week()).await).is_none());
     sim.shutdown().await;
 }
@@ -347,7 +335,7 @@ async fn transport_faults_and_stats_endpoint() {
     )
     .await;
     let app = sim_appid(20);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     let body = json!({"begin_date": "20240304", "end_date": "20240310"});
     let garbage = post_data(&sim, &client, &t, body.clone()).await;
     assert_eq!(garbage.status(), 200);
@@ -426,7 +414,7 @@ async fn seeded_faults_are_reproducible() {
     let mut runs = Vec::new();
     for _ in 0..2 {
         let (sim, client) = start(faults.clone(), published()).await;
-        let t = token(&sim, &client, &sim_appid(30)).await;
+        let t = token(&sim, &sim_appid(30)).await;
         let mut codes = Vec::new();
         for _ in 0..16 {
             codes.push(errcode(&data(&sim, &client, &t, week()).await));

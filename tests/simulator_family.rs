@@ -1,6 +1,8 @@
 //! The simulator's three retention APIs over HTTP: the same tokens, faults,
 //! quotas and clock for a day, a week and a month.
 
+mod common;
+
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -39,20 +41,8 @@ async fn start(
 
 /// A valid stable token; asked again after each clock move, since tokens
 /// live 2 hours and these tests move the clock by days.
-async fn token(sim: &SimulatorHandle, client: &Client, appid: &AppId) -> String {
-    let answer: Value = client
-        .post(format!("{}/cgi-bin/stable_token", sim.base_url()))
-        .json(&json!({"grant_type": "client_credential", "appid": appid.as_str(), "secret": "s", "force_refresh": false}))
-        .send()
-        .await
-        .expect("token call")
-        .json()
-        .await
-        .expect("token JSON");
-    answer["access_token"]
-        .as_str()
-        .expect("a token")
-        .to_string()
+async fn token(sim: &SimulatorHandle, appid: &AppId) -> String {
+    common::token_of(&common::stable_token(sim, appid, false).await)
 }
 
 /// The raw answer of `grain`'s API to `body`.
@@ -143,24 +133,24 @@ async fn a_day_is_served_at_a_year_boundary() {
     let day = period(Grain::Daily, 2026, 12, 31);
     let (sim, client) = start(beijing(2026, 12, 31, 12), |_| ()).await;
     let app = sim_appid(3);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_eq!(
         errcode(&ask(&sim, &client, &t, day).await),
         Some(61501),
         "not over yet"
     );
     sim.clock().set(beijing(2027, 1, 1, 9));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_eq!(
         errcode(&ask(&sim, &client, &t, day).await),
         Some(61503),
         "computing"
     );
     sim.clock().set(beijing(2027, 1, 1, 10));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_truth(&ask(&sim, &client, &t, day).await, &app, day, &[0]);
     sim.clock().set(beijing(2027, 1, 15, 10));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_truth(
         &ask(&sim, &client, &t, day).await,
         &app,
@@ -168,7 +158,7 @@ async fn a_day_is_served_at_a_year_boundary() {
         &[0, 1, 2, 3, 4, 5, 6, 7, 14],
     );
     sim.clock().set(beijing(2027, 2, 1, 10));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_truth(
         &ask(&sim, &client, &t, day).await,
         &app,
@@ -184,26 +174,26 @@ async fn a_month_is_served_at_a_year_boundary() {
     let dec = period(Grain::Monthly, 2026, 12, 1);
     let (sim, client) = start(beijing(2026, 12, 31, 23), |_| ()).await;
     let app = sim_appid(4);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_eq!(
         errcode(&ask(&sim, &client, &t, dec).await),
         Some(61501),
         "not over yet"
     );
     sim.clock().set(beijing(2027, 1, 1, 0));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_eq!(
         errcode(&ask(&sim, &client, &t, dec).await),
         Some(61503),
         "computing"
     );
     sim.clock().set(beijing(2027, 1, 1, 10));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     let answer = ask(&sim, &client, &t, dec).await;
     assert_eq!(answer["ref_date"], "202612");
     assert_truth(&answer, &app, dec, &[0]);
     sim.clock().set(beijing(2027, 2, 1, 10));
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert_truth(&ask(&sim, &client, &t, dec).await, &app, dec, &[0, 1]);
     // January ended at midnight; its key 0 came out at 10:00 the same day.
     let jan = dec.next();
@@ -218,7 +208,7 @@ async fn a_month_is_served_at_a_year_boundary() {
 #[tokio::test]
 async fn windows_of_the_wrong_shape_get_61501() {
     let (sim, client) = start(beijing(2027, 2, 1, 10), |_| ()).await;
-    let t = token(&sim, &client, &sim_appid(5)).await;
+    let t = token(&sim, &sim_appid(5)).await;
     let cases = [
         (Grain::Monthly, "20261201", "20261230", Some(61501)), // 30 days of a 31-day month
         (Grain::Monthly, "20261201", "20261201", Some(61501)), // one day
@@ -253,7 +243,7 @@ async fn quotas_are_counted_per_api() {
     })
     .await;
     let app = sim_appid(6);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     let day = period(Grain::Daily, 2027, 1, 20);
     let week = period(Grain::Weekly, 2027, 1, 18);
     let month = period(Grain::Monthly, 2026, 12, 1);
@@ -277,7 +267,7 @@ async fn quotas_are_counted_per_api() {
     assert_eq!(errcode(&ask(&sim, &client, &t, day).await), Some(45009));
     // Another app's quota is its own too.
     let other = sim_appid(7);
-    let t2 = token(&sim, &client, &other).await;
+    let t2 = token(&sim, &other).await;
     assert_eq!(errcode(&ask(&sim, &client, &t2, day).await), None);
     // Each API has had its 2 calls today: the weekly one refuses now too.
     assert_eq!(errcode(&ask(&sim, &client, &t, week).await), Some(45009));
@@ -305,7 +295,7 @@ async fn weekly_answers_are_byte_identical_to_before() {
         ),
     ];
     let (sim, client) = start(beijing(2024, 4, 8, 10), |_| ()).await;
-    let t = token(&sim, &client, &sim_appid(5)).await;
+    let t = token(&sim, &sim_appid(5)).await;
     for (begin, end, text) in before {
         let body = format!(r#"{{"begin_date":"{begin}","end_date":"{end}"}}"#);
         assert_eq!(post(&sim, &client, Grain::Weekly, &t, body).await, text);
@@ -318,7 +308,7 @@ async fn answer_faults_apply_to_every_grain() {
     let now = beijing(2027, 2, 1, 10);
     let (sim, client) = start(now, |_| ()).await;
     let app = sim_appid(8);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     let asked = [
         period(Grain::Daily, 2027, 1, 1),
         period(Grain::Weekly, 2027, 1, 4),
@@ -371,7 +361,7 @@ async fn history_horizon_is_in_days_for_every_grain() {
     // Friday 2027-01-15: one week back is 2027-01-08.
     let (sim, client) = start(beijing(2027, 1, 15, 10), |c| c.history_weeks = 1).await;
     let app = sim_appid(9);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     let served = |answer: &Value| errcode(answer).is_none();
     assert!(served(
         &ask(&sim, &client, &t, period(Grain::Daily, 2027, 1, 8)).await
@@ -390,7 +380,7 @@ async fn history_horizon_is_in_days_for_every_grain() {
     ));
     sim.shutdown().await;
     let (sim, client) = start(beijing(2027, 1, 15, 10), |c| c.history_weeks = 3).await;
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     assert!(served(
         &ask(&sim, &client, &t, period(Grain::Monthly, 2026, 12, 1)).await
     ));
@@ -401,7 +391,7 @@ async fn history_horizon_is_in_days_for_every_grain() {
 async fn stats_count_every_grain_and_keep_weekly_apart() {
     let (sim, client) = start(beijing(2027, 2, 1, 10), |_| ()).await;
     let app = sim_appid(10);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     let day = period(Grain::Daily, 2027, 1, 1);
     let week = period(Grain::Weekly, 2027, 1, 4);
     let month = period(Grain::Monthly, 2026, 12, 1);
@@ -444,7 +434,7 @@ async fn stats_count_every_grain_and_keep_weekly_apart() {
 async fn a_huge_history_serves_everything_without_a_panic() {
     let (sim, client) = start(beijing(2027, 2, 1, 10), |c| c.history_weeks = u32::MAX).await;
     let app = sim_appid(11);
-    let t = token(&sim, &client, &app).await;
+    let t = token(&sim, &app).await;
     let old = period(Grain::Daily, 2017, 1, 1);
     assert_truth(
         &ask(&sim, &client, &t, old).await,

@@ -26,27 +26,19 @@ fn weeks(n: i64) -> (NaturalWeek, NaturalWeek) {
 /// the file would get it: stable (`force` mints a new one and makes the
 /// previous stable token answer 40001) or classic (kept apart from stable).
 async fn token_from(sim: &SimulatorHandle, appid: &AppId, stable: bool, force: bool) -> String {
-    let http = reqwest::Client::new();
-    let request = if stable {
-        http.post(format!("{}/cgi-bin/stable_token", sim.base_url()))
-            .json(&serde_json::json!({"grant_type": "client_credential", "appid": appid.as_str(), "secret": "sidecar", "force_refresh": force}))
-    } else {
-        http.get(format!(
-            "{}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret=sidecar",
-            sim.base_url()
-        ))
-    };
-    let answer: serde_json::Value = request
-        .send()
-        .await
-        .expect("token call")
-        .json()
-        .await
-        .expect("token JSON");
-    answer["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a token: {answer}"))
-        .to_string()
+    if stable {
+        return common::token_of(&common::stable_token(sim, appid, force).await);
+    }
+    let answer: serde_json::Value = reqwest::get(format!(
+        "{}/cgi-bin/token?grant_type=client_credential&appid={appid}&secret=sidecar",
+        sim.base_url()
+    ))
+    .await
+    .expect("token call")
+    .json()
+    .await
+    .expect("token JSON");
+    common::token_of(&answer)
 }
 
 /// A pipeline for one app whose credential is `credential` (TOML lines).

@@ -107,6 +107,28 @@ pub async fn simulator(now: DateTime<Utc>, tweak: impl FnOnce(&mut SimConfig)) -
         .expect("simulator starts")
 }
 
+/// The simulator's answer to a `stable_token` request for `appid`
+/// (`force`: mint a new token, which makes the previous one answer 40001).
+pub async fn stable_token(sim: &SimulatorHandle, appid: &AppId, force: bool) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{}/cgi-bin/stable_token", sim.base_url()))
+        .json(&serde_json::json!({"grant_type": "client_credential", "appid": appid.as_str(), "secret": "s3cret", "force_refresh": force}))
+        .send()
+        .await
+        .expect("token call")
+        .json()
+        .await
+        .expect("token JSON")
+}
+
+/// The token in a simulator's token answer.
+pub fn token_of(answer: &serde_json::Value) -> String {
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a token: {answer}"))
+        .to_string()
+}
+
 /// The TOML of a config for `apps`, each with secret `secret-<appid>` in `SECRET_<n>`.
 pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, String>) {
     let mut env = HashMap::new();
