@@ -6,6 +6,7 @@
 use crate::clock::HostClock;
 use crate::config::{AppConfig, Config};
 use crate::domain::{AppId, Grain, KeySet, NaturalWeek, Period};
+use crate::metrics::per_app::{self, FetchOutcome, Implausible};
 use crate::planner::{Rule, Verdict, WeekState};
 use crate::replica::ReplicaId;
 use crate::store::{Answered, Claim, SaveStats, Scope, Store};
@@ -666,7 +667,7 @@ async fn attempt(p: &Pipeline, claim: Claim, as_of: DateTime<Utc>, pauses: &Paus
                 .after_failure(claim.period, class, claim.before, as_of);
             log_failure(&claim, &error, &verdict, timing);
             if class == ErrorClass::Config {
-                metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(1.0);
+                per_app::set_broken(&claim.appid, true);
             }
             match class {
                 ErrorClass::MinuteQuota | ErrorClass::DailyQuota | ErrorClass::Config => {
@@ -708,21 +709,20 @@ fn record_metrics(claim: &Claim, outcome: &Outcome) {
         Outcome::Stored {
             state: WeekState::NotReady,
             ..
-        } => "not_ready",
-        Outcome::Stored { .. } => "stored",
-        Outcome::Failed(ErrorClass::NotReady | ErrorClass::DateRange) => "not_ready",
-        Outcome::Failed(_) => "failed",
-        Outcome::Rejected => "rejected",
-        Outcome::Deferred => "deferred",
-        Outcome::Unsaved => "unsaved",
-        Outcome::LeaseLost => "lease_lost",
+        } => FetchOutcome::NotReady,
+        Outcome::Stored { .. } => FetchOutcome::Stored,
+        Outcome::Failed(ErrorClass::NotReady | ErrorClass::DateRange) => FetchOutcome::NotReady,
+        Outcome::Failed(_) => FetchOutcome::Failed,
+        Outcome::Rejected => FetchOutcome::Rejected,
+        Outcome::Deferred => FetchOutcome::Deferred,
+        Outcome::Unsaved => FetchOutcome::Unsaved,
+        Outcome::LeaseLost => FetchOutcome::LeaseLost,
     };
-    metrics::counter!("wxretain_fetches_total", "appid" => claim.appid.to_string(), "grain" => claim.period.grain().as_str(), "outcome" => label).increment(1);
+    per_app::fetched(&claim.appid, claim.period.grain(), label);
     if let Outcome::Stored { rows, .. } = outcome {
-        metrics::gauge!("wxretain_app_broken", "appid" => claim.appid.to_string()).set(0.0);
+        per_app::set_broken(&claim.appid, false);
         metrics::counter!("wxretain_rows_written_total").increment(*rows);
-        metrics::gauge!("wxretain_last_success_timestamp_seconds", "appid" => claim.appid.to_string())
-            .set(Utc::now().timestamp() as f64);
+        per_app::succeeded_at(&claim.appid, Utc::now().timestamp());
     }
 }
 
@@ -739,15 +739,11 @@ async fn confirm(
     why: String,
     meter: &CallMeter,
 ) -> Result<(PeriodAnswer, String, bool), String> {
-    let appid = app.appid.to_string();
-    let counted = |outcome: &'static str| {
-        metrics::counter!("wxretain_implausible_answers_total", "appid" => appid.clone(), "outcome" => outcome)
-            .increment(1);
-    };
+    let counted = |outcome| per_app::implausible(&app.appid, outcome);
     tracing::info!(appid = %app.appid, %period, reason = %why, pause_ms = p.config.wechat.suspect_recheck.as_millis() as u64, "answer looks impossible; asking WeChat again before storing it");
     tokio::time::sleep(p.config.wechat.suspect_recheck).await;
     let unconfirmed = |detail: String| {
-        counted("refused");
+        counted(Implausible::Refused);
         format!("impossible answer not confirmed ({why}): {detail}")
     };
     let again = fetch_with_retry(p, app, period, meter)
@@ -758,12 +754,12 @@ async fn confirm(
             "the second answer is invalid: {rejection}"
         ))),
         Ok(second) if second == first => {
-            counted("stored");
+            counted(Implausible::Stored);
             tracing::warn!(appid = %app.appid, %period, reason = %why, "WeChat gave the same impossible answer twice; stored as WeChat's, flagged suspect");
             Ok((second, again.text, true))
         }
         Ok(second) if second.implausibility().is_none() => {
-            counted("replaced");
+            counted(Implausible::Replaced);
             Ok((second, again.text, false))
         }
         Ok(_) => Err(unconfirmed(

@@ -4,6 +4,7 @@ use crate::clock::HostClock;
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -79,7 +80,18 @@ async fn ready(state: &AppState) -> Result<(), String> {
     crate::clock::check(host, database, host, state.max_clock_skew).map_err(|e| e.to_string())
 }
 
-async fn render_metrics(State(state): State<AppState>) -> String {
+/// The registry's series, then the per-app ones written chunk by chunk as
+/// the body is sent (see [`crate::metrics::per_app`]).
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.process.collect();
-    state.metrics.render()
+    let chunks = std::iter::once(state.metrics.render())
+        .chain(crate::metrics::per_app::render())
+        .map(Ok::<_, std::convert::Infallible>);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
+    )
 }

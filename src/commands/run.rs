@@ -42,7 +42,7 @@ impl Listen {
 }
 
 pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let metrics = crate::metrics::install()?;
+    let metrics = crate::metrics::install(&config.apps)?;
     // Lazy: the daemon starts (and says it is not ready) while Postgres is down.
     let store = Store::connect_lazy(&config.database.url, config.database.max_connections)?;
     let (listen, from) = match args.listen {

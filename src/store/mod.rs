@@ -20,7 +20,7 @@ pub use cohorts::{column_prefix, later_keys, CohortPeriod, CohortView};
 pub use ledger::{Claim, Requeue, Scope};
 pub use save::{Answered, SaveStats};
 pub use schema::SchemaError;
-pub use status::{AppStatus, FailingPeriod, PeriodRow};
+pub use status::{AppStatus, FailingPeriod, PeriodRow, StateCounts};
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};

@@ -317,48 +317,45 @@ impl Store {
     }
 }
 
+/// Periods in the ledger per grain ([`Grain::ALL`]'s order) and state
+/// ([`WeekState::ALL`]'s order), for one app.
+pub type StateCounts = [[u64; WeekState::ALL.len()]; Grain::ALL.len()];
+
 impl Store {
-    /// `(appid, grain, state, periods)` for every app, every grain it
-    /// collects and every state, zeros included, so a gauge drops to 0
-    /// instead of keeping its last value.
-    pub async fn state_counts(
-        &self,
-        apps: &[(AppId, Vec<Grain>)],
-    ) -> sqlx::Result<Vec<(String, Grain, &'static str, i64)>> {
-        // One grouped scan; the zeros are filled in here. Joining every
-        // (app, state) pair to the ledger took 1.7 s for 10,000 apps.
-        let ids: Vec<String> = apps.iter().map(|(a, _)| a.to_string()).collect();
-        let found = sqlx::query!(
+    /// For each of `apps`, in its order, how many of its periods are in each
+    /// grain and state, zeros included (a gauge must drop to 0 rather than
+    /// keep its last value). 10,000 apps take 1.4 MB: the grouped rows are
+    /// read one at a time, never held together.
+    pub async fn state_counts(&self, apps: &[AppId]) -> sqlx::Result<Vec<StateCounts>> {
+        use futures::TryStreamExt;
+        // One grouped scan. Joining every (app, state) pair to the ledger
+        // took 1.7 s for 10,000 apps.
+        let ids = app_strings(apps);
+        let at: std::collections::HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.as_str(), i))
+            .collect();
+        let mut counts = vec![StateCounts::default(); apps.len()];
+        let mut rows = sqlx::query!(
             r#"SELECT l.appid, l.grain, l.state, count(*) AS "n!"
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
               GROUP BY l.appid, l.grain, l.state"#,
             &ids,
         )
-        .fetch_all(self.pool())
-        .await?;
-        let found: std::collections::HashMap<(String, String, String), i64> = found
-            .into_iter()
-            .map(|r| ((r.appid, r.grain, r.state), r.n))
-            .collect();
-        let mut counts = Vec::with_capacity(apps.len() * 3 * WeekState::ALL.len());
-        for (appid, grains) in apps {
-            for &grain in grains {
-                for state in WeekState::ALL {
-                    let key = (
-                        appid.to_string(),
-                        grain.as_str().to_string(),
-                        state.as_str().to_string(),
-                    );
-                    let n = found.get(&key).copied().unwrap_or(0);
-                    counts.push((key.0, grain, state.as_str(), n));
-                }
+        .fetch(self.pool());
+        while let Some(r) = rows.try_next().await? {
+            let grain = Grain::ALL.iter().position(|g| g.as_str() == r.grain);
+            let state = WeekState::ALL.iter().position(|s| s.as_str() == r.state);
+            // The ledger's CHECKs allow nothing else.
+            if let (Some(app), Some(grain), Some(state)) = (at.get(r.appid.as_str()), grain, state)
+            {
+                counts[*app][grain][state] = u64::try_from(r.n).unwrap_or(0);
             }
         }
         Ok(counts)
     }
-}
 
-impl Store {
     /// The last successful fetch of each app that has one.
     pub async fn last_success_by_app(
         &self,

@@ -302,8 +302,7 @@ impl TokenCache {
                 )))
             }
         };
-        metrics::counter!("wxretain_token_refreshes_total", "appid" => app.appid.to_string())
-            .increment(1);
+        crate::metrics::per_app::token_refreshed(&app.appid);
         slot.cached = Some(Cached {
             token: token.clone(),
             fresh_until: fresh_until(lifetime),
