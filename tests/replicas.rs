@@ -8,7 +8,7 @@ use common::*;
 use std::time::{Duration, Instant};
 use tokio::process::Child;
 use wxretain::domain::{Grain, NaturalWeek};
-use wxretain::simulator::{Faults, SimClock, SimulatorHandle};
+use wxretain::simulator::SimulatorHandle;
 
 /// One `wxretain run` process, named by `HOSTNAME`.
 struct Replica {
@@ -122,14 +122,7 @@ async fn wait_until_settled(db: &TestDb, expected_periods: i64, within: Duration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
     let db = TestDb::new().await;
-    let sim = simulator(Utc::now(), |c| {
-        c.clock = SimClock::real();
-        c.faults = Faults {
-            latency_ms: 20,
-            ..Faults::default()
-        };
-    })
-    .await;
+    let sim = real_time_simulator(20).await;
     let apps = apps(100);
     let weeks = 8;
     let extra = format!("{FAST}[schedule]\nlookback_weeks = {weeks}\n");
@@ -182,14 +175,7 @@ async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends() {
     let db = TestDb::new().await;
-    let sim = simulator(Utc::now(), |c| {
-        c.clock = SimClock::real();
-        c.faults = Faults {
-            latency_ms: 100,
-            ..Faults::default()
-        };
-    })
-    .await;
+    let sim = real_time_simulator(100).await;
     let apps = apps(30);
     let weeks = 20;
     // A short lease (the config refuses one shorter than a fetch can take)

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wxretain::domain::Grain;
-use wxretain::simulator::{Faults, SimClock, SimulatorHandle};
+use wxretain::simulator::SimulatorHandle;
 
 /// `wxretain run --config CONFIG ARGS...`, with no `--listen` unless given.
 fn run(
@@ -71,14 +71,7 @@ async fn fetches(port: u16) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_copies_with_one_config_on_one_host_each_serve_their_port_and_share_the_work() {
     let db = TestDb::new().await;
-    let sim = simulator(Utc::now(), |c| {
-        c.clock = SimClock::real();
-        c.faults = Faults {
-            latency_ms: 20,
-            ..Faults::default()
-        };
-    })
-    .await;
+    let sim = real_time_simulator(20).await;
     let apps = apps(40);
     let (configured, other) = (free_port(), free_port());
     let extra = format!(

@@ -129,6 +129,19 @@ pub fn token_of(answer: &serde_json::Value) -> String {
         .to_string()
 }
 
+/// A simulator on the real clock answering every call after `latency_ms`,
+/// for tests that run daemons as processes (they cannot share a fake clock).
+pub async fn real_time_simulator(latency_ms: u64) -> SimulatorHandle {
+    simulator(Utc::now(), |c| {
+        c.clock = SimClock::real();
+        c.faults = wxretain::simulator::Faults {
+            latency_ms,
+            ..Default::default()
+        };
+    })
+    .await
+}
+
 /// The TOML of a config for `apps`, each with secret `secret-<appid>` in `SECRET_<n>`.
 pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, String>) {
     let mut env = HashMap::new();
