@@ -5,7 +5,7 @@
 //! (`wxretain_periods` alone is apps × grains × 6 states). In the Prometheus
 //! exporter's registry each costs about a kilobyte (its key, its labels, its
 //! handle and the map around them): measured, 260–330 MB for such a fleet.
-//! Here an app costs about 450 bytes whatever it records. The names, labels
+//! Here an app costs about half a kilobyte whatever it records. The names, labels
 //! and values are the ones the registry printed (the alert rules and
 //! dashboards read them), and a series appears when the registry's did: a
 //! counter at its first increment, a gauge when it is first set.
