@@ -539,9 +539,8 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
     ),
     (
         "Reports",
-        "the `--retention daily` and `monthly` examples: tests/views_family.rs, \
-         readme_report_examples_are_what_the_binary_prints; the weekly one is \
-         illustrative (its numbers come from no fixture)",
+        "the report examples are run on a fixture holding their numbers: \
+         tests/views_family.rs, readme_report_examples_are_what_the_binary_prints",
     ),
     (
         "Under systemd",
