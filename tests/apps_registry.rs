@@ -35,23 +35,7 @@ async fn wxretain(
     sim: &SimulatorHandle,
     args: &[&str],
 ) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-    command
-        .arg("--config")
-        .arg(dir.join("wxretain.toml"))
-        .args(args)
-        .envs(env)
-        .env("DATABASE_URL", &db.url)
-        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    Output::of(
-        command,
-        std::time::Duration::from_secs(240),
-        &format!("wxretain {args:?}"),
-    )
-    .await
+    wxretain_with_config(&dir.join("wxretain.toml"), env, &db.url, sim, args).await
 }
 
 /// `(appid, name, retired)` of a health view, by appid.

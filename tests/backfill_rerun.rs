@@ -19,24 +19,10 @@ async fn backfill(
     sim: &SimulatorHandle,
     args: &[&str],
 ) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-    command
-        .arg("--config")
-        .arg(config)
-        .arg("backfill")
-        .args(args)
-        .envs(env)
-        .env("DATABASE_URL", &db.url)
-        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    Output::of(
-        command,
-        std::time::Duration::from_secs(240),
-        &format!("wxretain {args:?}"),
-    )
-    .await
+    let args: Vec<&str> = std::iter::once("backfill")
+        .chain(args.iter().copied())
+        .collect();
+    wxretain_with_config(config, env, &db.url, sim, &args).await
 }
 
 /// `(state, attempts, calls)` of each week of `first..=last`, oldest first.

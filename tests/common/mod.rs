@@ -382,6 +382,34 @@ pub fn wxretain_command<S: AsRef<std::ffi::OsStr>>(
     command
 }
 
+/// `wxretain --config CONFIG ARGS...` run to the end against the given
+/// database and simulator, with `env` (the apps' secrets) and nothing else
+/// of the test's environment.
+pub async fn wxretain_with_config(
+    config: &Path,
+    env: &HashMap<String, String>,
+    database_url: &str,
+    sim: &SimulatorHandle,
+    args: &[&str],
+) -> Output {
+    let mut command = wxretain_command(
+        [std::ffi::OsStr::new("--config"), config.as_os_str()]
+            .into_iter()
+            .chain(args.iter().map(std::ffi::OsStr::new)),
+        env,
+    );
+    command
+        .env("DATABASE_URL", database_url)
+        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
+        .env("RUST_LOG", "warn");
+    Output::of(
+        command,
+        std::time::Duration::from_secs(240),
+        &format!("wxretain {args:?}"),
+    )
+    .await
+}
+
 /// `wxretain run --config CONFIG --listen 127.0.0.1:PORT` against the given
 /// database and WeChat, output discarded, killed if the test drops it. Add
 /// environment before spawning. tokio's Command: a blocking wait would stall
