@@ -28,7 +28,11 @@ RUN deploy/build.sh
 
 FROM debian:bookworm-slim
 # TLS roots are compiled in (rustls with webpki-roots); the system bundle is for
-# token_command programs and anything an operator adds.
+# token_command programs and anything an operator adds. Not pinned to a
+# version (hadolint's DL3008): the bookworm archive replaces a package's
+# version with each security update and drops the old one, so a pin breaks
+# the build within weeks; the base image's tag is what fixes the release.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

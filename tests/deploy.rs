@@ -283,6 +283,8 @@ fn assert_locked_down(name: &str, lines: &[&str]) {
         "    cap_drop:\n    - ALL",
         "    security_opt:\n    - no-new-privileges:true",
         "    tmpfs:\n    - /tmp",
+        "    mem_limit: 512m",
+        "    cpus: 2",
     ] {
         assert!(text.contains(expected), "{name} lacks {expected}:\n{text}");
     }
