@@ -289,16 +289,13 @@ fn write_app(out: &mut String, family: &str, app: &App, periods_counted: bool) {
     match family {
         "wxretain_fetches_total" => {
             for (grain, outcomes) in Grain::ALL.iter().zip(&app.fetches) {
-                for (outcome, n) in FetchOutcome::ALL.iter().zip(outcomes) {
-                    let n = n.load(Relaxed);
-                    if n > 0 {
-                        let _ = writeln!(
-                            out,
-                            "{family}{{appid=\"{id}\",grain=\"{grain}\",outcome=\"{}\"}} {n}",
-                            outcome.as_str()
-                        );
-                    }
-                }
+                let outcomes = FetchOutcome::ALL.iter().map(|o| o.as_str()).zip(outcomes);
+                write_outcomes(
+                    out,
+                    family,
+                    &format!("appid=\"{id}\",grain=\"{grain}\""),
+                    outcomes,
+                );
             }
         }
         "wxretain_periods" if periods_counted => {
@@ -335,18 +332,29 @@ fn write_app(out: &mut String, family: &str, app: &App, periods_counted: bool) {
             }
         }
         "wxretain_implausible_answers_total" => {
-            for (outcome, n) in Implausible::ALL.iter().zip(&app.implausible) {
-                let n = n.load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "{family}{{appid=\"{id}\",outcome=\"{}\"}} {n}",
-                        outcome.as_str()
-                    );
-                }
-            }
+            let outcomes = Implausible::ALL
+                .iter()
+                .map(|o| o.as_str())
+                .zip(&app.implausible);
+            write_outcomes(out, family, &format!("appid=\"{id}\""), outcomes);
         }
         _ => {}
+    }
+}
+
+/// One counter line per outcome counted at least once, as the registry
+/// showed a counter from its first increment.
+fn write_outcomes<'a>(
+    out: &mut String,
+    family: &str,
+    labels: &str,
+    outcomes: impl Iterator<Item = (&'a str, &'a AtomicU64)>,
+) {
+    for (outcome, n) in outcomes {
+        let n = n.load(Relaxed);
+        if n > 0 {
+            let _ = writeln!(out, "{family}{{{labels},outcome=\"{outcome}\"}} {n}");
+        }
     }
 }
 
