@@ -177,8 +177,16 @@ fn is_missing_database_error(error: &sqlx::Error) -> bool {
 }
 
 fn connect_options(url: &SecretString) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(&without_unread_secrets(url.expose_secret()))
-        .map_err(|_| anyhow::anyhow!("database.url {} is not a valid Postgres URL", describe(url)))
+    use sqlx::ConnectOptions;
+    let options = PgConnectOptions::from_str(&without_unread_secrets(url.expose_secret()))
+        .map_err(|_| {
+            anyhow::anyhow!("database.url {} is not a valid Postgres URL", describe(url))
+        })?;
+    // sqlx warns of every statement over a second, its whole SQL included;
+    // at 10,000 apps `status` and the per-pass gauges read the whole ledger
+    // and take that long by design, so a warning on each would be noise in
+    // every log. At INFO they show when asked for (RUST_LOG=sqlx=info).
+    Ok(options.log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1)))
 }
 
 /// sqlx logs every query parameter it does not read, value and all: the
