@@ -156,6 +156,39 @@ pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, Stri
     (toml, env)
 }
 
+/// How many of the periods of `grain` kept at `now` a pass can fetch: those
+/// whose key 0 is published by then. The newest day ends at Beijing midnight
+/// but comes out at 10:00 (so does the newest week on a Monday, the newest
+/// month on the 1st): between the two it is in the ledger, not yet due.
+/// Tests on the real clock count with this, or fail from 16:00 to 02:00 UTC.
+pub fn fetchable_periods(p: &Pipeline, grain: wxretain::domain::Grain, now: DateTime<Utc>) -> i64 {
+    let (first, last) = p.kept_periods(grain, now);
+    (0..=first.periods_until(last))
+        .map(|i| first.plus(i))
+        .filter(|&period| p.rule.key_expected_at(period, 0) <= now)
+        .count() as i64
+}
+
+/// Of the `weeks` newest completed weeks at `now`, how many WeChat has
+/// published (key 0 out at 10:00 Beijing, the default `publish_hour`): all
+/// but the newest from Monday 00:00 to 10:00 Beijing. For tests that run
+/// the binary and have no [`Pipeline`] to ask [`fetchable_periods`].
+pub fn published_weeks(weeks: i64, now: DateTime<Utc>) -> i64 {
+    let last = NaturalWeek::last_completed_at(now, BEIJING);
+    (0..weeks)
+        .map(|i| wxretain::domain::Period::from(last.plus_weeks(-i)))
+        .filter(|&period| period.key_expected_at(0, 10) <= now)
+        .count() as i64
+}
+
+/// [`fetchable_periods`] of every grain.
+pub fn fetchable_periods_all_grains(p: &Pipeline, now: DateTime<Utc>) -> i64 {
+    wxretain::domain::Grain::ALL
+        .iter()
+        .map(|&g| fetchable_periods(p, g, now))
+        .sum()
+}
+
 /// Tests run without the default rate limits (which would make a 500-week
 /// backfill take seconds) unless they set their own.
 fn unthrottled(extra: &str) -> String {
