@@ -248,3 +248,67 @@ async fn a_process_checks_a_range_it_planned_once_and_a_fresh_process_again() {
     let next_week = now + Duration::days(7);
     assert_eq!(p.plan(&ids, next_week).await.expect("plan"), 3);
 }
+
+/// `status` counts each grain's periods within that grain's own range:
+/// entries outside it (kept under a longer lookback, say) are left out, and
+/// a grain with nothing planned in its range counts it all as missing.
+#[tokio::test]
+async fn app_statuses_count_each_grain_within_its_own_range() {
+    let (_db, store) = migrated().await;
+    let rule = rule();
+    let apps = apps(1);
+    let last_week = NaturalWeek::containing(NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
+    let last_day = Grain::Daily.containing(NaiveDate::from_ymd_opt(2026, 11, 22).expect("date"));
+    store
+        .plan(&apps, p(last_week.plus_weeks(-5)), p(last_week), &rule)
+        .await
+        .expect("plan weeks");
+    store
+        .plan(&apps, last_day.plus(-9), last_day, &rule)
+        .await
+        .expect("plan days");
+    // One complete period in each range and one outside it.
+    for (grain, inside, outside) in [
+        (
+            "weekly",
+            last_week.monday(),
+            last_week.plus_weeks(-4).monday(),
+        ),
+        ("daily", last_day.start(), last_day.plus(-6).start()),
+    ] {
+        sqlx::query(
+            "UPDATE retention_ledger SET state = 'complete'
+              WHERE grain = $1 AND period_start IN ($2, $3)",
+        )
+        .bind(grain)
+        .bind(inside)
+        .bind(outside)
+        .execute(store.pool())
+        .await
+        .expect("complete");
+    }
+    let last_month = Grain::Monthly.containing(NaiveDate::from_ymd_opt(2026, 10, 1).expect("date"));
+
+    let statuses = store
+        .app_statuses(&[
+            (apps.clone(), p(last_week.plus_weeks(-2)), p(last_week)),
+            (apps.clone(), last_day.plus(-3), last_day),
+            (apps.clone(), last_month.plus(-1), last_month),
+        ])
+        .await
+        .expect("statuses");
+    let counts: Vec<(Grain, i64, i64)> = statuses
+        .iter()
+        .flatten()
+        .map(|s| (s.grain, s.complete, s.missing))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            (Grain::Weekly, 1, 2),
+            (Grain::Daily, 1, 3),
+            (Grain::Monthly, 0, 2)
+        ],
+        "(grain, complete, missing): 6 weeks and 10 days planned, 3, 4 and 2 (none planned) in range"
+    );
+}

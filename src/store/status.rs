@@ -103,9 +103,22 @@ impl Store {
             want_grains.extend(std::iter::repeat_n(first.grain().as_str(), apps.len()));
             want_apps.extend(apps);
         }
-        let range_grains: Vec<&str> = grains.iter().map(|(_, f, _)| f.grain().as_str()).collect();
-        let firsts: Vec<NaiveDate> = grains.iter().map(|(_, f, _)| f.start()).collect();
-        let lasts: Vec<NaiveDate> = grains.iter().map(|(_, _, l)| l.start()).collect();
+        // Each grain's range as two scalar parameters (NULL for a grain not
+        // asked for), picked per entry by a CASE on its grain: 1.0-1.2 s
+        // where joining the ledger to a table of the ranges took 1.35 s, at
+        // 2.1 million entries.
+        let range = |grain: Grain| {
+            let found = grains.iter().find(|(_, f, _)| f.grain() == grain);
+            (
+                found.map(|(_, f, _)| f.start()),
+                found.map(|(_, _, l)| l.start()),
+            )
+        };
+        let (daily, weekly, monthly) = (
+            range(Grain::Daily),
+            range(Grain::Weekly),
+            range(Grain::Monthly),
+        );
         // The first grouping holds a few groups per app and grain (30,000 to
         // 60,000 with 10,000 apps): over the default work_mem of 4 MB it
         // spills to disk and takes half again as long. Local to this
@@ -119,14 +132,19 @@ impl Store {
             // The compiler sees every column of the CTEs as nullable: `!`
             // where coalesce or the app list sets it, `?` on what the left
             // joins leave NULL.
-            r#"WITH ranges AS (
-                    SELECT * FROM unnest($1::text[], $2::date[], $3::date[]) AS r(grain, first, last)),
-                  by_state AS (
-                    SELECT l.appid, l.grain, l.state, l.period_start BETWEEN r.first AND r.last AS in_range,
+            r#"WITH by_state AS (
+                    SELECT l.appid, l.grain, l.state,
+                           l.period_start
+                             BETWEEN (CASE l.grain WHEN 'daily' THEN $1::date
+                                                   WHEN 'weekly' THEN $3::date
+                                                   WHEN 'monthly' THEN $5::date END)
+                                 AND (CASE l.grain WHEN 'daily' THEN $2::date
+                                                   WHEN 'weekly' THEN $4::date
+                                                   WHEN 'monthly' THEN $6::date END) AS in_range,
                            count(*) AS n, count(*) FILTER (WHERE l.suspect) AS suspect,
                            min(l.period_start) FILTER (WHERE cardinality(l.keys) = 0) AS oldest_gap,
                            max(l.last_success_at) AS last_success
-                      FROM retention_ledger l JOIN ranges r USING (grain)
+                      FROM retention_ledger l
                      GROUP BY 1, 2, 3, 4),
                   counts AS (
                     SELECT appid, grain,
@@ -160,13 +178,16 @@ impl Store {
                     c.oldest_gap AS "oldest_gap?", c.last_success AS "last_success?",
                     e.last_error AS "last_error?", e.last_errcode AS "last_errcode?",
                     e.last_attempt_at AS "last_error_at?"
-               FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS w(appid, grain, n)
+               FROM unnest($7::text[], $8::text[]) WITH ORDINALITY AS w(appid, grain, n)
                LEFT JOIN counts c USING (appid, grain)
                LEFT JOIN errors e USING (appid, grain)
               ORDER BY w.n"#,
-            &range_grains as &[&str],
-            &firsts,
-            &lasts,
+            daily.0,
+            daily.1,
+            weekly.0,
+            weekly.1,
+            monthly.0,
+            monthly.1,
             &want_apps,
             &want_grains as &[&str],
         )
