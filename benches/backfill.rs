@@ -195,11 +195,7 @@ fn main() -> anyhow::Result<()> {
         "  CPU per 1,000 weeks    {cpu_per_k:.3} s  (target ≤ 0.1: {})",
         verdict(cpu_per_k <= 0.1)
     );
-    println!(
-        "  peak RSS               {:.1} MiB  (target ≤ 64: {})",
-        run.max_rss_kib as f64 / 1024.0,
-        verdict(run.max_rss_kib <= 64 * 1024)
-    );
+    print_peak_rss(run.max_rss_kib);
 
     if args.zero_latency_apps > 0 {
         let zero = runtime.block_on(backfill(
@@ -329,6 +325,15 @@ fn mix(
         run.max_rss_kib as f64 / 1024.0
     );
     Ok(())
+}
+
+/// The peak RSS line of a report, against the 64 MB target.
+fn print_peak_rss(max_rss_kib: i64) {
+    println!(
+        "  peak RSS               {:.1} MiB  (target ≤ 64: {})",
+        max_rss_kib as f64 / 1024.0,
+        verdict(max_rss_kib <= 64 * 1024)
+    );
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -646,11 +651,7 @@ async fn burst(bin: &Path, args: &Args) -> anyhow::Result<()> {
         "  CPU per 1,000 calls    {cpu_per_k:.3} s  (target ≤ 0.1: {})",
         verdict(cpu_per_k <= 0.1)
     );
-    println!(
-        "  peak RSS               {:.1} MiB  (target ≤ 64: {})",
-        usage.max_rss_kib as f64 / 1024.0,
-        verdict(usage.max_rss_kib <= 64 * 1024)
-    );
+    print_peak_rss(usage.max_rss_kib);
     println!(
         "  Postgres round trips   {} ({:.3} per call)",
         setup.proxy.round_trips.load(Ordering::SeqCst),

@@ -260,15 +260,7 @@ async fn once_pass(
     url: &reqwest::Url,
     bin: &Path,
 ) -> anyhow::Result<()> {
-    let published = last_publication(chrono::Utc::now(), PUBLISH_HOUR);
-    fill(
-        args,
-        config,
-        url.as_str(),
-        bin,
-        Some(published - chrono::Duration::seconds(1)),
-    )
-    .await?;
+    let published = fill_before_publication(args, config, url, bin).await?;
     let (mut sim, sim_url) = common::simulator(bin, &[]).await?;
     let out = Command::new(std::env::current_exe()?)
         .arg(LAUNCH)
@@ -295,6 +287,26 @@ async fn once_pass(
     Ok(())
 }
 
+/// Fills the ledger as it was one second before the latest publication, so
+/// that everything published then is due; returns that publication.
+async fn fill_before_publication(
+    args: &Args,
+    config: &Config,
+    url: &reqwest::Url,
+    bin: &Path,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let published = last_publication(chrono::Utc::now(), PUBLISH_HOUR);
+    fill(
+        args,
+        config,
+        url.as_str(),
+        bin,
+        Some(published - chrono::Duration::seconds(1)),
+    )
+    .await?;
+    Ok(published)
+}
+
 /// The daemon's start-up pass on a publication day, from the ledger as it
 /// was one second before the latest publication: everything published then
 /// is due (ten cohorts per app on any day; the weeks too on a Monday, the
@@ -306,16 +318,8 @@ async fn daemon_pass(
     url: &reqwest::Url,
     bin: &Path,
 ) -> anyhow::Result<()> {
-    let published = last_publication(chrono::Utc::now(), PUBLISH_HOUR);
     let filled = Instant::now();
-    fill(
-        args,
-        config,
-        url.as_str(),
-        bin,
-        Some(published - chrono::Duration::seconds(1)),
-    )
-    .await?;
+    let published = fill_before_publication(args, config, url, bin).await?;
     let pool = sqlx::PgPool::connect(url.as_str()).await?;
     let due: Vec<(String, i64)> = sqlx::query_as(
         "SELECT grain, count(*) FROM retention_ledger WHERE next_due_at <= now() GROUP BY grain ORDER BY grain",
