@@ -74,17 +74,7 @@ impl Replica {
 
     /// Weeks this replica fetched, from its /metrics.
     async fn fetches(&self) -> u64 {
-        let url = format!("http://127.0.0.1:{}/metrics", self.port);
-        let body = reqwest::get(&url)
-            .await
-            .expect("/metrics answers")
-            .text()
-            .await
-            .expect("/metrics body");
-        body.lines()
-            .filter(|l| l.starts_with("wxretain_fetches_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+        fetches_on(self.port).await
     }
 
     async fn stop(mut self) {

@@ -57,17 +57,6 @@ async fn wait_ready(port: u16) {
     }
 }
 
-/// Periods fetched by the copy serving /metrics on `port`.
-async fn fetches(port: u16) -> u64 {
-    let (_, body) = get(&format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("/metrics answers");
-    body.lines()
-        .filter(|l| l.starts_with("wxretain_fetches_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_copies_with_one_config_on_one_host_each_serve_their_port_and_share_the_work() {
     let db = TestDb::new().await;
@@ -138,7 +127,7 @@ async fn two_copies_with_one_config_on_one_host_each_serve_their_port_and_share_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let fetchable = fetchable_periods_all_grains(&p, Utc::now()) * apps.len() as i64;
-    let (a, b) = (fetches(configured).await, fetches(other).await);
+    let (a, b) = (fetches_on(configured).await, fetches_on(other).await);
     assert!(a > 0 && b > 0, "the work was not shared: {a} and {b}");
     assert_eq!(a + b, fetchable as u64);
     let repeated: Vec<_> = sim

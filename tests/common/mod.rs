@@ -156,6 +156,21 @@ pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, Stri
     (toml, env)
 }
 
+/// Periods fetched by the daemon serving /metrics on `port`: the sum of its
+/// `wxretain_fetches_total` series.
+pub async fn fetches_on(port: u16) -> u64 {
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics body");
+    body.lines()
+        .filter(|l| l.starts_with("wxretain_fetches_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// How many of the periods of `grain` kept at `now` a pass can fetch: those
 /// whose key 0 is published by then. The newest day ends at Beijing midnight
 /// but comes out at 10:00 (so does the newest week on a Monday, the newest
