@@ -246,7 +246,10 @@ fn mix_range(grains: &[Grain], months: u32, now: DateTime<Utc>) -> Scenario {
     let published = |month: Period| {
         grains.iter().all(|g| {
             let period = g.containing(month.end());
-            now >= period.key_expected_at(g.max_key(), PUBLISH_HOUR)
+            now >= period.morning_after(
+                *wxretain::dataset::retention::keys(*g).last().unwrap_or(&0),
+                PUBLISH_HOUR,
+            )
         })
     };
     while !published(last) {
@@ -295,7 +298,7 @@ fn mix(
             "  {:<23}{} of {expected} stored with all {} keys, {} simulator calls ({:.3} per {})",
             g.grain.as_str(),
             g.stored,
-            g.grain.keys().len(),
+            wxretain::dataset::retention::keys(g.grain).len(),
             g.sim_calls,
             g.sim_calls as f64 / g.stored.max(1) as f64,
             g.grain.unit()
@@ -552,7 +555,7 @@ async fn backfill(
             "SELECT count(*) FROM retention_ledger WHERE grain = $1 AND cardinality(keys) = $2",
         )
         .bind(grain.as_str())
-        .bind(grain.keys().len() as i32)
+        .bind(wxretain::dataset::retention::keys(grain).len() as i32)
         .fetch_one(&pool)
         .await?;
         per_grain.push(GrainCount {
@@ -599,7 +602,7 @@ async fn burst(bin: &Path, args: &Args) -> anyhow::Result<()> {
     let before = published - chrono::Duration::seconds(1);
     // The days the pass keeps (the config's lookback), through yesterday.
     let config = Config::load(&setup.config, &ProcessEnv)?;
-    let first = config.oldest_period(Grain::Daily, NaturalWeek::last_completed_at(now, BEIJING));
+    let first = wxretain::planner::kept_periods(&config.schedule, Grain::Daily, now).0;
     let last = Grain::Daily.last_completed_at(now);
     let ids: Vec<String> = (1..=apps).map(|n| sim_appid(n).to_string()).collect();
     let pool = sqlx::PgPool::connect(setup.db_url.as_str()).await?;

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wxretain::config::{Config, ProcessEnv};
-use wxretain::domain::{Grain, NaturalWeek, BEIJING};
+use wxretain::domain::Grain;
 use wxretain::simulator::sim_appid;
 
 mod common;
@@ -172,7 +172,7 @@ async fn plan_in_process(config: &Config, url: &str, runs: usize) -> anyhow::Res
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for _ in 0..runs.max(1) {
-        let p = wxretain::pass::Pipeline::new(Arc::new(config.clone()), store.clone())?;
+        let p = wxretain::runtime::Runtime::new(Arc::new(config.clone()), store.clone())?;
         let now = chrono::Utc::now();
         let started = Instant::now();
         let planned = p.plan(&apps, now).await?;
@@ -240,7 +240,7 @@ async fn fill(
     let mut entries = 0;
     for &grain in &args.retention {
         // The periods a pass at `now` keeps.
-        let first = config.oldest_period(grain, NaturalWeek::last_completed_at(now, BEIJING));
+        let first = wxretain::planner::kept_periods(&config.schedule, grain, now).0;
         let last = grain.last_completed_at(now);
         entries += fill_ledger(&pool, &ids, first, last, as_of, PUBLISH_HOUR).await?;
     }

@@ -1,6 +1,6 @@
 //! Command-line interface: parses arguments, loads the config, dispatches.
 
-use crate::commands;
+use crate::commands::{self, UsageError};
 use crate::config::{Config, ConfigError, ProcessEnv};
 use crate::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
@@ -98,11 +98,6 @@ fn refuse_arguments(e: clap::Error) -> ExitCode {
     telemetry::fatal(LogFormat::Json, message.trim_end(), code);
     ExitCode::from(code)
 }
-
-/// A bad argument value that clap could not catch (dates, ranges, apps).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || -> Result<Config, ConfigError> {

@@ -83,6 +83,26 @@ pub fn check(
     Ok(())
 }
 
+/// Reads the database's clock and [`check`]s this host's and `as_of`
+/// against it, recording the skew; a refusal is logged and counted.
+pub async fn check_against_database(
+    store: &crate::store::Store,
+    clock: HostClock,
+    as_of: DateTime<Utc>,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    use crate::telemetry::instant;
+    let database = store.db_now().await?;
+    let host = clock.now();
+    metrics::gauge!("wxretain_clock_skew_seconds")
+        .set((host - database).num_milliseconds() as f64 / 1000.0);
+    check(host, database, as_of, limit).map_err(|e| {
+        tracing::error!(error = %e, host = instant(Some(host)), database = instant(Some(database)), as_of = instant(Some(as_of)), "refusing to plan or claim");
+        metrics::counter!("wxretain_passes_refused_total", "reason" => "clock").increment(1);
+        anyhow::Error::new(e)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,25 +1,33 @@
-//! wxretain keeps a Postgres table of WeChat Mini Program weekly retention.
+//! wxretain keeps Postgres tables of WeChat Mini Program analytics (the
+//! datacube: retention first), complete and correct.
 //!
 //! The pipeline, one module per step:
 //! - [`config`]: the TOML file and environment, validated up front;
+//! - [`dataset`]: what differs between the datacube's APIs, one file each;
+//! - [`planner`]: which `(appid, dataset, grain, period)` are due, by the
+//!   maturing rule;
+//! - [`store`]: Postgres — the datasets' tables, the ledger, the answer
+//!   archive, claims with leases;
+//! - [`wechat`]: tokens and the data calls;
+//! - [`pass`]: one pass of plan → claim → fetch → read → store, driven by the
+//!   daemon, `once`, `backfill` and the tests alike;
+//! - [`runtime`]: what a process wires together once for its passes;
+//! - [`daemon`]: the passes of `run`, on cron ticks and when a period falls
+//!   due between them;
 //! - [`clock`]: the host's clock, checked against the database's;
-//! - [`planner`]: which `(appid, week)` are due, by the maturing rule;
-//! - [`store`]: Postgres — the `weekly_retention` table, the ledger, the raw
-//!   answer archive, claims with leases;
-//! - [`wechat`]: tokens and the `getWeeklyRetain` call;
-//! - [`validate`]: an answer is checked before anything is written;
-//! - [`pass`]: one pass of plan → claim → fetch → validate → store, driven by
-//!   the scheduler, `once`, `backfill` and the tests alike;
-//! - [`scheduler`] and [`wake`]: the daemon's passes, on cron ticks and
-//!   when a period falls due between them;
 //! - [`replica`]: who holds a lease, and whether a holder still runs;
+//! - [`metrics`], [`server`], [`telemetry`]: what operators see;
+//! - [`text`]: text from outside made safe where it enters;
 //! - [`report`]: the cohort triangle as a table, CSV or JSON;
-//! - [`simulator`]: a WeChat stand-in for tests, the demo and the benchmark.
+//! - [`commands`] and [`cli`]: the subcommands;
+//! - [`simulator`]: a WeChat stand-in for tests, the demo and the benchmarks.
 
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod daemon;
+pub mod dataset;
 pub mod domain;
 pub mod metrics;
 pub mod pass;
@@ -27,11 +35,10 @@ pub mod planner;
 pub mod progress;
 pub mod replica;
 pub mod report;
-pub mod scheduler;
+pub mod runtime;
 pub mod server;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;
-pub mod validate;
-pub mod wake;
+pub mod text;
 pub mod wechat;

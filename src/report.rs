@@ -7,8 +7,9 @@
 //! WeChat has not published yet stays visibly unknown (`…`, an empty CSV
 //! cell, a JSON null): a maturing period must not read as one nobody returned.
 
+use crate::dataset::retention::{column_prefix, later_keys, CohortView};
 use crate::domain::{Grain, Metric};
-use crate::store::{later_keys, CohortPeriod, CohortView};
+use crate::store::CohortPeriod;
 use anstyle::{Ansi256Color, AnsiColor, Style};
 use serde::ser::{SerializeMap, Serializer};
 
@@ -79,7 +80,7 @@ pub fn render(t: &Triangle, format: Format) -> String {
 
 /// What the cohort is called in titles and JSON (`new` or `active`).
 fn cohort(metric: Metric) -> &'static str {
-    crate::store::column_prefix(metric)
+    column_prefix(metric)
 }
 
 /// `[1, 2, 3, 4]` → `1..4`; `[1, ..., 7, 14, 30]` → `1..7, 14 and 30`.

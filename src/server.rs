@@ -12,31 +12,35 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What `/readyz` checks: the database's schema and clock against this host's.
+#[derive(Clone)]
+pub struct Readiness {
+    pub store: Store,
+    pub clock: HostClock,
+    /// Not ready while this host's clock is off by more than this: passes
+    /// refuse to work then (see [`crate::clock`]).
+    pub max_clock_skew: Duration,
+}
+
 #[derive(Clone)]
 struct AppState {
-    store: Store,
+    readiness: Readiness,
     metrics: PrometheusHandle,
     /// Reads this process's CPU, memory and file descriptors at each scrape.
     process: metrics_process::Collector,
-    /// Not ready while this host's clock is off by more than this: passes
-    /// refuse to work then (see [`crate::clock`]).
-    clock: HostClock,
-    max_clock_skew: Duration,
 }
 
 /// Binds `listen` and serves until `shutdown` fires. Returns the bound address.
 pub async fn serve(
     listen: SocketAddr,
-    p: &crate::pass::Pipeline,
+    readiness: Readiness,
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let state = AppState {
-        store: p.store.clone(),
+        readiness,
         metrics,
         process: metrics_process::Collector::default(),
-        clock: p.clock,
-        max_clock_skew: p.config.schedule.max_clock_skew,
     };
     let app = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
@@ -70,14 +74,15 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
 }
 
 async fn ready(state: &AppState) -> Result<(), String> {
-    state.store.ready().await?;
-    let database = state
+    let r = &state.readiness;
+    r.store.ready().await?;
+    let database = r
         .store
         .db_now()
         .await
         .map_err(|e| format!("database unreachable: {e}"))?;
-    let host = state.clock.now();
-    crate::clock::check(host, database, host, state.max_clock_skew).map_err(|e| e.to_string())
+    let host = r.clock.now();
+    crate::clock::check(host, database, host, r.max_clock_skew).map_err(|e| e.to_string())
 }
 
 /// The registry's series, then the per-app ones written chunk by chunk as

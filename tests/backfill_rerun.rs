@@ -140,7 +140,7 @@ async fn the_ledgers_calls_are_the_requests_wechat_saw_retries_included() {
         stats.total_data_calls > stats.ok_answers,
         "no call was retried: {stats:?}"
     );
-    let rows = p.store.weeks(&apps, first, last).await.expect("ledger");
+    let rows = ledger_weeks(&p.store, &apps, first, last).await;
     assert_eq!(rows.len(), 24);
     for row in rows {
         let appid: AppId = row.appid.parse().expect("appid");
@@ -154,7 +154,7 @@ async fn the_ledgers_calls_are_the_requests_wechat_saw_retries_included() {
 }
 
 async fn backfill_weeks(
-    p: &wxretain::pass::Pipeline,
+    p: &wxretain::runtime::Runtime,
     first: NaturalWeek,
     last: NaturalWeek,
     now: chrono::DateTime<Utc>,

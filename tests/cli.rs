@@ -159,7 +159,7 @@ async fn backfill_stores_the_simulators_values_and_a_rerun_changes_nothing() {
     // 12 unless run on a Monday before WeChat publishes the last week's key 0.
     let [stored, ..] = expected_weeks(first, last, now);
     for appid in &apps {
-        let lines = lines_starting(&out.stdout, &format!("{appid}: weekly: "));
+        let lines = lines_starting(&out.stdout, &format!("{appid}: retention weekly: "));
         assert_eq!(
             lines.len(),
             1,
@@ -167,7 +167,9 @@ async fn backfill_stores_the_simulators_values_and_a_rerun_changes_nothing() {
             out.stdout
         );
         assert!(
-            lines[0].starts_with(&format!("{appid}: weekly: 12 weeks: {stored} stored")),
+            lines[0].starts_with(&format!(
+                "{appid}: retention weekly: 12 weeks: {stored} stored"
+            )),
             "{}",
             lines[0]
         );
@@ -568,7 +570,7 @@ async fn status_prints_a_row_per_app_and_json_with_the_counts() {
     out.expect_code(0, "status");
     assert!(
         out.stdout.starts_with(&format!(
-            "weekly {} .. {} (12 weeks)\n",
+            "retention weekly {} .. {} (12 weeks)\n",
             first.monday(),
             last.sunday()
         )),

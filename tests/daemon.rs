@@ -13,7 +13,7 @@ use wxretain::domain::{NaturalWeek, BEIJING};
 /// the simulator's clock along, and checks after each pass that every key
 /// published by then is in the table: a key lands within one tick.
 async fn hourly(
-    p: &wxretain::pass::Pipeline,
+    p: &wxretain::runtime::Runtime,
     sim: &wxretain::simulator::SimulatorHandle,
     first: NaturalWeek,
     from: chrono::DateTime<Utc>,
@@ -128,7 +128,7 @@ async fn a_late_key_is_retried_with_backoff_not_every_pass() {
     // request, or two when the token had expired while the simulator's
     // clock jumped hours ahead (42001, then a new token): the ledger's
     // `calls` counts every request WeChat saw.
-    let rows = p.store.weeks(&apps, first, first).await.expect("ledger");
+    let rows = ledger_weeks(&p.store, &apps, first, first).await;
     let seen = sim.calls_for(&apps[0], first);
     assert_eq!(rows[0].calls as u64, seen, "{:?}", rows[0]);
     assert!((4..=8).contains(&seen), "{seen} requests: {:?}", rows[0]);

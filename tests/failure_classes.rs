@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use wxretain::domain::{AppId, NaturalWeek, BEIJING};
-use wxretain::pass::Pipeline;
+use wxretain::runtime::Runtime;
 use wxretain::simulator::Faults;
 use wxretain::store::PeriodRow;
 
@@ -19,16 +19,8 @@ fn weeks(n: i64) -> (NaturalWeek, NaturalWeek) {
     (last.plus_weeks(1 - n), last)
 }
 
-async fn ledger(
-    p: &Pipeline,
-    app: &AppId,
-    first: NaturalWeek,
-    last: NaturalWeek,
-) -> Vec<PeriodRow> {
-    p.store
-        .weeks(std::slice::from_ref(app), first, last)
-        .await
-        .expect("ledger")
+async fn ledger(p: &Runtime, app: &AppId, first: NaturalWeek, last: NaturalWeek) -> Vec<PeriodRow> {
+    ledger_weeks(&p.store, std::slice::from_ref(app), first, last).await
 }
 
 /// A gateway's 429 is busy, not a wrong setup: each week is tried

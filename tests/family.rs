@@ -39,7 +39,10 @@ fn truth_of(apps: &[AppId], first: Period, last: Period, now: DateTime<Utc>) -> 
                 continue;
             };
             for metric in Metric::ALL {
-                for &key in period.grain().keys().iter().filter(|k| **k <= max) {
+                for &key in wxretain::dataset::retention::keys(period.grain())
+                    .iter()
+                    .filter(|k| **k <= max)
+                {
                     rows.push((
                         appid.to_string(),
                         period.start(),
@@ -86,13 +89,13 @@ async fn each_grain_backfills_to_the_truth_across_a_year_boundary_and_a_rerun_ch
     ];
     for &(first, last) in &ranges {
         p.store
-            .enqueue(&apps, first, last, now, false)
+            .enqueue(&apps, retention_range(first, last), now, false)
             .await
             .expect("enqueue");
     }
     let scope = Scope {
         apps: apps.clone(),
-        ranges: ranges.clone(),
+        ranges: ranges.iter().map(|&(f, l)| retention_range(f, l)).collect(),
     };
     let pass = |scope: Scope| {
         let p = &p;
@@ -137,7 +140,7 @@ async fn each_grain_backfills_to_the_truth_across_a_year_boundary_and_a_rerun_ch
 
     for &(first, last) in &ranges {
         p.store
-            .enqueue(&apps, first, last, now, true)
+            .enqueue(&apps, retention_range(first, last), now, true)
             .await
             .expect("enqueue again");
     }
@@ -248,8 +251,10 @@ async fn per_app_retention_overrides_the_collected_grains() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let config = Config::parse(&toml, Path::new("test.toml"), &env).expect("valid");
-    assert_eq!(config.apps[0].grains, [Grain::Daily]);
-    assert_eq!(config.apps[1].grains, [Grain::Weekly, Grain::Monthly]);
+    let grains =
+        |i: usize| -> Vec<Grain> { config.apps[i].streams.iter().map(|s| s.grain).collect() };
+    assert_eq!(grains(0), [Grain::Daily]);
+    assert_eq!(grains(1), [Grain::Weekly, Grain::Monthly]);
     let p = pipeline(config).await;
     let report = once(&p, now).await;
     assert!(report.stored > 0, "{report:?}");

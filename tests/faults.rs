@@ -66,18 +66,19 @@ async fn soak_good_apps_end_equal_to_the_truth_and_the_log_holds_no_secret() {
     );
     let statuses = p
         .store
-        .app_status(&apps, first.into(), last.into())
+        .app_status(
+            &apps,
+            wxretain::dataset::DatasetId::Retention,
+            first.into(),
+            last.into(),
+        )
         .await
         .expect("status");
     let b = statuses
         .iter()
         .find(|s| s.appid == broken.as_str())
         .expect("broken app in status");
-    let broken_weeks = p
-        .store
-        .weeks(std::slice::from_ref(&broken), first, last)
-        .await
-        .expect("ledger");
+    let broken_weeks = ledger_weeks(&p.store, std::slice::from_ref(&broken), first, last).await;
     assert!(
         broken_weeks.iter().any(|w| w.last_errcode == Some(48001)),
         "{b:?}"
@@ -102,7 +103,7 @@ async fn soak_good_apps_end_equal_to_the_truth_and_the_log_holds_no_secret() {
     );
 
     let log = capture.text();
-    assert!(log.contains("fetched week"), "the log was captured");
+    assert!(log.contains("fetched period"), "the log was captured");
     assert!(log.contains("48001"), "the broken app is reported");
     for appid in &apps {
         assert!(
@@ -181,7 +182,7 @@ async fn the_database_going_away_mid_pass_loses_nothing() {
     for _ in 0..3 {
         once(&p, now()).await;
     }
-    let (first, last) = p.kept_weeks(now());
+    let (first, last) = kept_weeks(&p, now());
     assert_eq!(table(&p.store).await, truth(&apps, first, last, now(), 10));
     let inconsistent: i64 = sqlx::query_scalar(&format!(
         "WITH stored AS ({STORED_ROWS})

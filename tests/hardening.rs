@@ -241,9 +241,14 @@ async fn a_host_clock_off_by_more_than_max_clock_skew_plans_and_claims_nothing()
         .build_recorder()
         .handle();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let addr = wxretain::server::serve(([127, 0, 0, 1], 0).into(), &p, handle, shutdown.clone())
-        .await
-        .expect("serve");
+    let addr = wxretain::server::serve(
+        ([127, 0, 0, 1], 0).into(),
+        readiness(&p),
+        handle,
+        shutdown.clone(),
+    )
+    .await
+    .expect("serve");
     let answer = reqwest::get(format!("http://{addr}/readyz"))
         .await
         .expect("/readyz");
@@ -272,12 +277,12 @@ async fn one_pass_past_the_deadline_does_not_make_a_week_final() {
     let p = pipeline(config(&db, &sim, &apps, &extra)).await;
     let late = beijing(2026, 8, 20, 12); // five weeks past the deadline
     p.store
-        .enqueue(&apps, week.into(), week.into(), late, false)
+        .enqueue(&apps, retention_range(week, week), late, false)
         .await
         .expect("enqueue");
     let report = pass_over(&p, week, week, late).await;
     assert_eq!(report.stored, 1, "{report:?}");
-    let rows = p.store.weeks(&apps, week, week).await.expect("ledger");
+    let rows = ledger_weeks(&p.store, &apps, week, week).await;
     assert_eq!(rows[0].state, "maturing", "{:?}", rows[0]);
 
     sim.clock().set(late);
@@ -285,7 +290,7 @@ async fn one_pass_past_the_deadline_does_not_make_a_week_final() {
     let report = pass_over(&p, week, week, next).await;
     assert_eq!(report.stored, 1, "{report:?}");
     assert_eq!(table(&p.store).await, truth(&apps, week, week, late, 10));
-    let rows = p.store.weeks(&apps, week, week).await.expect("ledger");
+    let rows = ledger_weeks(&p.store, &apps, week, week).await;
     assert_eq!(rows[0].state, "complete", "{:?}", rows[0]);
 }
 
@@ -440,7 +445,12 @@ async fn an_impossible_answer_repeated_exactly_is_stored_and_flagged() {
     );
     let statuses = p
         .store
-        .app_status(&apps, first.into(), last.into())
+        .app_status(
+            &apps,
+            wxretain::dataset::DatasetId::Retention,
+            first.into(),
+            last.into(),
+        )
         .await
         .expect("status");
     assert_eq!(statuses[0].suspect, 4);

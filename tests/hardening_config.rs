@@ -55,7 +55,8 @@ async fn huge_numbers_are_refused_with_the_key_and_its_range_never_a_panic() {
     );
     let (from, to) = (last.plus_weeks(-2).monday(), last.sunday());
     let (from, to) = (from.to_string(), to.to_string());
-    for &(section, key) in wxretain::config::INTEGER_KEYS {
+    for int in wxretain::config::INTEGER_KEYS {
+        let (section, key) = (int.section, int.key);
         for huge in [u64::MAX, 1_000_000_000_000] {
             let extra = format!("[{section}]\n{key} = {huge}\n");
             let (_dir, path, env) = setup(&apps(1), &extra, &db.url, &sim.base_url());

@@ -120,7 +120,12 @@ async fn tokens_and_secrets_echoed_by_a_gateway_are_stored_and_logged_nowhere() 
     let status = format!(
         "{:?}",
         p.store
-            .app_status(&apps, first.into(), last.into())
+            .app_status(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                first.into(),
+                last.into()
+            )
             .await
             .expect("status")
     );
@@ -185,11 +190,7 @@ async fn a_wrong_app_secret_pauses_its_app_after_one_token_call_and_the_others_a
         Some(&1),
         "one token call for the app, not one per week"
     );
-    let rows = p
-        .store
-        .weeks(std::slice::from_ref(&wrong), first, last)
-        .await
-        .expect("ledger");
+    let rows = ledger_weeks(&p.store, std::slice::from_ref(&wrong), first, last).await;
     let failing: Vec<_> = rows.iter().filter(|r| r.state == "failing").collect();
     assert!(!failing.is_empty(), "{rows:?}");
     for row in &failing {
@@ -252,7 +253,7 @@ async fn command_pass(then: &str, wechat: &str, within: Duration) -> (usize, Dur
     let took = started.elapsed();
     assert_eq!(report.stored, 0, "{report:?}");
     assert_eq!(report.failed + report.deferred, 8, "{report:?}");
-    let rows = p.store.weeks(&[app], first, last).await.expect("ledger");
+    let rows = ledger_weeks(&p.store, &[app], first, last).await;
     assert!(
         rows.iter().filter(|r| r.state == "failing").all(|r| r
             .last_error
@@ -320,7 +321,7 @@ async fn any_expires_in_leaves_the_weeks_stored_with_one_token_call() {
 // ---- 5. forced token refreshes come from one budget for all replicas --------
 
 /// How many forced refreshes the budget table says `appid` took today.
-async fn budget_taken(p: &wxretain::pass::Pipeline, appid: &wxretain::domain::AppId) -> i32 {
+async fn budget_taken(p: &wxretain::runtime::Runtime, appid: &wxretain::domain::AppId) -> i32 {
     sqlx::query_scalar("SELECT count FROM force_refresh_budget WHERE appid = $1")
         .bind(appid.as_str())
         .fetch_optional(p.store.pool())
@@ -360,7 +361,8 @@ async fn two_replicas_force_token_refreshes_from_one_budget_spaced_30_s() {
     let back_to_back = 3;
     for round in 0..16 {
         let before = forced();
-        let weeks = (0..4).map(|i| replicas[i % 2].retain(app, first.plus_weeks(i as i64).into()));
+        let weeks = (0..4)
+            .map(|i| replicas[i % 2].fetch(app, retention(first.plus_weeks(i as i64).into())));
         for result in futures::future::join_all(weeks).await {
             let error = result.expect_err("every token is refused");
             assert_eq!(

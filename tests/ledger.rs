@@ -5,8 +5,23 @@ mod common;
 
 use chrono::{Duration, NaiveDate};
 use common::*;
-use wxretain::domain::{Grain, NaturalWeek, Period};
-use wxretain::planner::{Rule, WeekState};
+use wxretain::domain::PeriodState;
+use wxretain::domain::{AppId, Grain, NaturalWeek, Period};
+use wxretain::planner::Rule;
+use wxretain::store::StatusRange;
+
+/// Retention's `first..=last` for `apps`, as status asks for it.
+fn status_range(apps: &[AppId], first: Period, last: Period) -> StatusRange {
+    StatusRange {
+        stream: wxretain::dataset::Stream::new(
+            wxretain::dataset::DatasetId::Retention,
+            first.grain(),
+        ),
+        apps: apps.to_vec(),
+        first,
+        last,
+    }
+}
 use wxretain::store::Store;
 
 async fn migrated() -> (TestDb, Store) {
@@ -52,16 +67,33 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
     // five, app 3 nothing.
     let middle = first.plus_weeks(4);
     store
-        .enqueue(&apps[..1], p(middle), p(middle), chrono::Utc::now(), false)
+        .enqueue(
+            &apps[..1],
+            retention_range(p(middle), p(middle)),
+            chrono::Utc::now(),
+            false,
+        )
         .await
         .expect("enqueue");
     store
-        .plan(&apps[1..2], p(first), p(first.plus_weeks(4)), &rule)
+        .plan(
+            &apps[1..2],
+            wxretain::dataset::DatasetId::Retention,
+            p(first),
+            p(first.plus_weeks(4)),
+            &rule,
+        )
         .await
         .expect("plan");
 
     let added = store
-        .plan(&apps, p(first), p(last), &rule)
+        .plan(
+            &apps,
+            wxretain::dataset::DatasetId::Retention,
+            p(first),
+            p(last),
+            &rule,
+        )
         .await
         .expect("plan");
     assert_eq!(added, 30 - 1 - 5);
@@ -71,14 +103,26 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
     // Again: nothing to add. A week later: one week per app.
     assert_eq!(
         store
-            .plan(&apps, p(first), p(last), &rule)
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                p(first),
+                p(last),
+                &rule
+            )
             .await
             .expect("plan"),
         0
     );
     assert_eq!(
         store
-            .plan(&apps, p(first), p(last.next()), &rule)
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                p(first),
+                p(last.next()),
+                &rule
+            )
             .await
             .expect("plan"),
         3
@@ -86,7 +130,13 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
     // An older start (start_week moved back): the older weeks too.
     assert_eq!(
         store
-            .plan(&apps, p(first.plus_weeks(-2)), p(last.next()), &rule)
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                p(first.plus_weeks(-2)),
+                p(last.next()),
+                &rule
+            )
             .await
             .expect("plan"),
         6
@@ -100,7 +150,13 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
         .expect("delete");
     assert_eq!(
         store
-            .plan(&apps, p(first.plus_weeks(-2)), p(last.next()), &rule)
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                p(first.plus_weeks(-2)),
+                p(last.next()),
+                &rule
+            )
             .await
             .expect("plan"),
         1
@@ -115,7 +171,7 @@ async fn planning_fills_every_gap_once_and_only_adds_what_is_missing() {
     .fetch_one(store.pool())
     .await
     .expect("row");
-    assert_eq!(due, rule.key_expected_at(p(last.next()), 0));
+    assert_eq!(due, rule.key_expected_at(retention(p(last.next())), 0));
 }
 
 #[tokio::test]
@@ -125,7 +181,13 @@ async fn state_counts_cover_every_app_and_state_with_zeros() {
     let apps = apps(2);
     let last = NaturalWeek::containing(NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
     store
-        .plan(&apps[..1], p(last.plus_weeks(-2)), p(last), &rule)
+        .plan(
+            &apps[..1],
+            wxretain::dataset::DatasetId::Retention,
+            p(last.plus_weeks(-2)),
+            p(last),
+            &rule,
+        )
         .await
         .expect("plan");
     sqlx::query("UPDATE retention_ledger SET state = 'complete' WHERE period_start = $1")
@@ -137,7 +199,7 @@ async fn state_counts_cover_every_app_and_state_with_zeros() {
     assert_eq!(counts.len(), 2, "every app, in order");
     let n = |app: usize, state: &str| {
         let grain = Grain::ALL.iter().position(|g| *g == Grain::Weekly)?;
-        let state = WeekState::ALL.iter().position(|s| s.as_str() == state)?;
+        let state = PeriodState::ALL.iter().position(|s| s.as_str() == state)?;
         Some(counts[app][grain][state])
     };
     assert_eq!(n(0, "missing"), Some(2));
@@ -163,20 +225,86 @@ async fn days_and_months_are_planned_across_month_and_year_boundaries() {
         Grain::Daily.containing(day("2026-12-29")),
         Grain::Daily.containing(day("2027-01-02")),
     );
-    assert_eq!(store.plan(&apps, d1, d2, &rule).await.expect("plan"), 5);
-    assert_eq!(store.plan(&apps, d1, d2, &rule).await.expect("plan"), 0);
     assert_eq!(
-        store.plan(&apps, d1, d2.next(), &rule).await.expect("plan"),
+        store
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                d1,
+                d2,
+                &rule
+            )
+            .await
+            .expect("plan"),
+        5
+    );
+    assert_eq!(
+        store
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                d1,
+                d2,
+                &rule
+            )
+            .await
+            .expect("plan"),
+        0
+    );
+    assert_eq!(
+        store
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                d1,
+                d2.next(),
+                &rule
+            )
+            .await
+            .expect("plan"),
         1
     );
     let (m1, m2) = (
         Grain::Monthly.containing(day("2026-11-15")),
         Grain::Monthly.containing(day("2027-02-01")),
     );
-    assert_eq!(store.plan(&apps, m1, m2, &rule).await.expect("plan"), 4);
-    assert_eq!(store.plan(&apps, m1, m2, &rule).await.expect("plan"), 0);
     assert_eq!(
-        store.plan(&apps, m1, m2.next(), &rule).await.expect("plan"),
+        store
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                m1,
+                m2,
+                &rule
+            )
+            .await
+            .expect("plan"),
+        4
+    );
+    assert_eq!(
+        store
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                m1,
+                m2,
+                &rule
+            )
+            .await
+            .expect("plan"),
+        0
+    );
+    assert_eq!(
+        store
+            .plan(
+                &apps,
+                wxretain::dataset::DatasetId::Retention,
+                m1,
+                m2.next(),
+                &rule
+            )
+            .await
+            .expect("plan"),
         1
     );
     let due: Vec<(String, NaiveDate, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
@@ -188,7 +316,11 @@ async fn days_and_months_are_planned_across_month_and_year_boundaries() {
     assert_eq!(due.len(), 6 + 5);
     for (grain, start, next_due) in due {
         let period = Period::starting(grain.parse().expect("grain"), start).expect("period");
-        assert_eq!(next_due, rule.key_expected_at(period, 0), "{period}");
+        assert_eq!(
+            next_due,
+            rule.key_expected_at(retention(period), 0),
+            "{period}"
+        );
     }
     let months: Vec<NaiveDate> = sqlx::query_scalar(
         "SELECT period_start FROM retention_ledger WHERE grain = 'monthly' ORDER BY 1",
@@ -260,11 +392,23 @@ async fn app_statuses_count_each_grain_within_its_own_range() {
     let last_week = NaturalWeek::containing(NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
     let last_day = Grain::Daily.containing(NaiveDate::from_ymd_opt(2026, 11, 22).expect("date"));
     store
-        .plan(&apps, p(last_week.plus_weeks(-5)), p(last_week), &rule)
+        .plan(
+            &apps,
+            wxretain::dataset::DatasetId::Retention,
+            p(last_week.plus_weeks(-5)),
+            p(last_week),
+            &rule,
+        )
         .await
         .expect("plan weeks");
     store
-        .plan(&apps, last_day.plus(-9), last_day, &rule)
+        .plan(
+            &apps,
+            wxretain::dataset::DatasetId::Retention,
+            last_day.plus(-9),
+            last_day,
+            &rule,
+        )
         .await
         .expect("plan days");
     // One complete period in each range and one outside it.
@@ -291,9 +435,9 @@ async fn app_statuses_count_each_grain_within_its_own_range() {
 
     let statuses = store
         .app_statuses(&[
-            (apps.clone(), p(last_week.plus_weeks(-2)), p(last_week)),
-            (apps.clone(), last_day.plus(-3), last_day),
-            (apps.clone(), last_month.plus(-1), last_month),
+            status_range(&apps, p(last_week.plus_weeks(-2)), p(last_week)),
+            status_range(&apps, last_day.plus(-3), last_day),
+            status_range(&apps, last_month.plus(-1), last_month),
         ])
         .await
         .expect("statuses");

@@ -69,7 +69,11 @@ async fn once_logs_typed_json_and_latency_is_the_calls_own_time_not_its_queue() 
             "latency_ms {latency} is not the simulator's 100 ms: {line:?}"
         );
         longest_wait = longest_wait.max(u64_field(line, "waited_ms"));
-        if line["message"] == "fetched week" {
+        // Every period's line names it, from its span or its own fields.
+        for key in ["appid", "dataset", "grain", "period"] {
+            assert!(line[key].is_string(), "{key}: {line:?}");
+        }
+        if line["message"] == "fetched period" {
             let keys = line["keys"].as_array().expect("keys is a JSON array");
             assert!(
                 !keys.is_empty() && keys.iter().all(Value::is_u64),
@@ -258,7 +262,7 @@ async fn text_logs_to_a_pipe_carry_no_colour_codes() {
     let cli = against(&db, &sim, &apps(1), "[schedule]\nlookback_weeks = 2\n");
     let out = cli.run(&["once"]).await;
     out.expect_code(0, "once");
-    assert!(out.stderr.contains("fetched week"), "{}", out.stderr);
+    assert!(out.stderr.contains("fetched period"), "{}", out.stderr);
     assert!(
         !out.stderr.contains('\x1b'),
         "colour codes on a pipe:\n{}",

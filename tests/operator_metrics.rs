@@ -193,7 +193,7 @@ async fn a_running_daemon_exports_metrics_promtool_accepts_with_help_for_every_f
     );
     for grain in ["daily", "weekly", "monthly"] {
         let stored = format!(
-            "wxretain_fetches_total{{appid=\"{}\",grain=\"{grain}\",outcome=\"stored\"}}",
+            "wxretain_fetches_total{{appid=\"{}\",dataset=\"retention\",grain=\"{grain}\",outcome=\"stored\"}}",
             apps[0]
         );
         assert!(body.contains(&stored), "{stored} missing:\n{body}");

@@ -187,7 +187,8 @@ async fn status_counts_not_ready_apart_and_flags_only_failures_older_than_a_day(
     let out = cli.run(&["status"]).await;
     out.expect_code(1, "a week failing for 3 days");
     assert!(
-        out.stdout.contains("1 week failing for more than a day"),
+        out.stdout
+            .contains("1 retention week failing for more than a day"),
         "{}",
         out.stdout
     );

@@ -162,7 +162,7 @@ async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
         .collect();
     assert!(repeated.is_empty(), "fetched more than once: {repeated:?}");
     assert_eq!(total, periods as u64);
-    let (first, last) = p.kept_weeks(Utc::now());
+    let (first, last) = kept_weeks(&p, Utc::now());
     assert_eq!(
         table(&p.store).await,
         truth(&apps, first, last, sim.clock().now(), 10)
@@ -246,7 +246,7 @@ async fn a_killed_replicas_weeks_are_finished_by_the_others_once_its_lease_ends(
         }
     }
     assert!(taken_over > 0, "no held week was left to take over");
-    let (first, last) = p.kept_weeks(Utc::now());
+    let (first, last) = kept_weeks(&p, Utc::now());
     assert_eq!(
         NaturalWeek::range(first, last).count(),
         weeks as usize,

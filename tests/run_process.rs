@@ -96,7 +96,7 @@ async fn sigterm_mid_pass_exits_cleanly_and_a_rerun_completes_the_table() {
     assert_eq!(leased, 0, "leases released at shutdown");
     let now = chrono::Utc::now();
     once(&p, now).await;
-    let (first, last) = p.kept_weeks(now);
+    let (first, last) = kept_weeks(&p, now);
     assert_eq!(NaturalWeek::last_completed_at(now, BEIJING), last);
     assert_eq!(
         table(&p.store).await,

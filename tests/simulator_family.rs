@@ -57,7 +57,7 @@ async fn post(
         .post(format!(
             "{}/{}?access_token={token}",
             sim.base_url(),
-            grain.api_path()
+            wxretain::dataset::retention::api(grain).path
         ))
         .body(body)
         .send()
@@ -163,7 +163,7 @@ async fn a_day_is_served_at_a_year_boundary() {
         &ask(&sim, &client, &t, day).await,
         &app,
         day,
-        Grain::Daily.keys(),
+        wxretain::dataset::retention::keys(Grain::Daily),
     );
     assert_eq!(sim.calls_for_period(&app, day), 5);
     sim.shutdown().await;
@@ -440,7 +440,7 @@ async fn a_huge_history_serves_everything_without_a_panic() {
         &ask(&sim, &client, &t, old).await,
         &app,
         old,
-        Grain::Daily.keys(),
+        wxretain::dataset::retention::keys(Grain::Daily),
     );
     sim.shutdown().await;
 }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use wxretain::config::Config;
 use wxretain::domain::{AppId, NaturalWeek, BEIJING};
-use wxretain::pass::{PassReport, Pipeline};
+use wxretain::pass::PassReport;
+use wxretain::runtime::Runtime;
 use wxretain::simulator::{sim_appid, SimulatorHandle};
 
 fn now() -> chrono::DateTime<chrono::Utc> {
@@ -47,7 +48,7 @@ async fn pipeline_with(
     sim: &SimulatorHandle,
     wechat: &str,
     credential: &str,
-) -> Pipeline {
+) -> Runtime {
     let app = sim_appid(1);
     let toml = format!(
         "[wechat]\nretry_min_delay_ms = 5\nrate_per_second = 1000000\napp_rate_per_second = 1000000\n{wechat}\
@@ -163,11 +164,7 @@ async fn a_token_file_that_keeps_a_refused_token_makes_its_app_broken_until_it_c
         1,
         "one refused call, then paused"
     );
-    let rows = p
-        .store
-        .weeks(std::slice::from_ref(&app), first, last)
-        .await
-        .expect("ledger");
+    let rows = ledger_weeks(&p.store, std::slice::from_ref(&app), first, last).await;
     let failed: Vec<_> = rows.iter().filter(|r| r.last_errcode.is_some()).collect();
     assert_eq!(failed.len(), 1, "{rows:?}");
     assert_eq!(failed[0].last_errcode, Some(40001));
@@ -222,11 +219,7 @@ async fn a_refused_token_env_is_a_configuration_failure_that_points_to_token_fil
     let (first, last) = weeks(3);
     let report = backfill(&p, first, last, now(), false).await;
     assert_eq!((report.failed, report.deferred), (1, 2), "{report:?}");
-    let rows = p
-        .store
-        .weeks(std::slice::from_ref(&app), first, last)
-        .await
-        .expect("ledger");
+    let rows = ledger_weeks(&p.store, std::slice::from_ref(&app), first, last).await;
     let error = rows
         .iter()
         .find_map(|r| r.last_error.clone())

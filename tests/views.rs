@@ -6,7 +6,7 @@ mod common;
 use chrono::{DateTime, NaiveDate, Utc};
 use common::*;
 use wxretain::domain::{AppId, Metric, NaturalWeek, BEIJING};
-use wxretain::pass::Pipeline;
+use wxretain::runtime::Runtime;
 use wxretain::simulator::{publication, sim_appid, truth_value, Faults, Publication};
 use wxretain::store::Store;
 
@@ -36,7 +36,7 @@ fn rate(value: Option<i64>, base: Option<i64>) -> Option<f64> {
 /// as a backfill at `now()` leaves it.
 struct Filled {
     _db: TestDb,
-    p: Pipeline,
+    p: Runtime,
     apps: Vec<AppId>,
     first: NaturalWeek,
     last: NaturalWeek,
@@ -368,8 +368,7 @@ async fn fetch_health_counts_the_ledger_states_and_names_the_latest_failure() {
     p.store
         .enqueue(
             std::slice::from_ref(&queued),
-            first.into(),
-            last.into(),
+            retention_range(first, last),
             as_of,
             false,
         )

@@ -228,7 +228,10 @@ pub async fn fill_ledger(
 ) -> anyhow::Result<u64> {
     let grain = first.grain();
     let (months, days) = grain.step();
-    let keys: Vec<i16> = grain.keys().iter().map(|&k| i16::from(k)).collect();
+    let keys: Vec<i16> = wxretain::dataset::retention::keys(grain)
+        .iter()
+        .map(|&k| i16::from(k))
+        .collect();
     let done = sqlx::query(
         "INSERT INTO retention_ledger
              (appid, grain, period_start, state, keys, calls, last_success_at, last_attempt_at, next_due_at)
@@ -273,11 +276,11 @@ pub fn last_publication(
 ) -> chrono::DateTime<chrono::Utc> {
     // Key 0 of the day that ended last midnight comes out today.
     let yesterday = wxretain::domain::Grain::Daily.last_completed_at(now);
-    let today = yesterday.key_expected_at(0, publish_hour);
+    let today = yesterday.morning_after(0, publish_hour);
     if today <= now {
         today
     } else {
-        yesterday.prev().key_expected_at(0, publish_hour)
+        yesterday.prev().morning_after(0, publish_hour)
     }
 }
 

@@ -1,11 +1,13 @@
 //! `wxretain backfill`: fetch a date range by hand, through the same ledger
 //! and pass as the daemon, so a re-run continues where the last one stopped.
 
-use crate::cli::UsageError;
+use crate::commands::UsageError;
 use crate::config::Config;
-use crate::domain::{ensure_wechat_era, parse_date, AppId, Grain, NaturalWeek, Period, BEIJING};
-use crate::pass::{run_pass, PassOptions, Pipeline};
-use crate::store::{PeriodRow, Requeue, Scope};
+use crate::dataset::{DatasetId, Stream, Target};
+use crate::domain::{ensure_wechat_era, parse_date, AppId, Grain, NaturalWeek, BEIJING};
+use crate::pass::{run_pass, PassOptions};
+use crate::runtime::Runtime;
+use crate::store::{PeriodRow, Range, Requeue, Scope};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -23,8 +25,12 @@ pub struct BackfillArgs {
     /// Only this app (repeatable; default: every configured app).
     #[arg(long = "app", value_name = "APPID")]
     pub apps: Vec<String>,
-    /// Only these grains, comma-separated: daily,weekly,monthly (default:
-    /// those each app collects).
+    /// Only these datasets, comma-separated (default: those each app
+    /// collects): retention.
+    #[arg(long, value_name = "DATASETS", value_delimiter = ',', value_parser = parse_dataset)]
+    pub dataset: Vec<DatasetId>,
+    /// Only these grains of retention, comma-separated: daily,weekly,monthly
+    /// (default: those each app collects).
     #[arg(long, value_name = "GRAINS", value_delimiter = ',', value_parser = parse_grain)]
     pub retention: Vec<Grain>,
     /// Fetch periods again even if already stored.
@@ -44,22 +50,39 @@ fn parse_grain(text: &str) -> Result<Grain, String> {
     text.parse()
 }
 
-/// What `--from..--to` asks of each grain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ranges {
-    /// The ended periods of each grain that overlap the range: `(first, last)`.
-    pub ranges: Vec<(Period, Period)>,
-    /// Periods that overlap the range but have not ended: the daemon takes
-    /// them when they have.
-    pub not_ended: Vec<Period>,
+fn parse_dataset(text: &str) -> Result<DatasetId, String> {
+    text.parse()
 }
 
-/// The periods `--from..--to` covers for `grains`, refusing ranges that are
+/// What `--from..--to` asks of each stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranges {
+    /// The ended periods of each stream that overlap the range.
+    pub ranges: Vec<Range>,
+    /// Periods that overlap the range but have not ended: the daemon takes
+    /// them when they have.
+    pub not_ended: Vec<Target>,
+}
+
+/// The streams `args` asks for: every stream, narrowed by `--dataset` and,
+/// for retention, `--retention`.
+pub fn wanted_streams(args: &BackfillArgs) -> Vec<Stream> {
+    Stream::all()
+        .filter(|s| args.dataset.is_empty() || args.dataset.contains(&s.dataset))
+        .filter(|s| {
+            s.dataset != DatasetId::Retention
+                || args.retention.is_empty()
+                || args.retention.contains(&s.grain)
+        })
+        .collect()
+}
+
+/// The periods `--from..--to` covers for `streams`, refusing ranges that are
 /// wrong or whose last week is not over at `now`. Over means over in Beijing,
 /// where WeChat's calendar is, whatever zone the cron runs in.
 pub fn periods_of_range(
     args: &BackfillArgs,
-    grains: &[Grain],
+    streams: &[Stream],
     now: DateTime<Utc>,
 ) -> Result<Ranges, UsageError> {
     let (from, to) = dates_of_range(args)?;
@@ -76,15 +99,15 @@ pub fn periods_of_range(
         ranges: Vec::new(),
         not_ended: Vec::new(),
     };
-    for &grain in grains {
+    for &Stream { dataset, grain } in streams {
         let (first, mut last) = (grain.containing(from), grain.containing(to));
         let ended = grain.last_completed_at(now);
         if last > ended {
-            out.not_ended.push(last);
+            out.not_ended.push(Target::new(dataset, last));
             last = last.prev();
         }
         if first <= last {
-            out.ranges.push((first, last));
+            out.ranges.push(Range::new(dataset, first, last));
         }
     }
     Ok(out)
@@ -105,17 +128,12 @@ fn dates_of_range(args: &BackfillArgs) -> Result<(NaiveDate, NaiveDate), UsageEr
 
 pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let apps = config.select_apps(&args.apps).map_err(UsageError)?;
-    let wanted: Vec<Grain> = if args.retention.is_empty() {
-        Grain::ALL.to_vec()
-    } else {
-        args.retention.clone()
-    };
-    let ranges = periods_of_range(&args, &wanted, Utc::now())?;
+    let ranges = periods_of_range(&args, &wanted_streams(&args), Utc::now())?;
     let scope = Scope {
         apps: apps.iter().map(|a| a.appid.clone()).collect(),
         ranges: ranges.ranges.clone(),
     };
-    let p = super::pipeline(config).await?;
+    let p = super::runtime(config).await?;
     let as_of = p.clock.now();
     p.check_clock(as_of).await?;
     // The exit code is about this run: a period given up on by an earlier
@@ -127,22 +145,17 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     };
     let mut marked = 0;
     let mut pairs = 0;
-    for &(first, last) in &ranges.ranges {
-        let collecting: Vec<AppId> = apps
-            .iter()
-            .filter(|a| a.grains.contains(&first.grain()))
-            .map(|a| a.appid.clone())
-            .collect();
-        pairs += collecting.len() as i64 * (first.periods_until(last) + 1);
-        marked += p
-            .store
-            .requeue(&collecting, first, last, as_of, how)
-            .await?;
+    for &range in &ranges.ranges {
+        let collecting = collecting(&apps, range);
+        pairs += collecting.len() as i64 * (range.first.periods_until(range.last) + 1);
+        marked += p.store.requeue(&collecting, range, as_of, how).await?;
     }
-    for period in &ranges.not_ended {
+    for target in &ranges.not_ended {
         println!(
-            "{} {period} has not ended: left to the daemon, which fetches it once it has",
-            period.grain()
+            "{} {} {} has not ended: left to the daemon, which fetches it once it has",
+            target.dataset,
+            target.grain(),
+            target.period
         );
     }
     if args.enqueue {
@@ -167,14 +180,13 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     let report = run_pass(&p, &opts, &shutdown, bar.as_deref()).await?;
     drop(bar);
     let mut complete = true;
-    for &(first, last) in &ranges.ranges {
-        let collecting: Vec<AppId> = apps
-            .iter()
-            .filter(|a| a.grains.contains(&first.grain()))
-            .map(|a| a.appid.clone())
-            .collect();
-        let rows = p.store.periods(&collecting, first, last).await?;
-        complete &= print_summary(&p, &collecting, &rows, (first, last), started);
+    for &range in &ranges.ranges {
+        let collecting = collecting(&apps, range);
+        let rows = p
+            .store
+            .periods(&collecting, range.dataset, range.first, range.last)
+            .await?;
+        complete &= print_summary(&p, &collecting, &rows, range, started);
     }
     println!(
         "this run: {} fetched, {} stored, {} rows written, {} not ready, {} failed, {} rejected",
@@ -193,18 +205,28 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
     }
 }
 
-/// `3 days 2026-11-02..2026-11-04, 1 weeks ...` for messages.
-fn describe(ranges: &[(Period, Period)]) -> String {
+/// The apps of `apps` that collect `range`'s stream.
+fn collecting(apps: &[crate::config::AppConfig], range: Range) -> Vec<AppId> {
+    let stream = Stream::new(range.dataset, range.first.grain());
+    apps.iter()
+        .filter(|a| a.streams.contains(&stream))
+        .map(|a| a.appid.clone())
+        .collect()
+}
+
+/// `3 retention daily days 2026-11-02..2026-11-04, ...` for messages.
+fn describe(ranges: &[Range]) -> String {
     ranges
         .iter()
-        .map(|(f, l)| {
+        .map(|r| {
             format!(
-                "{} {} {}s {}..{}",
-                f.periods_until(*l) + 1,
-                f.grain(),
-                f.grain().unit(),
-                f.start(),
-                l.end()
+                "{} {} {} {}s {}..{}",
+                r.first.periods_until(r.last) + 1,
+                r.dataset,
+                r.first.grain(),
+                r.first.grain().unit(),
+                r.first.start(),
+                r.last.end()
             )
         })
         .collect::<Vec<_>>()
@@ -246,12 +268,17 @@ fn outcome(row: &PeriodRow, started: DateTime<Utc>) -> Outcome {
 /// Prints one line per app for one grain's range; true when every period is
 /// stored, not yet published, or given up on (by WeChat's word or an earlier run).
 fn print_summary(
-    p: &Pipeline,
+    p: &Runtime,
     apps: &[AppId],
     rows: &[PeriodRow],
-    (first, last): (Period, Period),
+    range: Range,
     started: DateTime<Utc>,
 ) -> bool {
+    let Range {
+        dataset,
+        first,
+        last,
+    } = range;
     let grain = first.grain();
     let expected = (first.periods_until(last) + 1) as usize;
     let mut by_app: HashMap<&str, Vec<&PeriodRow>> = HashMap::new();
@@ -265,7 +292,7 @@ fn print_summary(
         .map(|a| (&a.appid, a.name.as_str()))
         .collect();
     let every_app = apps.len() <= SUMMARY_ALL_APPS_UP_TO;
-    let all_keys = grain.keys().len();
+    let all_keys = dataset.spec().keys(grain).len();
     let (mut complete, mut done_apps) = (true, 0usize);
     for appid in apps {
         let mine = by_app.remove(appid.as_str()).unwrap_or_default();
@@ -293,12 +320,12 @@ fn print_summary(
         let label = if name == appid.as_str() {
             appid.to_string()
         } else {
-            format!("{appid} ({name})")
+            format!("{appid} ({})", crate::text::printable(name))
         };
         let unit = grain.unit();
         let not_stored = failed.len() + expected.saturating_sub(mine.len());
         let mut line = format!(
-            "{label}: {grain}: {expected} {unit}s: {stored} stored ({with_all_keys} with all {all_keys} keys), {pending} not yet published by WeChat, {not_stored} not stored"
+            "{label}: {dataset} {grain}: {expected} {unit}s: {stored} stored ({with_all_keys} with all {all_keys} keys), {pending} not yet published by WeChat, {not_stored} not stored"
         );
         if !given_up.is_empty() {
             line.push_str(&format!(
@@ -312,7 +339,7 @@ fn print_summary(
                 "  {} {}: {}",
                 r.period_start,
                 r.state,
-                r.last_error.as_deref().unwrap_or("not fetched yet")
+                crate::text::printable(r.last_error.as_deref().unwrap_or("not fetched yet"))
             );
         }
         if failed.len() + given_up.len() > 5 {
@@ -321,7 +348,7 @@ fn print_summary(
     }
     if !every_app {
         println!(
-            "{grain}: {done_apps} of {} apps have every {} stored or not yet published",
+            "{dataset} {grain}: {done_apps} of {} apps have every {} stored or not yet published",
             apps.len(),
             grain.unit()
         );
@@ -339,11 +366,23 @@ mod tests {
             from: from.into(),
             to: to.into(),
             apps: vec![],
+            dataset: vec![],
             retention: vec![],
             refetch: false,
             retry_failed: false,
             enqueue: false,
         }
+    }
+
+    fn weekly() -> Stream {
+        Stream::new(DatasetId::Retention, Grain::Weekly)
+    }
+
+    fn retention() -> Vec<Stream> {
+        Grain::ALL
+            .iter()
+            .map(|&g| Stream::new(DatasetId::Retention, g))
+            .collect()
     }
 
     fn beijing(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -358,29 +397,29 @@ mod tests {
     fn a_week_is_over_when_it_is_over_in_beijing() {
         // Monday 2026-11-23 10:30 in Beijing; still Sunday afternoon in Los Angeles.
         let now = beijing(2026, 11, 23, 10, 30);
-        let r = periods_of_range(&args("2026-11-16", "2026-11-22"), &[Grain::Weekly], now)
+        let r = periods_of_range(&args("2026-11-16", "2026-11-22"), &[weekly()], now)
             .expect("week is over");
         assert_eq!(r.ranges.len(), 1);
         assert_eq!(
             (
-                r.ranges[0].0.start().to_string(),
-                r.ranges[0].1.start().to_string()
+                r.ranges[0].first.start().to_string(),
+                r.ranges[0].last.start().to_string()
             ),
             ("2026-11-16".into(), "2026-11-16".into())
         );
-        let refused = periods_of_range(&args("2026-11-16", "2026-11-23"), &[Grain::Weekly], now);
+        let refused = periods_of_range(&args("2026-11-16", "2026-11-23"), &[weekly()], now);
         assert!(refused.is_err_and(|e| e.0.contains("has not ended")));
     }
 
     #[test]
     fn days_in_the_range_weeks_and_months_that_overlap_it_unended_months_left_to_the_daemon() {
         let now = beijing(2026, 11, 23, 10, 30);
-        let r = periods_of_range(&args("2026-10-28", "2026-11-08"), &Grain::ALL, now)
+        let r = periods_of_range(&args("2026-10-28", "2026-11-08"), &retention(), now)
             .expect("weeks over");
         let shown: Vec<(String, String)> = r
             .ranges
             .iter()
-            .map(|(f, l)| (f.to_string(), l.to_string()))
+            .map(|r| (r.first.to_string(), r.last.to_string()))
             .collect();
         assert_eq!(
             shown,
@@ -394,6 +433,6 @@ mod tests {
             ]
         );
         assert_eq!(r.not_ended.len(), 1);
-        assert_eq!(r.not_ended[0].to_string(), "2026-11");
+        assert_eq!(r.not_ended[0].period.to_string(), "2026-11");
     }
 }

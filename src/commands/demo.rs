@@ -3,11 +3,12 @@
 //! `report`, SQL on the dashboard views), with no WeChat account.
 
 use crate::config::{Config, DEFAULT_DATABASE_URL};
-use crate::domain::{AppId, Grain, Metric, Period};
+use crate::dataset::Stream;
+use crate::domain::{AppId, Grain, Metric};
 use crate::pass::{run_pass, PassOptions};
 use crate::report::{render, Format, Triangle};
 use crate::simulator::{sim_appid, SimConfig, Simulator};
-use crate::store::{Scope, Store};
+use crate::store::{Range, Scope, Store};
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
@@ -64,7 +65,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let config = Config::parse(&toml, Path::new("<demo>"), &env)?;
     Store::create_database_if_missing(&config.database.url).await?;
-    let p = super::pipeline(config).await?;
+    let p = super::runtime(config).await?;
     println!(
         "database {} migrated",
         crate::config::redact_url_password(p.config.database.url.expose_secret())
@@ -72,20 +73,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let as_of = Utc::now();
     let apps = p.all_apps().apps;
-    let ranges: Vec<(Period, Period)> = Grain::ALL
-        .iter()
-        .map(|&g| p.kept_periods(g, as_of))
+    let ranges: Vec<Range> = p
+        .config
+        .streams()
+        .into_iter()
+        .map(|Stream { dataset, grain }| {
+            let (first, last) = p.kept_periods(grain, as_of);
+            Range::new(dataset, first, last)
+        })
         .collect();
-    for &(first, last) in &ranges {
-        p.store.enqueue(&apps, first, last, as_of, false).await?;
+    for &range in &ranges {
+        p.store.enqueue(&apps, range, as_of, false).await?;
         println!(
-            "backfilling {} apps × {} {}s ({} .. {}) of {} retention",
+            "backfilling {} apps × {} {}s ({} .. {}) of {} {}",
             apps.len(),
-            first.periods_until(last) + 1,
-            first.grain().unit(),
-            first.start(),
-            last.end(),
-            first.grain()
+            range.first.periods_until(range.last) + 1,
+            range.first.grain().unit(),
+            range.first.start(),
+            range.last.end(),
+            range.first.grain(),
+            range.dataset,
         );
     }
     let scope = Scope { apps, ranges };
@@ -102,8 +109,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         report.attempted, report.stored, report.rows_written, report.not_ready, report.failed
     );
     println!();
-    for (first, last, statuses) in super::status::grain_statuses(&p, as_of).await? {
-        print!("{}", super::status::table(&statuses, first, last));
+    for s in super::status::stream_statuses(&p.store, &p.config, as_of).await? {
+        print!(
+            "{}",
+            super::status::table(&s.apps, s.stream, s.first, s.last)
+        );
     }
     let database = crate::config::redact_url_password(p.config.database.url.expose_secret());
     if let Some(appid) = scope.apps.first() {

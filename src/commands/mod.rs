@@ -9,29 +9,34 @@ pub mod run;
 mod signals;
 pub mod status;
 
-use crate::cli::UsageError;
 use crate::config::{redact_url_password, Config, Env, Secrets};
-use crate::pass::Pipeline;
+use crate::runtime::Runtime;
 use crate::store::Store;
 use anyhow::Context;
 use secrecy::SecretString;
 use std::path::Path;
 use std::sync::Arc;
 
+/// A bad argument value that clap could not catch (dates, ranges, apps):
+/// exit 2, as for a bad config.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Connects, creating the database if it does not exist, applies pending
-/// migrations, builds the pipeline, and records the configured apps (the
+/// migrations, wires the runtime, and records the configured apps (the
 /// others are retired): what every command that fetches (`once`,
 /// `backfill`, the demo) starts with.
-pub async fn pipeline(config: Config) -> anyhow::Result<Pipeline> {
+pub async fn runtime(config: Config) -> anyhow::Result<Runtime> {
     let store = open(
         &config.database.url,
         config.database.max_connections,
         Create::IfMissing,
     )
     .await?;
-    let p = Pipeline::new(Arc::new(config), store)?;
-    p.sync_apps().await?;
-    Ok(p)
+    let rt = Runtime::new(Arc::new(config), store)?;
+    rt.sync_apps().await?;
+    Ok(rt)
 }
 
 /// Whether [`open`] creates a database that does not exist.

@@ -30,7 +30,7 @@ fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub async fn run(config: Config, args: OnceArgs) -> anyhow::Result<ExitCode> {
-    let p = super::pipeline(config).await?;
+    let p = super::runtime(config).await?;
     let opts = PassOptions {
         as_of: args.as_of.unwrap_or_else(|| p.clock.now()),
         scope: p.all_apps(),

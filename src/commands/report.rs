@@ -2,7 +2,7 @@
 //! retention, read from the dashboard views so that it says what the
 //! dashboards say.
 
-use crate::cli::UsageError;
+use crate::commands::UsageError;
 use crate::config::redact_url_password;
 use crate::domain::{AppId, Grain, Metric};
 use crate::report::{render, Format, Triangle};

@@ -1,7 +1,7 @@
 //! `wxretain run`: the long-lived service.
 
 use crate::config::Config;
-use crate::pass::Pipeline;
+use crate::runtime::Runtime;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -49,15 +49,20 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(listen) => (listen, "--listen / WXRETAIN_LISTEN"),
         None => (Listen::At(config.server.listen), "[server] listen"),
     };
-    let p = Arc::new(Pipeline::new(Arc::new(config), store.clone())?);
+    let p = Arc::new(Runtime::new(Arc::new(config), store.clone())?);
     let shutdown = CancellationToken::new();
     super::signals::stop_on_signals(
         shutdown.clone(),
-        "stopping: no new work; waiting for the weeks in flight",
+        "stopping: no new work; waiting for the periods in flight",
     );
     match listen {
         Listen::At(addr) => {
-            crate::server::serve(addr, &p, metrics, shutdown.clone())
+            let readiness = crate::server::Readiness {
+                store: p.store.clone(),
+                clock: p.clock,
+                max_clock_skew: p.config.schedule.max_clock_skew,
+            };
+            crate::server::serve(addr, readiness, metrics, shutdown.clone())
                 .await
                 .map_err(|e| taken_hint(e, addr, from))?;
         }
@@ -65,7 +70,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("no HTTP listener (--listen off): no /livez, /readyz or /metrics")
         }
     }
-    crate::scheduler::run(p, shutdown).await?;
+    crate::daemon::run(p, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

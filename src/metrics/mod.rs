@@ -1,11 +1,11 @@
-//! What `/metrics` exports: every metric's help text, the series present from
-//! start-up, and the gauges computed from the ledger (counters are recorded
-//! where things happen). The per-app series are kept apart, in [`per_app`].
+//! What `/metrics` exports: every metric's help text and the series present
+//! from start-up (counters are recorded where things happen; the gauges
+//! counted from the ledger are set by the daemon). The per-app series are
+//! kept apart, in [`per_app`].
 
 pub mod per_app;
 
 use crate::config::AppConfig;
-use crate::pass::Pipeline;
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -42,13 +42,13 @@ pub const METRICS: &[Metric] = &[
     metric("wxretain_build_info", Kind::Gauge, None,
         "Always 1; the version label is this binary's version."),
     metric("wxretain_fetches_total", Kind::Counter, None,
-        "Period fetches by grain and final outcome: stored, not_ready, failed, rejected, deferred, unsaved, lease_lost."),
+        "Period fetches by dataset, grain and final outcome: stored, not_ready, failed, rejected, deferred, unsaved, lease_lost."),
     metric("wxretain_api_latency_seconds", Kind::Histogram, Some(Unit::Seconds),
-        "Latency of the retention calls to WeChat, by grain."),
+        "Latency of the data calls to WeChat, by dataset and grain."),
     metric("wxretain_rows_written_total", Kind::Counter, None,
-        "Rows inserted or changed in the retention tables."),
+        "Rows inserted or changed in the datasets' tables."),
     metric("wxretain_periods", Kind::Gauge, Some(Unit::Count),
-        "Periods in the ledger by app, grain and state (complete, maturing, missing, not_ready, failing, unavailable), counted after each pass."),
+        "Periods in the ledger by app, dataset, grain and state (complete, maturing, missing, not_ready, failing, unavailable), counted after each pass."),
     metric("wxretain_last_success_timestamp_seconds", Kind::Gauge, Some(Unit::Seconds),
         "Unix time of the app's last successful fetch, from the ledger; absent for an app never fetched."),
     metric("wxretain_last_pass_timestamp_seconds", Kind::Gauge, Some(Unit::Seconds),
@@ -81,7 +81,7 @@ pub fn install(apps: &[AppConfig]) -> anyhow::Result<PrometheusHandle> {
     describe();
     let apps: Vec<_> = apps
         .iter()
-        .map(|a| (a.appid.clone(), a.grains.clone()))
+        .map(|a| (a.appid.clone(), a.streams.clone()))
         .collect();
     per_app::install(&apps);
     metrics::gauge!("wxretain_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -109,29 +109,6 @@ pub fn describe() {
         }
     }
     metrics_process::Collector::default().describe();
-}
-
-/// Sets `wxretain_periods{appid, grain, state}` and the last success per app
-/// from the ledger. (`wxretain_weeks{appid, state}`, the weekly grain alone,
-/// is gone: promtool reads `_weeks` as a unit; it is
-/// `wxretain_periods{grain="weekly"}`.)
-pub async fn update_week_gauges(p: &Pipeline) {
-    let apps = p.all_apps().apps;
-    match p.store.state_counts(&apps).await {
-        Ok(counts) => per_app::set_period_counts(&apps, &counts),
-        Err(e) => tracing::warn!(error = %e, "could not count periods by state"),
-    }
-    // From the ledger, so the figure to alert on survives restarts.
-    match p.store.last_success_by_app(&apps).await {
-        Ok(rows) => {
-            for (appid, at) in rows {
-                if let Ok(appid) = appid.parse() {
-                    per_app::succeeded_at(&appid, at.timestamp());
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not read last successes"),
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! and written out at each scrape.
 //!
 //! A fleet of 10,000 apps has about 240,000 per-app series
-//! (`wxretain_periods` alone is apps × grains × 6 states). In the Prometheus
+//! (`wxretain_periods` alone is apps × streams × 6 states). In the Prometheus
 //! exporter's registry each costs about a kilobyte (its key, its labels, its
 //! handle and the map around them): measured, 260–330 MB for such a fleet.
 //! Here an app costs about half a kilobyte whatever it records. The names, labels
@@ -10,9 +10,8 @@
 //! dashboards read them), and a series appears when the registry's did: a
 //! counter at its first increment, a gauge when it is first set.
 
-use crate::domain::{AppId, Grain};
-use crate::planner::WeekState;
-use crate::store::StateCounts;
+use crate::dataset::Stream;
+use crate::domain::{AppId, PeriodState};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -91,8 +90,7 @@ pub const FAMILIES: [&str; 6] = [
     "wxretain_implausible_answers_total",
 ];
 
-const GRAINS: usize = Grain::ALL.len();
-const STATES: usize = WeekState::ALL.len();
+const STATES: usize = PeriodState::ALL.len();
 const OUTCOMES: usize = FetchOutcome::ALL.len();
 
 /// `last_success` before it is known.
@@ -102,13 +100,17 @@ const UNSET: u8 = 0;
 const FINE: u8 = 1;
 const BROKEN: u8 = 2;
 
+/// Periods per state of each stream ([`Stream::all`]'s order), for one app.
+pub type StateCounts = Vec<[u64; STATES]>;
+
 /// One app's series.
 struct App {
     appid: AppId,
-    /// The grains it collects: `wxretain_periods` has a series for each.
-    grains: Vec<Grain>,
-    fetches: [[AtomicU64; OUTCOMES]; GRAINS],
-    periods: [[AtomicU64; STATES]; GRAINS],
+    /// The streams it collects: `wxretain_periods` has a series for each.
+    streams: Vec<Stream>,
+    /// Per stream, in [`Stream::all`]'s order.
+    fetches: Vec<[AtomicU64; OUTCOMES]>,
+    periods: Vec<[AtomicU64; STATES]>,
     last_success: AtomicI64,
     broken: AtomicU8,
     token_refreshes: AtomicU64,
@@ -128,25 +130,23 @@ static INSTALLED: OnceLock<PerApp> = OnceLock::new();
 /// Makes room for the configured apps' series; the daemon does it once, at
 /// start-up. Without it (`once`, `backfill`: no `/metrics`) recording does
 /// nothing, as the metrics macros do without a recorder.
-pub fn install(apps: &[(AppId, Vec<Grain>)]) {
+pub fn install(apps: &[(AppId, Vec<Stream>)]) {
     if INSTALLED.set(PerApp::new(apps)).is_err() {
         tracing::debug!("per-app metrics were installed already; keeping the first app list");
     }
 }
 
 impl PerApp {
-    fn new(apps: &[(AppId, Vec<Grain>)]) -> PerApp {
+    fn new(apps: &[(AppId, Vec<Stream>)]) -> PerApp {
+        let streams = Stream::all().count();
         PerApp {
             apps: apps
                 .iter()
-                .map(|(appid, grains)| App {
+                .map(|(appid, collected)| App {
                     appid: appid.clone(),
-                    grains: Grain::ALL
-                        .into_iter()
-                        .filter(|g| grains.contains(g))
-                        .collect(),
-                    fetches: Default::default(),
-                    periods: Default::default(),
+                    streams: Stream::all().filter(|s| collected.contains(s)).collect(),
+                    fetches: (0..streams).map(|_| Default::default()).collect(),
+                    periods: (0..streams).map(|_| Default::default()).collect(),
                     last_success: AtomicI64::new(NEVER),
                     broken: AtomicU8::new(UNSET),
                     token_refreshes: AtomicU64::new(0),
@@ -171,15 +171,10 @@ fn app(appid: &AppId) -> Option<&'static App> {
     INSTALLED.get()?.app(appid)
 }
 
-/// Position in [`Grain::ALL`], which lists the variants in declaration order.
-fn grain_at(grain: Grain) -> usize {
-    grain as usize
-}
-
-/// `wxretain_fetches_total{appid, grain, outcome}` += 1.
-pub fn fetched(appid: &AppId, grain: Grain, outcome: FetchOutcome) {
-    if let Some(app) = app(appid) {
-        app.fetches[grain_at(grain)][outcome as usize].fetch_add(1, Relaxed);
+/// `wxretain_fetches_total{appid, dataset, grain, outcome}` += 1.
+pub fn fetched(appid: &AppId, stream: Stream, outcome: FetchOutcome) {
+    if let Some(counts) = app(appid).and_then(|app| app.fetches.get(stream.index())) {
+        counts[outcome as usize].fetch_add(1, Relaxed);
     }
 }
 
@@ -213,8 +208,8 @@ pub fn implausible(appid: &AppId, outcome: Implausible) {
     }
 }
 
-/// `wxretain_periods{appid, grain, state}` for `apps`, counted from the
-/// ledger. Each value goes from the old count to the new one directly: a
+/// `wxretain_periods{appid, dataset, grain, state}` for `apps`, counted
+/// from the ledger. Each value goes from the old count to the new one directly: a
 /// scrape meanwhile never sees an app at zero.
 pub fn set_period_counts(apps: &[AppId], counts: &[StateCounts]) {
     let Some(per_app) = INSTALLED.get() else {
@@ -223,9 +218,11 @@ pub fn set_period_counts(apps: &[AppId], counts: &[StateCounts]) {
     for (appid, counts) in apps.iter().zip(counts) {
         if let Some(&i) = per_app.index.get(appid) {
             let app = &per_app.apps[i];
-            for (grain, states) in counts.iter().enumerate() {
-                for (state, &n) in states.iter().enumerate() {
-                    app.periods[grain][state].store(n, Relaxed);
+            for (stream, states) in counts.iter().enumerate() {
+                if let Some(series) = app.periods.get(stream) {
+                    for (state, &n) in states.iter().enumerate() {
+                        series[state].store(n, Relaxed);
+                    }
                 }
             }
         }
@@ -234,7 +231,7 @@ pub fn set_period_counts(apps: &[AppId], counts: &[StateCounts]) {
 }
 
 /// Apps written per chunk of a scrape: `wxretain_periods` of 256 apps with
-/// three grains is about 440 KB of text.
+/// three streams is about 480 KB of text.
 const APPS_PER_CHUNK: usize = 256;
 
 /// The per-app families in the Prometheus text format, in chunks of
@@ -288,22 +285,30 @@ fn write_app(out: &mut String, family: &str, app: &App, periods_counted: bool) {
     let id = app.appid.as_str();
     match family {
         "wxretain_fetches_total" => {
-            for (grain, outcomes) in Grain::ALL.iter().zip(&app.fetches) {
+            for (stream, outcomes) in Stream::all().zip(&app.fetches) {
                 let outcomes = FetchOutcome::ALL.iter().map(|o| o.as_str()).zip(outcomes);
                 write_outcomes(
                     out,
                     family,
-                    &format!("appid=\"{id}\",grain=\"{grain}\""),
+                    &format!(
+                        "appid=\"{id}\",dataset=\"{}\",grain=\"{}\"",
+                        stream.dataset, stream.grain
+                    ),
                     outcomes,
                 );
             }
         }
         "wxretain_periods" if periods_counted => {
-            for &grain in &app.grains {
-                for (state, n) in WeekState::ALL.iter().zip(&app.periods[grain_at(grain)]) {
+            for &stream in &app.streams {
+                let Some(counts) = app.periods.get(stream.index()) else {
+                    continue;
+                };
+                for (state, n) in PeriodState::ALL.iter().zip(counts) {
                     let _ = writeln!(
                         out,
-                        "{family}{{appid=\"{id}\",grain=\"{grain}\",state=\"{}\"}} {}",
+                        "{family}{{appid=\"{id}\",dataset=\"{}\",grain=\"{}\",state=\"{}\"}} {}",
+                        stream.dataset,
+                        stream.grain,
                         state.as_str(),
                         n.load(Relaxed)
                     );
@@ -364,10 +369,10 @@ mod tests {
 
     #[test]
     fn the_arrays_are_indexed_in_the_order_of_all() {
-        for (i, grain) in Grain::ALL.into_iter().enumerate() {
-            assert_eq!(grain_at(grain), i);
+        for (i, stream) in Stream::all().enumerate() {
+            assert_eq!(stream.index(), i);
         }
-        for (i, state) in WeekState::ALL.into_iter().enumerate() {
+        for (i, state) in PeriodState::ALL.into_iter().enumerate() {
             assert_eq!(state as usize, i);
         }
         for (i, outcome) in FetchOutcome::ALL.into_iter().enumerate() {
@@ -376,6 +381,20 @@ mod tests {
         for (i, outcome) in Implausible::ALL.into_iter().enumerate() {
             assert_eq!(outcome as usize, i);
         }
+    }
+
+    fn weekly() -> Stream {
+        Stream::new(
+            crate::dataset::DatasetId::Retention,
+            crate::domain::Grain::Weekly,
+        )
+    }
+
+    fn daily() -> Stream {
+        Stream::new(
+            crate::dataset::DatasetId::Retention,
+            crate::domain::Grain::Daily,
+        )
     }
 
     /// Three apps over two chunks: every family is headed once, before its
@@ -392,14 +411,14 @@ mod tests {
         .collect();
         let apps: Vec<_> = ids
             .iter()
-            .map(|a| (a.clone(), vec![Grain::Weekly, Grain::Daily]))
+            .map(|a| (a.clone(), vec![weekly(), daily()]))
             .collect();
         let per_app: &'static PerApp = Box::leak(Box::new(PerApp::new(&apps)));
         let text = |p: &'static PerApp| chunks(Some(p), 2).collect::<Vec<_>>().concat();
         assert_eq!(text(per_app), "", "nothing recorded, nothing shown");
 
         let first = per_app.app(&ids[0]).expect("app");
-        first.fetches[grain_at(Grain::Weekly)][FetchOutcome::Stored as usize].fetch_add(2, Relaxed);
+        first.fetches[weekly().index()][FetchOutcome::Stored as usize].fetch_add(2, Relaxed);
         let third = per_app.app(&ids[2]).expect("app");
         third.broken.store(BROKEN, Relaxed);
         third.last_success.fetch_max(1_764_000_000, Relaxed);
@@ -410,7 +429,7 @@ mod tests {
             "fetches, last success, broken: {text}"
         );
         assert!(text.contains(
-            "\nwxretain_fetches_total{appid=\"wx0000000000000001\",grain=\"weekly\",outcome=\"stored\"} 2\n"
+            "\nwxretain_fetches_total{appid=\"wx0000000000000001\",dataset=\"retention\",grain=\"weekly\",outcome=\"stored\"} 2\n"
         ), "{text}");
         assert!(
             text.contains("\nwxretain_app_broken{appid=\"wx0000000000000003\"} 1\n"),
@@ -433,7 +452,7 @@ mod tests {
         assert_eq!(
             periods.len(),
             3 * 2 * STATES,
-            "apps × their grains × states"
+            "apps × their streams × states"
         );
         assert_eq!(
             text.matches("# TYPE wxretain_periods gauge").count(),

@@ -11,7 +11,8 @@ use super::stats::SimStats;
 use super::tokens::{TokenKind, TokenStore};
 use super::truth::truth_answer_of;
 use super::{SimClock, SimConfig};
-use crate::domain::{AppId, Grain, Period, BEIJING};
+use crate::dataset::{Stream, Target};
+use crate::domain::{AppId, Period, BEIJING};
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -189,13 +190,18 @@ impl Engine {
         json!({"access_token": token, "expires_in": expires_in})
     }
 
-    /// One call of `grain`'s retention API; counted before anything can fail.
-    pub(crate) async fn data_call(&self, grain: Grain, token: Option<&str>, body: &[u8]) -> Answer {
-        let period = parse_period(grain, body);
+    /// One call of `stream`'s API; counted before anything can fail.
+    pub(crate) async fn data_call(
+        &self,
+        stream: Stream,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let period = parse_period(stream.grain, body);
         let (latency, appid) = {
             let mut st = self.lock();
             st.stats.total_data_calls += 1;
-            st.stats.per_grain.entry(grain).or_default().calls += 1;
+            st.stats.bump_api(stream, |c| &mut c.calls);
             let appid = token.and_then(|t| st.tokens.owner(t));
             // Bounded, so a simulator serving a long demo does not grow forever.
             if st.arrivals.len() < MAX_ARRIVALS {
@@ -203,13 +209,14 @@ impl Engine {
                 st.arrivals.push((appid.clone(), at));
             }
             if let (Some(app), Ok(p)) = (&appid, &period) {
-                st.stats.bump(app, *p, |c| &mut c.calls);
+                st.stats
+                    .bump(app, Target::new(stream.dataset, *p), |c| &mut c.calls);
             }
             (st.faults.latency_ms, appid)
         };
         tracing::debug!(
             appid = appid.as_ref().map(AppId::as_str),
-            api = grain.api_name(),
+            api = stream.api().name,
             period = ?period.as_ref().ok().map(ToString::to_string),
             "simulator data call"
         );
@@ -218,13 +225,13 @@ impl Engine {
         }
         let now = self.clock.now();
         let mut st = self.lock();
-        self.decide(&mut st, grain, token, period, now)
+        self.decide(&mut st, stream, token, period, now)
     }
 
     fn decide(
         &self,
         st: &mut State,
-        grain: Grain,
+        stream: Stream,
         token: Option<&str>,
         period: Result<Period, i64>,
         now: DateTime<Utc>,
@@ -253,7 +260,7 @@ impl Engine {
             return fail(code);
         }
         let (daily, per_minute) = (st.faults.daily_quota, st.faults.minute_quota);
-        if let Err(code) = st.quotas.spend(&appid, grain, now, daily, per_minute) {
+        if let Err(code) = st.quotas.spend(&appid, stream, now, daily, per_minute) {
             return fail(code);
         }
         for i in 0..st.faults.error_rates.len() {
@@ -300,8 +307,9 @@ impl Engine {
             make_huge(&mut answer);
         }
         st.stats.ok_answers += 1;
-        st.stats.per_grain.entry(grain).or_default().ok += 1;
-        st.stats.bump(&appid, period, |c| &mut c.ok);
+        st.stats.bump_api(stream, |c| &mut c.ok);
+        st.stats
+            .bump(&appid, Target::new(stream.dataset, period), |c| &mut c.ok);
         Answer::Json(answer)
     }
 }

@@ -1,5 +1,6 @@
 //! When WeChat publishes each key of a period, on the simulator's clock.
 
+use crate::dataset::retention;
 use crate::domain::{NaturalWeek, Period};
 use chrono::{DateTime, Utc};
 
@@ -17,19 +18,17 @@ pub enum Publication {
 
 /// Which keys of `period` are published at `now`.
 ///
-/// Key k appears at [`Period::key_expected_at`]: once the period k periods
-/// later has ended and a night has passed, which models "the arrays grow as
-/// periods pass" from the API notes.
+/// Key k appears at `publish_hour` the morning after the period k periods
+/// later has ended ([`Period::morning_after`]), which models "the arrays grow
+/// as periods pass" from the API notes.
 pub fn publication_of(period: Period, now: DateTime<Utc>, publish_hour: u32) -> Publication {
     if now < period.ends_at() {
         return Publication::NotEnded;
     }
-    let published = period
-        .grain()
-        .keys()
+    let published = retention::keys(period.grain())
         .iter()
         .copied()
-        .take_while(|&k| now >= period.key_expected_at(k, publish_hour))
+        .take_while(|&k| now >= period.morning_after(k, publish_hour))
         .last();
     match published {
         None => Publication::Computing,

@@ -1,8 +1,9 @@
 //! Call quotas per app and API (45011 per minute, 45009 per Beijing day):
-//! WeChat counts each retention API's quota apart, so a collector that
-//! exhausts the daily API can still call the weekly one.
+//! WeChat counts each API's quota apart, so a collector that exhausts the
+//! daily retention API can still call the weekly one.
 
-use crate::domain::{AppId, Grain, BEIJING};
+use crate::dataset::Stream;
+use crate::domain::{AppId, BEIJING};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 
@@ -17,15 +18,15 @@ struct QuotaUse {
 
 /// Quota use of every (app, API) that had a data call.
 #[derive(Debug, Default)]
-pub(crate) struct Quotas(HashMap<(AppId, Grain), QuotaUse>);
+pub(crate) struct Quotas(HashMap<(AppId, Stream), QuotaUse>);
 
 impl Quotas {
-    /// Counts one data call of `appid` to `grain`'s API, or answers the errcode of the quota
+    /// Counts one data call of `appid` to `stream`'s API, or answers the errcode of the quota
     /// it would exceed (the daily one first). Refused calls are not counted.
     pub(crate) fn spend(
         &mut self,
         appid: &AppId,
-        grain: Grain,
+        stream: Stream,
         now: DateTime<Utc>,
         daily: Option<u32>,
         per_minute: Option<u32>,
@@ -36,7 +37,7 @@ impl Quotas {
         // Beijing is UTC+8 all year, so its minutes start with UTC's.
         let minute = now.timestamp().div_euclid(60);
         let day = now.with_timezone(&BEIJING).date_naive();
-        let used = self.0.entry((appid.clone(), grain)).or_insert(QuotaUse {
+        let used = self.0.entry((appid.clone(), stream)).or_insert(QuotaUse {
             minute,
             minute_calls: 0,
             day,

@@ -9,7 +9,7 @@ use super::engine::{Answer, Engine};
 use super::faults::Faults;
 use super::request::TokenRequest;
 use super::tokens::TokenKind;
-use crate::domain::Grain;
+use crate::dataset::Stream;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -31,9 +31,9 @@ pub(crate) fn router(engine: Arc<Engine>) -> Router {
     let mut router = Router::new()
         .route("/cgi-bin/stable_token", post(stable_token))
         .route("/cgi-bin/token", get(classic_token));
-    for grain in Grain::ALL {
-        let handler = move |engine, uri, query, body| retain(grain, engine, uri, query, body);
-        router = router.route(&format!("/{}", grain.api_path()), post(handler));
+    for stream in Stream::all() {
+        let handler = move |engine, uri, query, body| data(stream, engine, uri, query, body);
+        router = router.route(&format!("/{}", stream.api().path), post(handler));
     }
     router
         .route("/__sim/stats", get(stats))
@@ -80,9 +80,9 @@ async fn classic_token(State(engine): State<Arc<Engine>>, uri: Uri, query: Param
     Json(engine.echo(&format!("GET {uri}"), answer))
 }
 
-/// Any retention API: they differ only in the grain of the asked period.
-async fn retain(
-    grain: Grain,
+/// Any data API: they differ in the stream of the asked period.
+async fn data(
+    stream: Stream,
     State(engine): State<Arc<Engine>>,
     uri: Uri,
     query: Params,
@@ -93,7 +93,7 @@ async fn retain(
         .get("access_token")
         .or_else(|| q.get("cloudbase_access_token"))
         .map(String::as_str);
-    match engine.data_call(grain, token, &body).await {
+    match engine.data_call(stream, token, &body).await {
         Answer::Json(value) => Json(engine.echo(&format!("POST {uri}"), value)).into_response(),
         Answer::GatewayError => (
             StatusCode::BAD_GATEWAY,

@@ -1,6 +1,7 @@
 //! Call counters, so tests and the benchmark can check how hard a collector
 //! hit the API (e.g. "never asked again for a week whose key 4 it has").
 
+use crate::dataset::{DatasetId, Stream, Target};
 use crate::domain::{AppId, Grain, NaturalWeek, Period};
 use std::collections::BTreeMap;
 
@@ -41,11 +42,16 @@ pub struct SimStats {
     /// `getWeeklyRetain` calls whose token named an app and whose body named
     /// a week (the same counts as in `per_period`, keyed as before).
     pub per_week: BTreeMap<(AppId, NaturalWeek), WeekCalls>,
-    /// Data calls of every API whose token named an app and whose body named
-    /// a period of that API's grain.
+    /// Retention calls whose token named an app and whose body named a
+    /// period of that API's grain.
     pub per_period: BTreeMap<(AppId, Period), PeriodCalls>,
-    /// Every data call per API, bad token or body included.
+    /// Data calls of every dataset's API whose token named an app and whose
+    /// body named a period of that API's grain.
+    pub per_target: BTreeMap<(AppId, Target), PeriodCalls>,
+    /// Every retention call per grain, bad token or body included.
     pub per_grain: BTreeMap<Grain, PeriodCalls>,
+    /// Every data call per API, bad token or body included.
+    pub per_stream: BTreeMap<Stream, PeriodCalls>,
 }
 
 impl SimStats {
@@ -56,24 +62,45 @@ impl SimStats {
             .map_or(0, |c| c.calls)
     }
 
-    /// Calls (errored included) for one (appid, period) of its grain's API.
+    /// Calls (errored included) for one (appid, period) of its grain's
+    /// retention API.
     pub fn calls_for_period(&self, appid: &AppId, period: Period) -> u64 {
         self.per_period
             .get(&(appid.clone(), period))
             .map_or(0, |c| c.calls)
     }
 
-    /// Adds one to `field` of `period` of `appid`, in `per_period` and, for
-    /// a week, in `per_week`, so the two can never disagree.
+    /// Calls (errored included) for one (appid, dataset, period).
+    pub fn calls_for_target(&self, appid: &AppId, target: Target) -> u64 {
+        self.per_target
+            .get(&(appid.clone(), target))
+            .map_or(0, |c| c.calls)
+    }
+
+    /// Adds one to `field` of `target` of `appid`, in `per_target` and, for
+    /// retention, in `per_period` and `per_week`, so they never disagree.
     pub(crate) fn bump(
         &mut self,
         appid: &AppId,
-        period: Period,
+        target: Target,
         field: fn(&mut PeriodCalls) -> &mut u64,
     ) {
+        *field(self.per_target.entry((appid.clone(), target)).or_default()) += 1;
+        if target.dataset != DatasetId::Retention {
+            return;
+        }
+        let period = target.period;
         *field(self.per_period.entry((appid.clone(), period)).or_default()) += 1;
         if let Some(week) = period.week() {
             *field(self.per_week.entry((appid.clone(), week)).or_default()) += 1;
+        }
+    }
+
+    /// Adds one to `field` of `stream`'s API (and retention's grain).
+    pub(crate) fn bump_api(&mut self, stream: Stream, field: fn(&mut PeriodCalls) -> &mut u64) {
+        *field(self.per_stream.entry(stream).or_default()) += 1;
+        if stream.dataset == DatasetId::Retention {
+            *field(self.per_grain.entry(stream.grain).or_default()) += 1;
         }
     }
 
@@ -97,6 +124,11 @@ impl SimStats {
             .iter()
             .map(|(grain, c)| (grain.to_string(), counts(c)))
             .collect();
+        let per_stream: serde_json::Map<String, serde_json::Value> = self
+            .per_stream
+            .iter()
+            .map(|(stream, c)| (format!("{}/{}", stream.dataset, stream.grain), counts(c)))
+            .collect();
         serde_json::json!({
             "total_data_calls": self.total_data_calls,
             "ok_answers": self.ok_answers,
@@ -105,6 +137,7 @@ impl SimStats {
             "calls": per_week,
             "period_calls": per_period,
             "by_grain": per_grain,
+            "by_api": per_stream,
         })
     }
 }

@@ -148,7 +148,11 @@ pub fn truth_value(appid: &AppId, week: NaturalWeek, metric: Metric, key: u8) ->
 /// The success body for `period`, with the grain's keys up to and including
 /// `max_key` (the daily keys skip from 7 to 14 and 30, as WeChat's do).
 pub fn truth_answer_of(appid: &AppId, period: Period, max_key: u8) -> serde_json::Value {
-    let keys = || period.grain().keys().iter().filter(|&&k| k <= max_key);
+    let keys = || {
+        crate::dataset::retention::keys(period.grain())
+            .iter()
+            .filter(move |&&k| k <= max_key)
+    };
     let series = |metric: Metric| -> Vec<serde_json::Value> {
         keys()
             .map(|&key| {
@@ -249,12 +253,14 @@ mod tests {
                     assert_eq!(new0, value(Metric::VisitUvNew, 0));
                     if new0 == 0 {
                         zero += 1;
-                        assert!(grain.keys().iter().all(|&k| value(Metric::VisitUv, k) == 0));
+                        assert!(crate::dataset::retention::keys(grain)
+                            .iter()
+                            .all(|&k| value(Metric::VisitUv, k) == 0));
                         continue;
                     }
                     assert!((30..=80_000).contains(&new0), "{grain} {new0}");
                     assert!(uv0 > new0, "{grain} {uv0} <= {new0}");
-                    for &k in grain.keys() {
+                    for &k in crate::dataset::retention::keys(grain) {
                         let (new, active) =
                             (value(Metric::VisitUvNew, k), value(Metric::VisitUv, k));
                         assert!(new <= active, "{p} key {k}: {new} new > {active} active");
@@ -262,7 +268,7 @@ mod tests {
                     for metric in Metric::ALL {
                         let (k0, k1) = (value(metric, 0), value(metric, 1));
                         assert!(k1 * 100 <= k0 * 71 && k1 * 100 >= k0 * 4, "{p} {k0} {k1}");
-                        for pair in grain.keys().windows(2) {
+                        for pair in crate::dataset::retention::keys(grain).windows(2) {
                             let (a, b) = (value(metric, pair[0]), value(metric, pair[1]));
                             assert!(b >= 0 && b <= a, "{p} {metric} {pair:?}: {a} -> {b}");
                         }

@@ -2,7 +2,7 @@
 //! are (retired), so health and `status` can leave the latter out while
 //! their data stays.
 
-use super::Store;
+use super::{Result, Store};
 use crate::domain::AppId;
 use chrono::{DateTime, Utc};
 
@@ -19,7 +19,7 @@ impl Store {
     /// renamed, and no longer retired if they were; every other app the
     /// registry or the ledger knows is marked retired. Idempotent; with
     /// replicas on different configs, the last to start wins.
-    pub async fn sync_apps(&self, configured: &[(AppId, String)]) -> sqlx::Result<()> {
+    pub async fn sync_apps(&self, configured: &[(AppId, String)]) -> Result<()> {
         let ids: Vec<String> = configured.iter().map(|(a, _)| a.to_string()).collect();
         let names: Vec<String> = configured.iter().map(|(_, n)| n.clone()).collect();
         let mut tx = self.pool().begin().await?;
@@ -53,16 +53,18 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Every app the registry knows, retired ones included, by appid.
-    pub async fn known_apps(&self) -> sqlx::Result<Vec<KnownApp>> {
-        sqlx::query_as!(
+    pub async fn known_apps(&self) -> Result<Vec<KnownApp>> {
+        let apps = sqlx::query_as!(
             KnownApp,
             "SELECT appid, name, retired_at FROM apps ORDER BY appid"
         )
         .fetch_all(self.pool())
-        .await
+        .await?;
+        Ok(apps)
     }
 }

@@ -1,8 +1,8 @@
 //! Cohort triangles as the dashboard views define them (`retention_cohorts`,
 //! `retention_cohorts_daily`, `retention_cohorts_monthly`), so a report and a
 //! dashboard can never disagree about a rate. One query serves every grain:
-//! what differs is the view's name and column names, described by
-//! [`CohortView`].
+//! what differs is the view's name and column names, which the retention
+//! dataset declares ([`CohortView`]).
 //!
 //! These are the store's only statements built at run time (with
 //! `CREATE DATABASE`): the table, the view and its columns are identifiers
@@ -15,7 +15,8 @@
 //! and the report tests (`tests/views_family.rs`, `tests/cli.rs`) run every
 //! statement on every grain.
 
-use super::Store;
+use super::{Result, Store};
+use crate::dataset::retention::{column_prefix, later_keys, table, CohortView};
 use crate::domain::{AppId, Grain, Metric, Period};
 use chrono::NaiveDate;
 
@@ -34,77 +35,18 @@ pub struct CohortPeriod {
     pub rates: Vec<Option<f64>>,
 }
 
-/// The names a grain's dashboard view uses: a public interface (README,
-/// "Dashboard views"), which is why they are spelled out here rather than
-/// derived from the grain's other names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CohortView {
-    /// The view's name.
-    pub view: &'static str,
-    /// The period's columns in the view, its table and the report's CSV: the
-    /// first day, then the last day where the view has one.
-    pub period_columns: &'static [&'static str],
-    /// Key k's column is `<cohort>_<prefix><k>`, its rate `<cohort>_rate_<prefix><k>`.
-    pub key_prefix: &'static str,
-}
-
-impl CohortView {
-    pub fn of(grain: Grain) -> Self {
-        match grain {
-            Grain::Daily => Self {
-                view: "retention_cohorts_daily",
-                period_columns: &["day"],
-                key_prefix: "d",
-            },
-            Grain::Weekly => Self {
-                view: "retention_cohorts",
-                period_columns: &["week_start", "week_end"],
-                key_prefix: "w",
-            },
-            Grain::Monthly => Self {
-                view: "retention_cohorts_monthly",
-                period_columns: &["month_start", "month_end"],
-                key_prefix: "m",
-            },
-        }
-    }
-
-    /// The column holding the period's first day (in the view and the table).
-    pub fn start_column(self) -> &'static str {
-        self.period_columns[0]
-    }
-
-    /// `w1`, `d14`, `m1`...: key `key`'s name in the view's columns and the report's.
-    pub fn key_label(self, key: u8) -> String {
-        format!("{}{key}", self.key_prefix)
-    }
-}
-
-/// The prefix of the views' columns for `metric` (`new_users`, `new_w1`...).
-pub fn column_prefix(metric: Metric) -> &'static str {
-    match metric {
-        Metric::VisitUvNew => "new",
-        Metric::VisitUv => "active",
-    }
-}
-
-/// The keys after 0: the ones with a count and a rate in a cohort row.
-pub fn later_keys(grain: Grain) -> &'static [u8] {
-    grain.keys().get(1..).unwrap_or_default()
-}
-
 impl Store {
     /// The oldest and the most recent period of `grain` the app has any data for.
     pub async fn stored_periods(
         &self,
         grain: Grain,
         appid: &AppId,
-    ) -> sqlx::Result<Option<(Period, Period)>> {
+    ) -> Result<Option<(Period, Period)>> {
         let start = CohortView::of(grain).start_column();
         // Table and column names are constants of the grain, never user input.
         let sql = format!(
             "SELECT min({start}), max({start}) FROM {} WHERE appid = $1",
-            grain.table()
+            table(grain)
         );
         let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = sqlx::query_as(&sql)
             .bind(appid.as_str())
@@ -116,12 +58,9 @@ impl Store {
     }
 
     /// Apps with any data of `grain`, for telling a user which appids they could mean.
-    pub async fn apps_with_data(&self, grain: Grain) -> sqlx::Result<Vec<String>> {
-        let sql = format!(
-            "SELECT DISTINCT appid FROM {} ORDER BY appid",
-            grain.table()
-        );
-        sqlx::query_scalar(&sql).fetch_all(self.pool()).await
+    pub async fn apps_with_data(&self, grain: Grain) -> Result<Vec<String>> {
+        let sql = format!("SELECT DISTINCT appid FROM {} ORDER BY appid", table(grain));
+        Ok(sqlx::query_scalar(&sql).fetch_all(self.pool()).await?)
     }
 
     /// Every period of `first..=last` (both of one grain), in order; periods
@@ -133,7 +72,7 @@ impl Store {
         metric: Metric,
         first: Period,
         last: Period,
-    ) -> sqlx::Result<Vec<CohortPeriod>> {
+    ) -> Result<Vec<CohortPeriod>> {
         let grain = first.grain();
         let view = CohortView::of(grain);
         let p = column_prefix(metric);
@@ -187,24 +126,4 @@ struct CohortRow {
     users: Option<i64>,
     retained: Vec<Option<i64>>,
     rates: Vec<Option<f64>>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_grain_names_its_view_and_a_label_per_later_key() {
-        for grain in Grain::ALL {
-            let view = CohortView::of(grain);
-            assert_eq!(later_keys(grain).len() + 1, grain.keys().len());
-            assert!(view.view.starts_with("retention_cohorts"));
-            assert!(!view.period_columns.is_empty());
-        }
-        let daily = CohortView::of(Grain::Daily);
-        assert_eq!(daily.key_label(30), "d30");
-        assert_eq!(daily.start_column(), "day");
-        assert_eq!(CohortView::of(Grain::Weekly).key_label(4), "w4");
-        assert_eq!(later_keys(Grain::Monthly), &[1]);
-    }
 }

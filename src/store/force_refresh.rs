@@ -1,7 +1,7 @@
 //! WeChat's allowance of forced token refreshes, counted where every replica
 //! sees it.
 
-use super::Store;
+use super::{Result, Store};
 use crate::domain::AppId;
 use crate::wechat::ForceRefreshBudget;
 use futures::future::BoxFuture;
@@ -18,7 +18,7 @@ impl Store {
         appid: &AppId,
         daily_limit: u32,
         spacing: Duration,
-    ) -> sqlx::Result<bool> {
+    ) -> Result<bool> {
         if daily_limit == 0 {
             return Ok(false);
         }

@@ -1,9 +1,10 @@
-//! The ledger: which `(appid, grain, period)` exist, which are due, who
-//! holds them.
+//! The ledger: which `(appid, dataset, grain, period)` exist, which are
+//! due, who holds them.
 
-use super::{app_strings, Store};
-use crate::domain::{AppId, Grain, KeySet, NaturalWeek, Period};
-use crate::planner::{Before, Rule, Verdict, WeekState};
+use super::{app_strings, Result, Store};
+use crate::dataset::{DatasetId, Target};
+use crate::domain::{AppId, Grain, KeySet, Period, PeriodState};
+use crate::planner::{Before, Rule, Verdict};
 use crate::replica::ReplicaId;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::time::Duration;
@@ -13,32 +14,51 @@ use std::time::Duration;
 pub struct Scope {
     /// Only these apps (always set: apps no longer configured are left alone).
     pub apps: Vec<AppId>,
-    /// Only these periods: `(first, last)` of one grain each, inclusive.
-    /// Empty: every period of every grain.
-    pub ranges: Vec<(Period, Period)>,
+    /// Only these periods: `(dataset, first, last)`, `first` and `last` of
+    /// one grain, inclusive. Empty: every period of every stream.
+    pub ranges: Vec<Range>,
+}
+
+/// Periods `first..=last` (of one grain) of one dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub dataset: DatasetId,
+    pub first: Period,
+    pub last: Period,
+}
+
+impl Range {
+    pub fn new(dataset: DatasetId, first: Period, last: Period) -> Self {
+        Self {
+            dataset,
+            first,
+            last,
+        }
+    }
+}
+
+/// The ranges as the four arrays the queries bind. The names are static:
+/// the macros, which expect `String`s for `text[]`, are told so with
+/// `as &[&str]`.
+struct RangeColumns {
+    datasets: Vec<&'static str>,
+    grains: Vec<&'static str>,
+    firsts: Vec<NaiveDate>,
+    lasts: Vec<NaiveDate>,
 }
 
 impl Scope {
-    /// `apps`' weeks `first..=last` and nothing else.
-    pub fn weeks(apps: Vec<AppId>, first: NaturalWeek, last: NaturalWeek) -> Self {
-        Self {
-            apps,
-            ranges: vec![(first.into(), last.into())],
+    fn columns(&self) -> RangeColumns {
+        RangeColumns {
+            datasets: self.ranges.iter().map(|r| r.dataset.as_str()).collect(),
+            grains: self
+                .ranges
+                .iter()
+                .map(|r| r.first.grain().as_str())
+                .collect(),
+            firsts: self.ranges.iter().map(|r| r.first.start()).collect(),
+            lasts: self.ranges.iter().map(|r| r.last.start()).collect(),
         }
-    }
-
-    /// The ranges as the three arrays the queries bind. The grains are
-    /// static names: the macros, which expect `String`s for `text[]`, are
-    /// told so with `as &[&str]`.
-    fn columns(&self) -> (Vec<&'static str>, Vec<NaiveDate>, Vec<NaiveDate>) {
-        let grains = self
-            .ranges
-            .iter()
-            .map(|(f, _)| f.grain().as_str())
-            .collect();
-        let firsts = self.ranges.iter().map(|(f, _)| f.start()).collect();
-        let lasts = self.ranges.iter().map(|(_, l)| l.start()).collect();
-        (grains, firsts, lasts)
     }
 }
 
@@ -57,8 +77,15 @@ pub struct Requeue {
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub appid: AppId,
+    pub dataset: DatasetId,
     pub period: Period,
     pub before: Before,
+}
+
+impl Claim {
+    pub fn target(&self) -> Target {
+        Target::new(self.dataset, self.period)
+    }
 }
 
 impl Store {
@@ -75,10 +102,11 @@ impl Store {
     pub async fn plan(
         &self,
         apps: &[AppId],
+        dataset: DatasetId,
         first: Period,
         last: Period,
         rule: &Rule,
-    ) -> sqlx::Result<u64> {
+    ) -> Result<u64> {
         if last < first || apps.is_empty() {
             return Ok(0);
         }
@@ -88,17 +116,18 @@ impl Store {
         let publish_hour = rule.publish_hour as i32;
         // Unbroken from `first`: the n-th period after `first` is the latest.
         let result = sqlx::query!(
-            "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
-             SELECT a, $5, p::date, ((p::date + step.i)::timestamp + make_interval(hours => $4)) AT TIME ZONE 'Asia/Shanghai'
+            "INSERT INTO retention_ledger (appid, dataset, grain, period_start, next_due_at)
+             SELECT a, $8, $5, p::date, ((p::date + step.i)::timestamp + make_interval(hours => $4)) AT TIME ZONE 'Asia/Shanghai'
              FROM unnest($1::text[]) AS a
              CROSS JOIN (SELECT make_interval(months => $6, days => $7) AS i) AS step
              CROSS JOIN LATERAL (SELECT count(*) AS n, max(l.period_start) AS top FROM retention_ledger l
-                                  WHERE l.appid = a AND l.grain = $5 AND l.period_start BETWEEN $2 AND $3) AS have
+                                  WHERE l.appid = a AND l.dataset = $8 AND l.grain = $5
+                                    AND l.period_start BETWEEN $2 AND $3) AS have
              CROSS JOIN LATERAL generate_series(
                  CASE WHEN have.n > 0 AND ($2::date + (have.n - 1) * step.i)::date = have.top
                       THEN (have.top + step.i)::date ELSE $2::date END,
                  $3::date, step.i) AS p
-             ON CONFLICT (appid, grain, period_start) DO NOTHING",
+             ON CONFLICT (appid, dataset, grain, period_start) DO NOTHING",
             &app_strings(apps),
             first.start(),
             last.start(),
@@ -106,6 +135,7 @@ impl Store {
             first.grain().as_str(),
             months,
             days,
+            dataset.as_str(),
         )
         .execute(self.pool())
         .await?;
@@ -118,16 +148,15 @@ impl Store {
     pub async fn enqueue(
         &self,
         apps: &[AppId],
-        first: Period,
-        last: Period,
+        range: Range,
         as_of: DateTime<Utc>,
         refetch: bool,
-    ) -> sqlx::Result<u64> {
+    ) -> Result<u64> {
         let how = Requeue {
             refetch,
             retry_failed: false,
         };
-        self.requeue(apps, first, last, as_of, how).await
+        self.requeue(apps, range, as_of, how).await
     }
 
     /// Makes `first..=last` (one grain) due at `as_of` for `apps`, adding the
@@ -141,18 +170,22 @@ impl Store {
     pub async fn requeue(
         &self,
         apps: &[AppId],
-        first: Period,
-        last: Period,
+        range: Range,
         as_of: DateTime<Utc>,
         how: Requeue,
-    ) -> sqlx::Result<u64> {
+    ) -> Result<u64> {
+        let Range {
+            dataset,
+            first,
+            last,
+        } = range;
         let (months, days) = first.grain().step();
         let result = sqlx::query!(
-            "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
-             SELECT a, $6, p::date, $4
+            "INSERT INTO retention_ledger (appid, dataset, grain, period_start, next_due_at)
+             SELECT a, $10, $6, p::date, $4
              FROM unnest($1::text[]) AS a
              CROSS JOIN generate_series($2::date, $3::date, make_interval(months => $7, days => $8)) AS p
-             ON CONFLICT (appid, grain, period_start) DO UPDATE
+             ON CONFLICT (appid, dataset, grain, period_start) DO UPDATE
                 SET next_due_at = LEAST(retention_ledger.next_due_at, EXCLUDED.next_due_at),
                     attempts = CASE WHEN $5 OR retention_ledger.next_due_at IS NULL THEN 0
                                     ELSE retention_ledger.attempts END,
@@ -170,6 +203,7 @@ impl Store {
             months,
             days,
             how.retry_failed,
+            dataset.as_str(),
         )
         .execute(self.pool())
         .await?;
@@ -186,18 +220,18 @@ impl Store {
         as_of: DateTime<Utc>,
         limit: i64,
         lease: Duration,
-    ) -> sqlx::Result<Vec<Claim>> {
-        let (grains, firsts, lasts) = scope.columns();
+    ) -> Result<Vec<Claim>> {
+        let r = scope.columns();
         let rows = sqlx::query_as!(
             ClaimRow,
             "WITH due AS (
-                 SELECT appid, grain, period_start FROM retention_ledger l
+                 SELECT appid, dataset, grain, period_start FROM retention_ledger l
                  WHERE next_due_at <= $2
                    -- a filter on the few rows the ordered index scan reads
                    AND appid = ANY($1)
                    AND (cardinality($3::text[]) = 0 OR EXISTS (
-                        SELECT 1 FROM unnest($3::text[], $4::date[], $5::date[]) AS r(g, f, t)
-                         WHERE r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))
+                        SELECT 1 FROM unnest($9::text[], $3::text[], $4::date[], $5::date[]) AS r(d, g, f, t)
+                         WHERE r.d = l.dataset AND r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))
                    AND (lease_until IS NULL OR lease_until < now())
                  ORDER BY next_due_at, period_start, appid
                  LIMIT $6
@@ -205,16 +239,18 @@ impl Store {
              UPDATE retention_ledger l
                 SET lease_owner = $7, lease_until = now() + make_interval(secs => $8)
                FROM due
-              WHERE l.appid = due.appid AND l.grain = due.grain AND l.period_start = due.period_start
-             RETURNING l.appid, l.grain, l.period_start, l.state, l.keys, l.attempts, l.late_since",
+              WHERE l.appid = due.appid AND l.dataset = due.dataset AND l.grain = due.grain
+                AND l.period_start = due.period_start
+             RETURNING l.appid, l.dataset, l.grain, l.period_start, l.state, l.keys, l.attempts, l.late_since",
             &app_strings(&scope.apps),
             as_of,
-            &grains as &[&str],
-            &firsts,
-            &lasts,
+            &r.grains as &[&str],
+            &r.firsts,
+            &r.lasts,
             limit,
             owner.as_str(),
             lease.as_secs_f64(),
+            &r.datasets as &[&str],
         )
         .fetch_all(self.pool())
         .await?;
@@ -224,9 +260,10 @@ impl Store {
                 let grain: Grain = r.grain.parse().ok()?;
                 Some(Claim {
                     appid: r.appid.parse().ok()?,
+                    dataset: r.dataset.parse().ok()?,
                     period: Period::starting(grain, r.period_start).ok()?,
                     before: Before {
-                        state: WeekState::parse(&r.state)?,
+                        state: PeriodState::parse(&r.state)?,
                         keys: KeySet::of(r.keys.into_iter().filter_map(|k| u8::try_from(k).ok())),
                         attempts: r.attempts,
                         late_since: r.late_since,
@@ -236,9 +273,10 @@ impl Store {
             .collect();
         // RETURNING does not keep the CTE's order; interleave apps period by period.
         claims.sort_by(|a, b| {
-            (a.period.start(), a.period.grain(), &a.appid).cmp(&(
+            (a.period.start(), a.period.grain(), a.dataset, &a.appid).cmp(&(
                 b.period.start(),
                 b.period.grain(),
+                b.dataset,
                 &b.appid,
             ))
         });
@@ -246,7 +284,7 @@ impl Store {
     }
 
     /// Gives back every lease `owner` still holds (end of a pass, shutdown).
-    pub async fn release(&self, owner: &ReplicaId) -> sqlx::Result<u64> {
+    pub async fn release(&self, owner: &ReplicaId) -> Result<u64> {
         let result = sqlx::query!(
             "UPDATE retention_ledger SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
             owner.as_str(),
@@ -260,7 +298,7 @@ impl Store {
     /// may wait in the queue, the rate limiter and the token lock far longer
     /// than one fetch takes, and must not be handed to another replica
     /// meanwhile. The pass calls this well within each lease.
-    pub async fn extend_leases(&self, owner: &ReplicaId, lease: Duration) -> sqlx::Result<u64> {
+    pub async fn extend_leases(&self, owner: &ReplicaId, lease: Duration) -> Result<u64> {
         let result = sqlx::query!(
             "UPDATE retention_ledger SET lease_until = now() + make_interval(secs => $2)
               WHERE lease_owner = $1",
@@ -281,14 +319,8 @@ impl Store {
         owner: &ReplicaId,
         claim: &Claim,
         verdict: &Verdict,
-        error: (Option<i64>, &str),
-        requests: u32,
-    ) -> sqlx::Result<bool> {
-        let failure = Failure {
-            errcode: error.0,
-            error: error.1,
-            requests,
-        };
+        failure: Failure<'_>,
+    ) -> Result<bool> {
         mark_failed(self.pool(), owner, claim, verdict, failure).await
     }
 
@@ -302,10 +334,11 @@ impl Store {
         verdict: &Verdict,
         (reason, body): (&str, &str),
         requests: u32,
-    ) -> sqlx::Result<bool> {
+    ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let failure = Failure {
             errcode: None,
+            class: "rejected",
             error: &format!("rejected answer: {reason}"),
             requests,
         };
@@ -314,12 +347,14 @@ impl Store {
             return Ok(false);
         }
         sqlx::query!(
-            "INSERT INTO rejected_answers (appid, grain, period_start, reason, body) VALUES ($1, $5, $2, $3, $4)",
+            "INSERT INTO rejected_answers (appid, dataset, grain, period_start, reason, body)
+             VALUES ($1, $6, $5, $2, $3, $4)",
             claim.appid.as_str(),
             claim.period.start(),
             reason,
             body,
             claim.period.grain().as_str(),
+            claim.dataset.as_str(),
         )
         .execute(&mut *tx)
         .await?;
@@ -329,12 +364,15 @@ impl Store {
 }
 
 /// What an unsuccessful attempt leaves in the ledger besides its verdict.
-struct Failure<'a> {
-    errcode: Option<i64>,
-    /// Free of secrets already.
-    error: &'a str,
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    pub errcode: Option<i64>,
+    /// How wxretain classed it (`last_error_class`): `config`, `transient`...
+    pub class: &'a str,
+    /// Free of secrets already, and printable.
+    pub error: &'a str,
     /// Data requests the attempt sent (`calls`).
-    requests: u32,
+    pub requests: u32,
 }
 
 /// The ledger's side of an unsuccessful attempt; the lease is given back.
@@ -345,15 +383,15 @@ async fn mark_failed<'e>(
     claim: &Claim,
     verdict: &Verdict,
     failure: Failure<'_>,
-) -> sqlx::Result<bool> {
+) -> Result<bool> {
     // At most retry_attempts × 2 (a refused token) + 2 (a second look).
     let requests = i32::try_from(failure.requests).unwrap_or(i32::MAX);
     let result = sqlx::query!(
         "UPDATE retention_ledger
             SET state = $3, next_due_at = $4, attempts = $5, calls = calls + $11,
-                last_attempt_at = now(), last_errcode = $6, last_error = $7, late_since = $9,
-                lease_owner = NULL, lease_until = NULL, updated_at = now()
-          WHERE appid = $1 AND grain = $10 AND period_start = $2 AND lease_owner = $8",
+                last_attempt_at = now(), last_errcode = $6, last_error = $7, last_error_class = $13,
+                late_since = $9, lease_owner = NULL, lease_until = NULL, updated_at = now()
+          WHERE appid = $1 AND dataset = $12 AND grain = $10 AND period_start = $2 AND lease_owner = $8",
         claim.appid.as_str(),
         claim.period.start(),
         verdict.state.as_str(),
@@ -365,6 +403,8 @@ async fn mark_failed<'e>(
         verdict.late_since,
         claim.period.grain().as_str(),
         requests,
+        claim.dataset.as_str(),
+        failure.class,
     )
     .execute(executor)
     .await?;
@@ -374,6 +414,7 @@ async fn mark_failed<'e>(
 /// A period [`Store::claim`] leased, as the ledger had it.
 struct ClaimRow {
     appid: String,
+    dataset: String,
     grain: String,
     period_start: NaiveDate,
     state: String,
@@ -385,21 +426,17 @@ struct ClaimRow {
 impl Store {
     /// Puts a claimed week off without an attempt (its app is paused), if
     /// `owner` still holds it.
-    pub async fn defer(
-        &self,
-        owner: &ReplicaId,
-        claim: &Claim,
-        verdict: &Verdict,
-    ) -> sqlx::Result<bool> {
+    pub async fn defer(&self, owner: &ReplicaId, claim: &Claim, verdict: &Verdict) -> Result<bool> {
         let result = sqlx::query!(
             "UPDATE retention_ledger
                 SET next_due_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = now()
-              WHERE appid = $1 AND grain = $5 AND period_start = $2 AND lease_owner = $4",
+              WHERE appid = $1 AND dataset = $6 AND grain = $5 AND period_start = $2 AND lease_owner = $4",
             claim.appid.as_str(),
             claim.period.start(),
             verdict.next_due,
             owner.as_str(),
             claim.period.grain().as_str(),
+            claim.dataset.as_str(),
         )
         .execute(self.pool())
         .await?;
@@ -407,22 +444,24 @@ impl Store {
     }
 
     /// How many weeks in `scope` are due at `as_of` (for progress bars).
-    pub async fn count_due(&self, scope: &Scope, as_of: DateTime<Utc>) -> sqlx::Result<i64> {
-        let (grains, firsts, lasts) = scope.columns();
-        sqlx::query_scalar!(
+    pub async fn count_due(&self, scope: &Scope, as_of: DateTime<Utc>) -> Result<i64> {
+        let r = scope.columns();
+        let count = sqlx::query_scalar!(
             r#"SELECT count(*) AS "count!" FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
               WHERE next_due_at <= $2
                 AND (cardinality($3::text[]) = 0 OR EXISTS (
-                     SELECT 1 FROM unnest($3::text[], $4::date[], $5::date[]) AS r(g, f, t)
-                      WHERE r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))"#,
+                     SELECT 1 FROM unnest($6::text[], $3::text[], $4::date[], $5::date[]) AS r(d, g, f, t)
+                      WHERE r.d = l.dataset AND r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))"#,
             &app_strings(&scope.apps),
             as_of,
-            &grains as &[&str],
-            &firsts,
-            &lasts,
+            &r.grains as &[&str],
+            &r.firsts,
+            &r.lasts,
+            &r.datasets as &[&str],
         )
         .fetch_one(self.pool())
-        .await
+        .await?;
+        Ok(count)
     }
 }
 
@@ -430,9 +469,9 @@ impl Store {
     /// The earliest `next_due_at` among `apps`' periods that a claim could
     /// take once it passes (leases held by live replicas are left out; one
     /// that runs out is seen by the next read): when the daemon wakes.
-    pub async fn next_due(&self, apps: &[AppId]) -> sqlx::Result<Option<DateTime<Utc>>> {
+    pub async fn next_due(&self, apps: &[AppId]) -> Result<Option<DateTime<Utc>>> {
         // The claim's ordered index, read from its start: one row, usually.
-        sqlx::query_scalar!(
+        let due = sqlx::query_scalar!(
             r#"SELECT next_due_at AS "next_due_at!" FROM retention_ledger
               WHERE next_due_at IS NOT NULL AND appid = ANY($1)
                 AND (lease_until IS NULL OR lease_until < now())
@@ -440,7 +479,8 @@ impl Store {
             &app_strings(apps),
         )
         .fetch_optional(self.pool())
-        .await
+        .await?;
+        Ok(due)
     }
 }
 
@@ -449,7 +489,7 @@ impl Store {
     /// (a `kill -9`, a crash), so a re-run need not wait for their leases to
     /// end. Holders elsewhere, even on a host of the same name, are never
     /// judged from here: see [`ReplicaId`].
-    pub async fn release_dead_local(&self, me: &ReplicaId) -> sqlx::Result<u64> {
+    pub async fn release_dead_local(&self, me: &ReplicaId) -> Result<u64> {
         let Some(space) = me.pid_space() else {
             return Ok(0);
         };

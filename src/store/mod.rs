@@ -9,6 +9,7 @@
 
 mod apps;
 mod cohorts;
+mod error;
 mod force_refresh;
 mod ledger;
 mod save;
@@ -16,11 +17,12 @@ mod schema;
 mod status;
 
 pub use apps::KnownApp;
-pub use cohorts::{column_prefix, later_keys, CohortPeriod, CohortView};
-pub use ledger::{Claim, Requeue, Scope};
+pub use cohorts::CohortPeriod;
+pub use error::{Result, StoreError};
+pub use ledger::{Claim, Failure, Range, Requeue, Scope};
 pub use save::{Answered, SaveStats};
 pub use schema::SchemaError;
-pub use status::{AppStatus, FailingPeriod, PeriodRow, StateCounts};
+pub use status::{AppStatus, FailingPeriod, PeriodRow, StateCounts, StatusRange};
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -145,10 +147,11 @@ impl Store {
     }
 
     /// The database's clock: the one every replica shares.
-    pub async fn db_now(&self) -> sqlx::Result<chrono::DateTime<chrono::Utc>> {
-        sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
+    pub async fn db_now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
             .fetch_one(&self.pool)
-            .await
+            .await?;
+        Ok(now)
     }
 
     /// Whether the database answers with exactly this release's schema (`/readyz`).

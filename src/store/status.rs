@@ -1,9 +1,9 @@
-//! What the ledger says, per app and per week, for `status`, `backfill`'s
-//! summary and the metrics.
+//! What the ledger says, per app, stream and period, for `status`,
+//! `backfill`'s summary and the metrics.
 
-use super::{app_strings, Store};
-use crate::domain::{AppId, Grain, NaturalWeek, Period};
-use crate::planner::WeekState;
+use super::{app_strings, Result, Store};
+use crate::dataset::{DatasetId, Stream};
+use crate::domain::{AppId, Grain, Period, PeriodState};
 use chrono::{DateTime, NaiveDate, Utc};
 
 /// One app's health, as `wxretain status` prints it.
@@ -13,37 +13,42 @@ pub struct AppStatus {
     /// The app's `name` in the config (its appid when it has none; the
     /// store does not know names: `status` fills them in).
     pub name: String,
+    /// Which dataset the counts below are of.
+    pub dataset: DatasetId,
     /// daily, weekly or monthly: the counts below are of this grain's periods.
     pub grain: Grain,
-    /// Weeks with key 4, or past their grace period.
+    /// Periods with their last key, or past their grace period.
     pub complete: i64,
-    /// Weeks with some keys, waiting for later ones.
+    /// Periods with some keys, waiting for later ones.
     pub maturing: i64,
-    /// Weeks with no data yet that WeChat has not said it is computing:
+    /// Periods with no data yet that WeChat has not said it is computing:
     /// never fetched (or not planned yet).
     pub missing: i64,
-    /// Weeks WeChat has not published yet (61503, an empty answer): due
+    /// Periods WeChat has not published yet (61503, an empty answer): due
     /// again later, not a failure.
     pub not_ready: i64,
-    /// Weeks whose last attempt failed.
+    /// Periods whose last attempt failed.
     pub failing: i64,
-    /// Of those, weeks failing for more than a day: since the later of their
-    /// planning, their last success and the time their next key was due.
-    /// `status` fills this in ([`Store::long_failing`]).
+    /// Of those, periods failing for more than a day: since the later of
+    /// their planning, their last success and the time their next key was
+    /// due. `status` fills this in ([`Store::long_failing`]).
     pub failing_over_a_day: i64,
     /// The app's last error (below) is a configuration refusal (no
     /// permission, a wrong secret, an IP not whitelisted, a broken token
     /// source) and nothing succeeded since. `status` fills this in.
     pub broken: bool,
-    /// Weeks WeChat refuses to serve.
+    /// Periods WeChat refuses to serve.
     pub unavailable: i64,
-    /// Weeks stored from an impossible answer WeChat gave twice.
+    /// Periods stored from an impossible answer WeChat gave twice.
     pub suspect: i64,
-    /// The oldest week without data, if any.
+    /// The oldest period without data, if any.
     pub oldest_gap: Option<NaiveDate>,
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_errcode: Option<i64>,
+    /// How wxretain classed the last error (`last_error_class`).
+    #[serde(skip)]
+    pub last_error_class: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     /// No longer in the config: its periods stay in the ledger, unfetched
     /// (shown by `status --all` only).
@@ -54,6 +59,7 @@ pub struct AppStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PeriodRow {
     pub appid: String,
+    pub dataset: String,
     pub grain: String,
     pub period_start: NaiveDate,
     pub state: String,
@@ -67,20 +73,28 @@ pub struct PeriodRow {
 }
 
 impl Store {
-    /// Per-app counts over `first..=last`; weeks the ledger has not planned
-    /// yet count as missing.
+    /// Per-app counts of one dataset over `first..=last`; periods the
+    /// ledger has not planned yet count as missing.
     pub async fn app_status(
         &self,
         apps: &[AppId],
+        dataset: DatasetId,
         first: Period,
         last: Period,
-    ) -> sqlx::Result<Vec<AppStatus>> {
-        let mut all = self.app_statuses(&[(apps.to_vec(), first, last)]).await?;
+    ) -> Result<Vec<AppStatus>> {
+        let wanted = StatusRange {
+            stream: Stream::new(dataset, first.grain()),
+            apps: apps.to_vec(),
+            first,
+            last,
+        };
+        let mut all = self.app_statuses(&[wanted]).await?;
         Ok(all.pop().unwrap_or_default())
     }
 
-    /// [`Store::app_status`] of several grains at once: one `(apps, first,
-    /// last)` per grain, answered in the same order, each sorted by appid.
+    /// [`Store::app_status`] of several streams at once, answered in the
+    /// same order, each sorted by appid. Every stream of one grain must ask
+    /// for the same range (the kept range is per grain).
     ///
     /// One scan of the ledger for all of them: a query per grain read the
     /// whole ledger once per grain, and with 10,000 apps × three grains (2.1
@@ -90,17 +104,16 @@ impl Store {
     /// each state with its own filter cost four times as much per entry.
     /// Joining to the app list comes after, on the groups; the last errors
     /// come from a partial index of the few entries that have one.
-    pub async fn app_statuses(
-        &self,
-        grains: &[(Vec<AppId>, Period, Period)],
-    ) -> sqlx::Result<Vec<Vec<AppStatus>>> {
+    pub async fn app_statuses(&self, wanted: &[StatusRange]) -> Result<Vec<Vec<AppStatus>>> {
         let mut want_apps = Vec::new();
+        let mut want_datasets: Vec<&str> = Vec::new();
         let mut want_grains: Vec<&str> = Vec::new();
-        for (apps, first, _) in grains {
-            let mut apps = app_strings(apps);
+        for w in wanted {
+            let mut apps = app_strings(&w.apps);
             apps.sort();
             apps.dedup();
-            want_grains.extend(std::iter::repeat_n(first.grain().as_str(), apps.len()));
+            want_datasets.extend(std::iter::repeat_n(w.stream.dataset.as_str(), apps.len()));
+            want_grains.extend(std::iter::repeat_n(w.stream.grain.as_str(), apps.len()));
             want_apps.extend(apps);
         }
         // Each grain's range as two scalar parameters (NULL for a grain not
@@ -108,10 +121,10 @@ impl Store {
         // where joining the ledger to a table of the ranges took 1.35 s, at
         // 2.1 million entries.
         let range = |grain: Grain| {
-            let found = grains.iter().find(|(_, f, _)| f.grain() == grain);
+            let found = wanted.iter().find(|w| w.stream.grain == grain);
             (
-                found.map(|(_, f, _)| f.start()),
-                found.map(|(_, _, l)| l.start()),
+                found.map(|w| w.first.start()),
+                found.map(|w| w.last.start()),
             )
         };
         let (daily, weekly, monthly) = (
@@ -133,7 +146,7 @@ impl Store {
             // where coalesce or the app list sets it, `?` on what the left
             // joins leave NULL.
             r#"WITH by_state AS (
-                    SELECT l.appid, l.grain, l.state,
+                    SELECT l.appid, l.dataset, l.grain, l.state,
                            l.period_start
                              BETWEEN (CASE l.grain WHEN 'daily' THEN $1::date
                                                    WHEN 'weekly' THEN $3::date
@@ -145,9 +158,9 @@ impl Store {
                            min(l.period_start) FILTER (WHERE cardinality(l.keys) = 0) AS oldest_gap,
                            max(l.last_success_at) AS last_success
                       FROM retention_ledger l
-                     GROUP BY 1, 2, 3, 4),
+                     GROUP BY 1, 2, 3, 4, 5),
                   counts AS (
-                    SELECT appid, grain,
+                    SELECT appid, dataset, grain,
                            sum(n) FILTER (WHERE in_range AND state = 'complete') AS complete,
                            sum(n) FILTER (WHERE in_range AND state = 'maturing') AS maturing,
                            sum(n) FILTER (WHERE in_range AND state = 'missing') AS missing,
@@ -159,17 +172,18 @@ impl Store {
                            min(oldest_gap) FILTER (WHERE in_range AND state <> 'not_ready') AS oldest_gap,
                            max(last_success) AS last_success
                       FROM by_state
-                     GROUP BY appid, grain),
+                     GROUP BY appid, dataset, grain),
                   errors AS (
-                    SELECT DISTINCT ON (l.appid, l.grain) l.appid, l.grain, l.last_error, l.last_errcode, l.last_attempt_at
+                    SELECT DISTINCT ON (l.appid, l.dataset, l.grain) l.appid, l.dataset, l.grain,
+                           l.last_error, l.last_errcode, l.last_error_class, l.last_attempt_at
                       FROM retention_ledger l
                      WHERE l.last_error IS NOT NULL
                        -- "Not computed yet" is no error: 61503, and 61501 on a
                        -- period too recent for WeChat to serve.
                        AND l.last_errcode IS DISTINCT FROM 61503
                        AND NOT (l.last_errcode = 61501 AND l.state IN ('not_ready', 'maturing'))
-                     ORDER BY l.appid, l.grain, l.last_attempt_at DESC NULLS LAST)
-             SELECT w.appid AS "appid!", w.grain AS "grain!",
+                     ORDER BY l.appid, l.dataset, l.grain, l.last_attempt_at DESC NULLS LAST)
+             SELECT w.appid AS "appid!", w.dataset AS "dataset!", w.grain AS "grain!",
                     coalesce(c.complete, 0)::bigint AS "complete!", coalesce(c.maturing, 0)::bigint AS "maturing!",
                     coalesce(c.missing, 0)::bigint AS "missing!", coalesce(c.not_ready, 0)::bigint AS "not_ready!",
                     coalesce(c.failing, 0)::bigint AS "failing!",
@@ -177,10 +191,10 @@ impl Store {
                     coalesce(c.planned, 0)::bigint AS "planned!",
                     c.oldest_gap AS "oldest_gap?", c.last_success AS "last_success?",
                     e.last_error AS "last_error?", e.last_errcode AS "last_errcode?",
-                    e.last_attempt_at AS "last_error_at?"
-               FROM unnest($7::text[], $8::text[]) WITH ORDINALITY AS w(appid, grain, n)
-               LEFT JOIN counts c USING (appid, grain)
-               LEFT JOIN errors e USING (appid, grain)
+                    e.last_error_class AS "last_error_class?", e.last_attempt_at AS "last_error_at?"
+               FROM unnest($7::text[], $9::text[], $8::text[]) WITH ORDINALITY AS w(appid, dataset, grain, n)
+               LEFT JOIN counts c USING (appid, dataset, grain)
+               LEFT JOIN errors e USING (appid, dataset, grain)
               ORDER BY w.n"#,
             daily.0,
             daily.1,
@@ -190,19 +204,19 @@ impl Store {
             monthly.1,
             &want_apps,
             &want_grains as &[&str],
+            &want_datasets as &[&str],
         )
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut out: Vec<Vec<AppStatus>> = grains.iter().map(|_| Vec::new()).collect();
+        let mut out: Vec<Vec<AppStatus>> = wanted.iter().map(|_| Vec::new()).collect();
         for r in rows {
-            let Some(i) = grains
-                .iter()
-                .position(|(_, f, _)| f.grain().as_str() == r.grain)
-            else {
+            let Some(i) = wanted.iter().position(|w| {
+                w.stream.grain.as_str() == r.grain && w.stream.dataset.as_str() == r.dataset
+            }) else {
                 continue;
             };
-            let (first, last) = (grains[i].1, grains[i].2);
+            let (first, last) = (wanted[i].first, wanted[i].last);
             let expected = first.periods_until(last) + 1;
             let unplanned = (expected - r.planned).max(0);
             // A gap the ledger has not planned yet is as old as `first`.
@@ -214,6 +228,7 @@ impl Store {
             out[i].push(AppStatus {
                 name: r.appid.clone(),
                 appid: r.appid,
+                dataset: wanted[i].stream.dataset,
                 grain: first.grain(),
                 complete: r.complete,
                 maturing: r.maturing,
@@ -228,6 +243,7 @@ impl Store {
                 last_success: r.last_success,
                 last_error: r.last_error,
                 last_errcode: r.last_errcode,
+                last_error_class: r.last_error_class,
                 last_error_at: r.last_error_at,
                 retired: false,
             });
@@ -235,42 +251,45 @@ impl Store {
         Ok(out)
     }
 
-    /// The ledger entries of `apps` over `first..=last` (one grain).
+    /// The ledger entries of `apps` over `first..=last` (one grain) of `dataset`.
     pub async fn periods(
         &self,
         apps: &[AppId],
+        dataset: DatasetId,
         first: Period,
         last: Period,
-    ) -> sqlx::Result<Vec<PeriodRow>> {
-        sqlx::query_as!(
+    ) -> Result<Vec<PeriodRow>> {
+        let rows = sqlx::query_as!(
             PeriodRow,
-            "SELECT appid, grain, period_start, state, keys, attempts, calls, last_errcode, last_error, next_due_at,
-                    last_attempt_at
+            "SELECT appid, dataset, grain, period_start, state, keys, attempts, calls, last_errcode, last_error,
+                    next_due_at, last_attempt_at
                FROM retention_ledger
-              WHERE appid = ANY($1) AND grain = $4 AND period_start BETWEEN $2 AND $3
+              WHERE appid = ANY($1) AND dataset = $5 AND grain = $4 AND period_start BETWEEN $2 AND $3
               ORDER BY appid, period_start",
             &app_strings(apps),
             first.start(),
             last.start(),
             first.grain().as_str(),
+            dataset.as_str(),
         )
         .fetch_all(self.pool())
-        .await
+        .await?;
+        Ok(rows)
     }
+}
 
-    /// The ledger entries of `apps`' weeks `first..=last`.
-    pub async fn weeks(
-        &self,
-        apps: &[AppId],
-        first: NaturalWeek,
-        last: NaturalWeek,
-    ) -> sqlx::Result<Vec<PeriodRow>> {
-        self.periods(apps, first.into(), last.into()).await
-    }
+/// What [`Store::app_statuses`] is asked: one stream's apps and range.
+#[derive(Debug, Clone)]
+pub struct StatusRange {
+    pub stream: Stream,
+    pub apps: Vec<AppId>,
+    pub first: Period,
+    pub last: Period,
 }
 
 struct AppStatusRow {
     appid: String,
+    dataset: String,
     grain: String,
     complete: i64,
     maturing: i64,
@@ -284,6 +303,7 @@ struct AppStatusRow {
     last_success: Option<DateTime<Utc>>,
     last_error: Option<String>,
     last_errcode: Option<i64>,
+    last_error_class: Option<String>,
     last_error_at: Option<DateTime<Utc>>,
 }
 
@@ -291,6 +311,7 @@ struct AppStatusRow {
 #[derive(Debug, Clone)]
 pub struct FailingPeriod {
     pub appid: String,
+    pub dataset: DatasetId,
     pub period: Period,
     pub keys: Vec<i16>,
     /// When the ledger planned it.
@@ -299,27 +320,31 @@ pub struct FailingPeriod {
 }
 
 impl Store {
-    /// The failing periods of `apps` over `first..=last` planned, and last
-    /// successful, before `before`: those that can have been failing since
-    /// then. (When their failing began also depends on when their next key
-    /// was due: [`crate::commands::status`] works that out.)
+    /// The failing periods of `dataset` for `apps` over `first..=last`
+    /// planned, and last successful, before `before`: those that can have
+    /// been failing since then. (When their failing began also depends on
+    /// when their next key was due: [`crate::commands::status`] works that
+    /// out.)
     pub async fn long_failing(
         &self,
         apps: &[AppId],
+        dataset: DatasetId,
         first: Period,
         last: Period,
         before: DateTime<Utc>,
-    ) -> sqlx::Result<Vec<FailingPeriod>> {
+    ) -> Result<Vec<FailingPeriod>> {
         let rows = sqlx::query!(
             r#"SELECT l.appid, l.period_start, l.keys, l.created_at, l.last_success_at
                  FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
-                WHERE l.grain = $2 AND l.state = 'failing' AND l.period_start BETWEEN $3 AND $4
+                WHERE l.dataset = $6 AND l.grain = $2 AND l.state = 'failing'
+                  AND l.period_start BETWEEN $3 AND $4
                   AND l.created_at < $5 AND coalesce(l.last_success_at, l.created_at) < $5"#,
             &app_strings(apps),
             first.grain().as_str(),
             first.start(),
             last.start(),
             before,
+            dataset.as_str(),
         )
         .fetch_all(self.pool())
         .await?;
@@ -328,6 +353,7 @@ impl Store {
             .filter_map(|r| {
                 Some(FailingPeriod {
                     period: Period::starting(first.grain(), r.period_start).ok()?,
+                    dataset,
                     appid: r.appid,
                     keys: r.keys,
                     created_at: r.created_at,
@@ -338,16 +364,16 @@ impl Store {
     }
 }
 
-/// Periods in the ledger per grain ([`Grain::ALL`]'s order) and state
-/// ([`WeekState::ALL`]'s order), for one app.
-pub type StateCounts = [[u64; WeekState::ALL.len()]; Grain::ALL.len()];
+/// Periods in the ledger per stream ([`Stream::all`]'s order) and state
+/// ([`PeriodState::ALL`]'s order), for one app.
+pub type StateCounts = Vec<[u64; PeriodState::ALL.len()]>;
 
 impl Store {
     /// For each of `apps`, in its order, how many of its periods are in each
     /// grain and state, zeros included (a gauge must drop to 0 rather than
     /// keep its last value). 10,000 apps take 1.4 MB: the grouped rows are
     /// read one at a time, never held together.
-    pub async fn state_counts(&self, apps: &[AppId]) -> sqlx::Result<Vec<StateCounts>> {
+    pub async fn state_counts(&self, apps: &[AppId]) -> Result<Vec<StateCounts>> {
         use futures::TryStreamExt;
         // One grouped scan. Joining every (app, state) pair to the ledger
         // took 1.7 s for 10,000 apps.
@@ -357,21 +383,25 @@ impl Store {
             .enumerate()
             .map(|(i, a)| (a.as_str(), i))
             .collect();
-        let mut counts = vec![StateCounts::default(); apps.len()];
+        let streams: Vec<Stream> = Stream::all().collect();
+        let mut counts = vec![vec![[0u64; PeriodState::ALL.len()]; streams.len()]; apps.len()];
         let mut rows = sqlx::query!(
-            r#"SELECT l.appid, l.grain, l.state, count(*) AS "n!"
+            r#"SELECT l.appid, l.dataset, l.grain, l.state, count(*) AS "n!"
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
-              GROUP BY l.appid, l.grain, l.state"#,
+              GROUP BY l.appid, l.dataset, l.grain, l.state"#,
             &ids,
         )
         .fetch(self.pool());
         while let Some(r) = rows.try_next().await? {
-            let grain = Grain::ALL.iter().position(|g| g.as_str() == r.grain);
-            let state = WeekState::ALL.iter().position(|s| s.as_str() == r.state);
+            let stream = streams
+                .iter()
+                .position(|s| s.dataset.as_str() == r.dataset && s.grain.as_str() == r.grain);
+            let state = PeriodState::parse(&r.state);
             // The ledger's CHECKs allow nothing else.
-            if let (Some(app), Some(grain), Some(state)) = (at.get(r.appid.as_str()), grain, state)
+            if let (Some(app), Some(stream), Some(state)) =
+                (at.get(r.appid.as_str()), stream, state)
             {
-                counts[*app][grain][state] = u64::try_from(r.n).unwrap_or(0);
+                counts[*app][stream][state as usize] = u64::try_from(r.n).unwrap_or(0);
             }
         }
         Ok(counts)
@@ -381,7 +411,7 @@ impl Store {
     pub async fn last_success_by_app(
         &self,
         apps: &[AppId],
-    ) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+    ) -> Result<Vec<(String, DateTime<Utc>)>> {
         let rows = sqlx::query!(
             r#"SELECT l.appid, max(l.last_success_at) AS "last_success!"
                FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)

@@ -12,7 +12,7 @@ use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The event formatter for `--log-format json`.
@@ -25,7 +25,7 @@ where
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -35,7 +35,22 @@ where
             fields.insert(field.name().to_string(), Value::Null);
         }
         event.record(&mut Fields(&mut fields));
-        // wxretain opens no spans: an event's own fields are all there is.
+        // The fields of the spans around the event (a period's appid,
+        // dataset, grain and period), as their JSON field formatter wrote
+        // them; the event's own fields win.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope {
+                let extensions = span.extensions();
+                let Some(formatted) = extensions.get::<FormattedFields<N>>() else {
+                    continue;
+                };
+                if let Ok(Value::Object(span_fields)) = serde_json::from_str(formatted.as_str()) {
+                    for (name, value) in span_fields {
+                        fields.entry(name).or_insert(value);
+                    }
+                }
+            }
+        }
         writeln!(
             writer,
             "{}",

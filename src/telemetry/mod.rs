@@ -39,7 +39,11 @@ pub fn init(format: LogFormat, default_filter: &str) {
             std::panic::set_hook(Box::new(|info| {
                 write_line(&json_line("ERROR", "panic", &info.to_string(), Map::new()));
             }));
-            builder.event_format(json::JsonLines).try_init()
+            // Span fields are kept as JSON, for the event formatter to merge.
+            builder
+                .fmt_fields(fmt::format::JsonFields::new())
+                .event_format(json::JsonLines)
+                .try_init()
         }
     };
 }

@@ -1,12 +1,13 @@
-//! The retention calls (`getDailyRetain`, `getWeeklyRetain`,
-//! `getMonthlyRetain`), with the token dance around them.
+//! The datacube calls (`getWeeklyRetain`...), with the token dance around
+//! them: what to ask is the dataset's ([`crate::dataset`]), how to ask is
+//! the same for all.
 
 use super::error::{Endpoint, ErrorClass, FetchError};
 use super::http::{api_error, post_json, send_and_read_text};
 use super::throttle::Throttle;
 use super::token::{ForceRefreshBudget, TokenCache, TokenOrigin};
 use crate::config::{AppConfig, Credential, WechatConfig};
-use crate::domain::Period;
+use crate::dataset::Target;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -113,34 +114,33 @@ impl WeChatClient {
         self.paused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks WeChat for one period of one app, at the period's grain.
+    /// Asks WeChat for one period of one dataset for one app.
     ///
     /// A token WeChat refuses (40001/40014/42001) is replaced and the call is
     /// retried exactly once: WxJava's unbounded loop (issue #1381) is the
     /// cautionary tale. When no other token can be had now, the refusal is
-    /// the answer and the week is tried again later.
-    pub async fn retain(&self, app: &AppConfig, period: Period) -> Result<RawAnswer, FetchError> {
-        self.retain_metered(app, period, &CallMeter::default())
-            .await
+    /// the answer and the period is tried again later.
+    pub async fn fetch(&self, app: &AppConfig, target: Target) -> Result<RawAnswer, FetchError> {
+        self.fetch_metered(app, target, &CallMeter::default()).await
     }
 
-    /// [`Self::retain`], adding to `meter` each data request that goes out
+    /// [`Self::fetch`], adding to `meter` each data request that goes out
     /// and its time on the wire: the retry after a refused token is one
     /// more, a call held back by a pause is none.
-    pub async fn retain_metered(
+    pub async fn fetch_metered(
         &self,
         app: &AppConfig,
-        period: Period,
+        target: Target,
         meter: &CallMeter,
     ) -> Result<RawAnswer, FetchError> {
         let (token, origin) = self.tokens.get(app).await?;
-        match self.call(app, period, &token, meter).await {
+        match self.call(app, target, &token, meter).await {
             Err(e @ FetchError::Api { code, .. }) if e.class() == ErrorClass::Token => {
-                tracing::info!(appid = %app.appid, %period, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
+                tracing::info!(appid = %app.appid, %target, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
                 match self.tokens.replace(app, &token, code).await? {
-                    Some(token) => self.call(app, period, &token, meter).await,
+                    Some(token) => self.call(app, target, &token, meter).await,
                     None => {
-                        tracing::info!(appid = %app.appid, %period, "no other token to be had now; the period is tried again later");
+                        tracing::info!(appid = %app.appid, %target, "no other token to be had now; the period is tried again later");
                         Err(e)
                     }
                 }
@@ -152,13 +152,14 @@ impl WeChatClient {
     async fn call(
         &self,
         app: &AppConfig,
-        period: Period,
+        target: Target,
         token: &SecretString,
         meter: &CallMeter,
     ) -> Result<RawAnswer, FetchError> {
-        let url = format!("{}/{}", self.base_url, period.grain().api_path());
-        let body =
-            serde_json::json!({ "begin_date": period.begin_date(), "end_date": period.end_date() });
+        let api = target.spec().api(target.grain());
+        let endpoint = Endpoint::Data(api);
+        let url = format!("{}/{}", self.base_url, api.path);
+        let body = target.spec().request(target.period);
         let request = post_json(&self.http, &url, &body)
             .query(&[(app.token_param.as_str(), token.expose_secret())]);
         // The AppSecret is not sent here, but scrubbing it costs nothing and
@@ -173,19 +174,14 @@ impl WeChatClient {
         }
         meter.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = send_and_read_text(
-            request,
-            Endpoint::Retain(period.grain()),
-            self.max_body_bytes,
-            &secrets,
-        )
-        .await;
+        let result = send_and_read_text(request, endpoint, self.max_body_bytes, &secrets).await;
         let latency = started.elapsed();
         meter.add_wire(latency);
-        metrics::histogram!("wxretain_api_latency_seconds", "grain" => period.grain().as_str())
-            .record(latency.as_secs_f64());
+        metrics::histogram!("wxretain_api_latency_seconds",
+            "dataset" => target.dataset.as_str(), "grain" => target.grain().as_str())
+        .record(latency.as_secs_f64());
         let (body, text) = result?;
-        match api_error(Endpoint::Retain(period.grain()), &body) {
+        match api_error(endpoint, &body) {
             Some(error) => Err(error),
             None => Ok(RawAnswer {
                 body,

@@ -216,8 +216,8 @@ impl ApiErrorCode {
             AppIdMissing => "the token request reached WeChat without an appid",
             SecretMissing => "the token request reached WeChat without an AppSecret",
             DateFormat => "WeChat refused the date format",
-            DateRange => "WeChat refused the week (not ended yet, or too old)",
-            NotReady => "WeChat is still computing this week",
+            DateRange => "WeChat refused the period (not ended yet, or too old)",
+            NotReady => "WeChat is still computing this period",
             Other(_) => "unknown errcode",
         }
     }
@@ -233,21 +233,15 @@ impl fmt::Display for ApiErrorCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Token,
-    /// `getDailyRetain`, `getWeeklyRetain` or `getMonthlyRetain`.
-    Retain(crate::domain::Grain),
+    /// A datacube call: `getWeeklyRetain`...
+    Data(crate::dataset::Api),
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Token => f.write_str("token"),
-            Endpoint::Retain(grain) => f.write_str(
-                grain
-                    .api_path()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(grain.api_path()),
-            ),
+            Endpoint::Data(api) => f.write_str(api.endpoint()),
         }
     }
 }
@@ -319,22 +313,25 @@ impl FetchError {
         }
     }
 
-    /// The class of a failure as the ledger recorded it: its `last_errcode`
-    /// and `last_error` (this error's text, which starts with the endpoint:
-    /// `token: …`, `token source: …`, `getWeeklyRetain: …`). `None` when the
-    /// text is not one of these errors' (a rejected answer, say).
-    pub fn recorded_class(errcode: Option<i64>, text: &str) -> Option<ErrorClass> {
+    /// The class of a failure recorded before the ledger kept its class
+    /// (`last_error_class` is NULL on those rows), read from its
+    /// `last_errcode` and `last_error` (this error's text, which starts with
+    /// the endpoint: `token: …`, `token source: …`, `getweanalysis…: …`).
+    /// `None` when the text is not one of these errors' (a rejected answer,
+    /// say). Every failure recorded since has its class in the ledger.
+    pub fn legacy_class(errcode: Option<i64>, text: &str) -> Option<ErrorClass> {
         // A token source's failures are its own, whatever errcode they carry.
         if text.starts_with("token source:") {
             return Some(ErrorClass::Config);
         }
-        let endpoint = if text.starts_with("token:") {
-            Endpoint::Token
-        } else {
-            Endpoint::Retain(crate::domain::Grain::Weekly)
-        };
+        let at_token_endpoint = text.starts_with("token:");
         if let Some(code) = errcode {
-            return Some(ApiErrorCode::from_code(code).class_at(endpoint));
+            let code = ApiErrorCode::from_code(code);
+            return Some(if at_token_endpoint {
+                code.class_at(Endpoint::Token)
+            } else {
+                code.class()
+            });
         }
         let status: u16 = text.split_once(": HTTP ")?.1.trim().parse().ok()?;
         Some(
@@ -346,9 +343,16 @@ impl FetchError {
         )
     }
 
-    /// A short label for metrics and logs.
+    /// A short label for metrics, logs and the ledger's `last_error_class`.
     pub fn kind(&self) -> &'static str {
-        match self.class() {
+        self.class().as_str()
+    }
+}
+
+impl ErrorClass {
+    /// The class's name in the ledger's `last_error_class`, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
             ErrorClass::Transient => "transient",
             ErrorClass::Token => "token",
             ErrorClass::MinuteQuota | ErrorClass::DailyQuota => "quota",
@@ -408,9 +412,13 @@ mod tests {
         }
     }
 
+    fn weekly() -> Endpoint {
+        Endpoint::Data(crate::dataset::retention::api(crate::domain::Grain::Weekly))
+    }
+
     #[test]
-    fn the_class_survives_the_ledger() {
-        let weekly = Endpoint::Retain(crate::domain::Grain::Weekly);
+    fn the_class_of_a_legacy_row_is_read_from_its_text() {
+        let weekly = weekly();
         let errors = [
             api(weekly, 48001),
             api(weekly, 61503),
@@ -443,7 +451,7 @@ mod tests {
             },
         ];
         for e in errors {
-            let recorded = FetchError::recorded_class(e.errcode(), &e.to_string());
+            let recorded = FetchError::legacy_class(e.errcode(), &e.to_string());
             let expected = match e.class() {
                 // Transport failures say nothing the text could be read for.
                 ErrorClass::Transient if matches!(e, FetchError::Transport { .. }) => None,
@@ -452,7 +460,7 @@ mod tests {
             assert_eq!(recorded, expected, "{e}");
         }
         assert_eq!(
-            FetchError::recorded_class(None, "rejected answer: keys repeat"),
+            FetchError::legacy_class(None, "rejected answer: keys repeat"),
             None
         );
     }
@@ -481,11 +489,7 @@ mod tests {
         assert_eq!(api(Endpoint::Token, 45009).class(), ErrorClass::DailyQuota);
         // The data endpoint's refused tokens stay refused tokens.
         for code in [40001, 40014, 42001] {
-            assert_eq!(
-                api(Endpoint::Retain(crate::domain::Grain::Weekly), code).class(),
-                ErrorClass::Token,
-                "{code}"
-            );
+            assert_eq!(api(weekly(), code).class(), ErrorClass::Token, "{code}");
         }
         let wrong_secret = api(Endpoint::Token, 40001).to_string();
         assert!(
@@ -493,7 +497,7 @@ mod tests {
             "{wrong_secret}"
         );
         assert!(wrong_secret.contains("configuration"), "{wrong_secret}");
-        let refused = api(Endpoint::Retain(crate::domain::Grain::Weekly), 40001).to_string();
+        let refused = api(weekly(), 40001).to_string();
         assert!(
             refused.contains("errcode 40001 (access token refused"),
             "{refused}"

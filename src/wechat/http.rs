@@ -2,6 +2,7 @@
 //! and scrubbed of every secret before anyone else sees it.
 
 use super::error::{ApiErrorCode, Endpoint, FetchError};
+use crate::text::printable;
 use serde_json::Value;
 
 /// A POST with a JSON body. reqwest's `json()` would do, but it sets no
@@ -48,7 +49,7 @@ pub async fn send_and_read_text(
     let transport = |e: reqwest::Error| FetchError::Transport {
         endpoint,
         // The URL carries the access token: drop it before the text exists.
-        message: scrub(&describe(&e.without_url()), secrets),
+        message: printable(&scrub(&describe(&e.without_url()), secrets)),
     };
     let mut response = request.send().await.map_err(transport)?;
     let status = response.status();
@@ -73,7 +74,10 @@ pub async fn send_and_read_text(
         // conversion only guards against a parser that some day does not.
         Ok(mut value) if value.is_object() => {
             scrub_json(&mut value, secrets);
-            let text = scrub(&String::from_utf8_lossy(&body), secrets);
+            // Postgres refuses NUL in text and jsonb: made storable here,
+            // where the answer enters, so no answer can fail a write.
+            crate::text::storable_json(&mut value);
+            let text = crate::text::storable(&scrub(&String::from_utf8_lossy(&body), secrets));
             Ok((value, text))
         }
         Ok(_) => Err(garbage(endpoint, "not a JSON object", &body, secrets)),
@@ -90,13 +94,16 @@ pub fn api_error(endpoint: Endpoint, body: &Value) -> Option<FetchError> {
     Some(FetchError::Api {
         endpoint,
         code: ApiErrorCode::from_code(code),
-        errmsg: body
-            .get("errmsg")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect(),
+        // Shown in logs, `status` and the ledger: one printable line.
+        errmsg: printable(
+            &body
+                .get("errmsg")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>(),
+        ),
     })
 }
 
@@ -106,8 +113,8 @@ fn garbage(endpoint: Endpoint, detail: &str, body: &[u8], secrets: &[&str]) -> F
     let text = scrub(&String::from_utf8_lossy(body), secrets);
     FetchError::Garbage {
         endpoint,
-        detail: scrub(detail, secrets),
-        body: text.chars().take(200).collect(),
+        detail: printable(&scrub(detail, secrets)),
+        body: printable(&text.chars().take(200).collect::<String>()),
     }
 }
 

@@ -7,13 +7,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use wxretain::config::Config;
-use wxretain::domain::{AppId, Metric, NaturalWeek, BEIJING, MAX_KEY};
-use wxretain::pass::{run_pass, PassOptions, PassReport, Pipeline};
+use wxretain::dataset::{DatasetId, Target};
+use wxretain::domain::{AppId, Metric, NaturalWeek, Period, BEIJING, MAX_KEY};
+use wxretain::pass::{run_pass, PassOptions, PassReport};
+use wxretain::runtime::Runtime;
 use wxretain::simulator::{
     publication, sim_appid, truth_value, Publication, SimClock, SimConfig, Simulator,
     SimulatorHandle,
 };
-use wxretain::store::{Scope, Store};
+use wxretain::store::{PeriodRow, Range, Scope, Store};
 
 /// The server every test database lives on (`DATABASE_URL` overrides).
 pub fn server_url() -> String {
@@ -176,12 +178,44 @@ pub async fn fetches_on(port: u16) -> u64 {
 /// but comes out at 10:00 (so does the newest week on a Monday, the newest
 /// month on the 1st): between the two it is in the ledger, not yet due.
 /// Tests on the real clock count with this, or fail from 16:00 to 02:00 UTC.
-pub fn fetchable_periods(p: &Pipeline, grain: wxretain::domain::Grain, now: DateTime<Utc>) -> i64 {
+pub fn fetchable_periods(p: &Runtime, grain: wxretain::domain::Grain, now: DateTime<Utc>) -> i64 {
     let (first, last) = p.kept_periods(grain, now);
     (0..=first.periods_until(last))
         .map(|i| first.plus(i))
-        .filter(|&period| p.rule.key_expected_at(period, 0) <= now)
+        .filter(|&period| p.rule.key_expected_at(retention(period), 0) <= now)
         .count() as i64
+}
+
+/// `period` of the retention dataset.
+pub fn retention(period: Period) -> Target {
+    Target::new(DatasetId::Retention, period)
+}
+
+/// Retention's periods `first..=last`, as the store's ranges take them.
+pub fn retention_range(first: impl Into<Period>, last: impl Into<Period>) -> Range {
+    Range::new(DatasetId::Retention, first.into(), last.into())
+}
+
+/// The ledger entries of `apps`' weeks `first..=last`.
+pub async fn ledger_weeks(
+    store: &Store,
+    apps: &[AppId],
+    first: NaturalWeek,
+    last: NaturalWeek,
+) -> Vec<PeriodRow> {
+    store
+        .periods(apps, DatasetId::Retention, first.into(), last.into())
+        .await
+        .expect("ledger")
+}
+
+/// The weeks a pass at `as_of` keeps: oldest kept to last completed.
+pub fn kept_weeks(p: &Runtime, as_of: DateTime<Utc>) -> (NaturalWeek, NaturalWeek) {
+    let last = NaturalWeek::last_completed_at(as_of, BEIJING);
+    (
+        wxretain::planner::oldest_week(&p.config.schedule, last),
+        last,
+    )
 }
 
 /// Of the `weeks` newest completed weeks at `now`, how many WeChat has
@@ -192,12 +226,12 @@ pub fn published_weeks(weeks: i64, now: DateTime<Utc>) -> i64 {
     let last = NaturalWeek::last_completed_at(now, BEIJING);
     (0..weeks)
         .map(|i| wxretain::domain::Period::from(last.plus_weeks(-i)))
-        .filter(|&period| period.key_expected_at(0, 10) <= now)
+        .filter(|&period| period.morning_after(0, 10) <= now)
         .count() as i64
 }
 
 /// [`fetchable_periods`] of every grain.
-pub fn fetchable_periods_all_grains(p: &Pipeline, now: DateTime<Utc>) -> i64 {
+pub fn fetchable_periods_all_grains(p: &Runtime, now: DateTime<Utc>) -> i64 {
     wxretain::domain::Grain::ALL
         .iter()
         .map(|&g| fetchable_periods(p, g, now))
@@ -227,17 +261,17 @@ pub fn config(db: &TestDb, sim: &SimulatorHandle, apps: &[AppId], extra: &str) -
     Config::parse(&toml, Path::new("test.toml"), &env).expect("test config is valid")
 }
 
-pub async fn pipeline(config: Config) -> Pipeline {
+pub async fn pipeline(config: Config) -> Runtime {
     let store = Store::connect(&config.database.url, 8)
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
-    Pipeline::new(Arc::new(config), store).expect("pipeline")
+    Runtime::new(Arc::new(config), store).expect("runtime")
 }
 
 /// What `backfill` does: mark the weeks due, then one pass over them.
 pub async fn backfill(
-    p: &Pipeline,
+    p: &Runtime,
     first: NaturalWeek,
     last: NaturalWeek,
     as_of: DateTime<Utc>,
@@ -245,7 +279,7 @@ pub async fn backfill(
 ) -> PassReport {
     let apps = p.all_apps().apps;
     p.store
-        .enqueue(&apps, first.into(), last.into(), as_of, refetch)
+        .enqueue(&apps, retention_range(first, last), as_of, refetch)
         .await
         .expect("enqueue");
     pass_over(p, first, last, as_of).await
@@ -254,12 +288,15 @@ pub async fn backfill(
 /// One pass over the configured apps' weeks `first..=last`, planning nothing:
 /// what a backfill runs after marking its weeks due.
 pub async fn pass_over(
-    p: &Pipeline,
+    p: &Runtime,
     first: NaturalWeek,
     last: NaturalWeek,
     as_of: DateTime<Utc>,
 ) -> PassReport {
-    let scope = Scope::weeks(p.all_apps().apps, first, last);
+    let scope = Scope {
+        apps: p.all_apps().apps,
+        ranges: vec![retention_range(first, last)],
+    };
     let opts = PassOptions {
         as_of,
         scope,
@@ -270,8 +307,17 @@ pub async fn pass_over(
         .expect("pass")
 }
 
+/// What `/readyz` of `p`'s process checks.
+pub fn readiness(p: &Runtime) -> wxretain::server::Readiness {
+    wxretain::server::Readiness {
+        store: p.store.clone(),
+        clock: p.clock,
+        max_clock_skew: p.config.schedule.max_clock_skew,
+    }
+}
+
 /// What `once --as-of` does.
-pub async fn once(p: &Pipeline, as_of: DateTime<Utc>) -> PassReport {
+pub async fn once(p: &Runtime, as_of: DateTime<Utc>) -> PassReport {
     run_pass(
         p,
         &PassOptions {

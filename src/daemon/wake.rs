@@ -12,7 +12,7 @@
 //! `LIMIT 1` query every few seconds. A notification could only save those
 //! few seconds, which [`MIN_GAP`] spends anyway.
 
-use crate::pass::Pipeline;
+use crate::runtime::Runtime;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
@@ -37,7 +37,7 @@ pub const AFTER_FAILURE: Duration = Duration::from_secs(60);
 /// pass in flight instead of overlapping it. `pass_done` is told at the end
 /// of every other pass.
 pub async fn wake_when_due(
-    p: Arc<Pipeline>,
+    p: Arc<Runtime>,
     gate: Arc<Mutex<()>>,
     shutdown: CancellationToken,
     pass_done: Arc<Notify>,
@@ -77,7 +77,7 @@ pub async fn wake_when_due(
             _ => false,
         };
         if still_due && !shutdown.is_cancelled() {
-            let ok = crate::scheduler::pass(&p, &shutdown, "due", false).await;
+            let ok = super::pass(&p, &shutdown, "due", false).await;
             last_pass_end = Instant::now();
             if !ok {
                 last_pass_end += AFTER_FAILURE - MIN_GAP;

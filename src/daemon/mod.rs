@@ -1,7 +1,11 @@
 //! The daemon: a pass at start-up, one per cron tick, and one whenever a
-//! period falls due between ticks (see [`crate::wake`]); never two at once.
+//! period falls due between ticks (see [`wake`]); never two at once.
 
-use crate::pass::{run_pass, PassOptions, Pipeline};
+mod gauges;
+mod wake;
+
+use crate::pass::{run_pass, PassOptions};
+use crate::runtime::Runtime;
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs until `shutdown` fires, then lets the pass in flight finish, waiting
 /// for it at most `[schedule] drain_timeout_secs`.
-pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(p: Arc<Runtime>, shutdown: CancellationToken) -> anyhow::Result<()> {
     wait_for_database(&p, &shutdown).await?;
     if shutdown.is_cancelled() {
         return Ok(());
@@ -44,7 +48,7 @@ pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Resul
     scheduler.add(job).await?;
     scheduler.start().await?;
     tracing::info!(cron = %p.config.schedule.cron, timezone = %tz, apps = p.config.apps.len(), "scheduler started");
-    // Weeks missed while the daemon was down are due now: fetch them at once,
+    // Periods missed while the daemon was down are due now: fetch them at once,
     // in a task like a cron tick's, so that a stop during it is drained within
     // the same bound instead of waiting for the whole pass.
     {
@@ -53,14 +57,14 @@ pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Resul
         tokio::spawn(async move { tick(&p, &gate, &shutdown, &done, "start-up").await });
     }
     // Between ticks: a pass when the earliest due period falls due.
-    let waker = tokio::spawn(crate::wake::wake_when_due(
+    let waker = tokio::spawn(wake::wake_when_due(
         p.clone(),
         gate.clone(),
         shutdown.clone(),
         pass_done,
     ));
     shutdown.cancelled().await;
-    tracing::info!("shutting down: no new work; waiting for weeks in flight");
+    tracing::info!("shutting down: no new work; waiting for periods in flight");
     let drain = p.config.schedule.drain_timeout;
     let drained = tokio::time::timeout(drain, async {
         let _ = scheduler.shutdown().await;
@@ -69,13 +73,13 @@ pub async fn run(p: Arc<Pipeline>, shutdown: CancellationToken) -> anyhow::Resul
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("a pass did not finish within {drain:?}; its weeks will be taken again when their leases end");
+        tracing::warn!("a pass did not finish within {drain:?}; its periods will be taken again when their leases end");
     }
     Ok(())
 }
 
 async fn tick(
-    p: &Pipeline,
+    p: &Runtime,
     gate: &Mutex<()>,
     shutdown: &CancellationToken,
     done: &Notify,
@@ -98,12 +102,7 @@ async fn tick(
 /// gauges (ticks do; a wake-up only fetches what is due, and may come every
 /// few seconds, too often for a count over the whole ledger). False when
 /// the pass failed.
-pub(crate) async fn pass(
-    p: &Pipeline,
-    shutdown: &CancellationToken,
-    why: &str,
-    plan: bool,
-) -> bool {
+async fn pass(p: &Runtime, shutdown: &CancellationToken, why: &str, plan: bool) -> bool {
     let opts = PassOptions {
         as_of: p.clock.now(),
         scope: p.all_apps(),
@@ -154,7 +153,7 @@ pub(crate) async fn pass(
         }
     };
     if plan {
-        crate::metrics::update_week_gauges(p).await;
+        gauges::update_period_gauges(&p.store, &p.all_apps().apps).await;
     }
     done
 }
@@ -162,7 +161,7 @@ pub(crate) async fn pass(
 /// Start-up with the database down waits for it instead of crashing; a
 /// database that does not exist is created, as `migrate` would. Only a
 /// database the server refuses to create ends the wait (and the daemon).
-async fn wait_for_database(p: &Pipeline, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn wait_for_database(p: &Runtime, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let mut pause = Duration::from_secs(1);
     loop {
         let schema = match p.store.migrate().await {

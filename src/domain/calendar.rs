@@ -1,14 +1,14 @@
-//! The retention family: one day, one natural week or one natural month of
-//! Beijing's calendar. Everything that differs between `getDailyRetain`,
-//! `getWeeklyRetain` and `getMonthlyRetain` is here, as data; the pipeline
-//! above never asks which grain it holds.
+//! Beijing's calendar as WeChat's datacube reads it: one day, one natural
+//! week (Monday to Sunday) or one natural month. Grains and periods only:
+//! what a dataset does with them (its API, its keys) is the dataset's
+//! ([`crate::dataset`]).
 
 use super::week::{parse_date, yyyymmdd, NaturalWeek, WeekError, BEIJING, FIRST_DATA_DAY};
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, TimeZone, Utc};
 use std::fmt;
 use std::str::FromStr;
 
-/// How long a period is: what a retention call asks about.
+/// How long a period is: a day, a natural week or a natural month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Grain {
@@ -16,10 +16,6 @@ pub enum Grain {
     Weekly,
     Monthly,
 }
-
-const DAILY_KEYS: &[u8] = &[0, 1, 2, 3, 4, 5, 6, 7, 14, 30];
-const WEEKLY_KEYS: &[u8] = &[0, 1, 2, 3, 4];
-const MONTHLY_KEYS: &[u8] = &[0, 1];
 
 impl Grain {
     pub const ALL: [Grain; 3] = [Grain::Daily, Grain::Weekly, Grain::Monthly];
@@ -33,53 +29,7 @@ impl Grain {
         }
     }
 
-    /// The API's path under the base URL.
-    pub fn api_path(self) -> &'static str {
-        match self {
-            Grain::Daily => "datacube/getweanalysisappiddailyretaininfo",
-            Grain::Weekly => "datacube/getweanalysisappidweeklyretaininfo",
-            Grain::Monthly => "datacube/getweanalysisappidmonthlyretaininfo",
-        }
-    }
-
-    /// The API's name, for logs and errors.
-    pub fn api_name(self) -> &'static str {
-        match self {
-            Grain::Daily => "getDailyRetain",
-            Grain::Weekly => "getWeeklyRetain",
-            Grain::Monthly => "getMonthlyRetain",
-        }
-    }
-
-    /// The table its rows go to (a public interface).
-    pub fn table(self) -> &'static str {
-        match self {
-            Grain::Daily => "daily_retention",
-            Grain::Weekly => "weekly_retention",
-            Grain::Monthly => "monthly_retention",
-        }
-    }
-
-    /// The keys WeChat publishes: 0 = the period's users, k = of those, how
-    /// many came back k days, weeks or months later.
-    pub fn keys(self) -> &'static [u8] {
-        match self {
-            Grain::Daily => DAILY_KEYS,
-            Grain::Weekly => WEEKLY_KEYS,
-            Grain::Monthly => MONTHLY_KEYS,
-        }
-    }
-
-    /// The last key: once it is in, the period is complete.
-    pub fn max_key(self) -> u8 {
-        self.keys().last().copied().unwrap_or(0)
-    }
-
-    pub fn is_key(self, key: u8) -> bool {
-        self.keys().contains(&key)
-    }
-
-    /// The key's unit, for people: "day", "week", "month".
+    /// The period's unit, for people: "day", "week", "month".
     pub fn unit(self) -> &'static str {
         match self {
             Grain::Daily => "day",
@@ -128,7 +78,7 @@ impl FromStr for Grain {
         Grain::ALL
             .into_iter()
             .find(|g| g.as_str() == s.trim())
-            .ok_or_else(|| format!("{s:?} is not a retention grain (daily, weekly or monthly)"))
+            .ok_or_else(|| format!("{s:?} is not a grain (daily, weekly or monthly)"))
     }
 }
 
@@ -250,11 +200,12 @@ impl Period {
         beijing_instant(self.next().start, 0)
     }
 
-    /// When key `key` is expected, at `publish_hour` Beijing: key k of day D
-    /// on day D+k+1, of week W on the Monday after week W+k ends, of month M
-    /// on the first day of month M+k+1.
-    pub fn key_expected_at(self, key: u8, publish_hour: u32) -> DateTime<Utc> {
-        beijing_instant(self.plus(i64::from(key) + 1).start, publish_hour)
+    /// `hour`:00 Beijing on the first day after the period `later` periods
+    /// after this one: for `later` 0, the morning after this period ends.
+    /// WeChat publishes a period's data from a morning after it ends (and
+    /// retention's key k from the morning after period P+k ends).
+    pub fn morning_after(self, later: u8, hour: u32) -> DateTime<Utc> {
+        beijing_instant(self.plus(i64::from(later) + 1).start, hour)
     }
 
     /// Whether WeChat can have data for it (the platform started in 2017).
@@ -328,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn each_grain_has_its_window_ref_date_and_keys() {
+    fn each_grain_has_its_window_and_ref_date() {
         let d = Grain::Daily.containing(day("20170306"));
         assert_eq!(
             (d.begin_date(), d.end_date(), d.ref_date()),
@@ -348,21 +299,18 @@ mod tests {
             (m.begin_date(), m.end_date(), m.ref_date()),
             ("20170201".into(), "20170228".into(), "201702".into())
         );
-        assert_eq!(Grain::Daily.keys(), &[0, 1, 2, 3, 4, 5, 6, 7, 14, 30]);
-        assert!(!Grain::Daily.is_key(9) && Grain::Daily.is_key(30));
-        assert_eq!((Grain::Weekly.max_key(), Grain::Monthly.max_key()), (4, 1));
     }
 
     #[test]
-    fn keys_are_expected_after_the_period_they_look_at_has_ended() {
+    fn the_morning_after_a_later_period_ends() {
         let d = Grain::Daily.containing(day("20261130"));
-        assert_eq!(d.key_expected_at(0, 10), beijing(2026, 12, 1, 10));
-        assert_eq!(d.key_expected_at(30, 10), beijing(2026, 12, 31, 10));
+        assert_eq!(d.morning_after(0, 10), beijing(2026, 12, 1, 10));
+        assert_eq!(d.morning_after(30, 10), beijing(2026, 12, 31, 10));
         let w = Grain::Weekly.containing(day("20261102"));
-        assert_eq!(w.key_expected_at(4, 10), beijing(2026, 12, 7, 10));
+        assert_eq!(w.morning_after(4, 10), beijing(2026, 12, 7, 10));
         let m = Grain::Monthly.containing(day("20261201"));
-        assert_eq!(m.key_expected_at(0, 10), beijing(2027, 1, 1, 10));
-        assert_eq!(m.key_expected_at(1, 10), beijing(2027, 2, 1, 10));
+        assert_eq!(m.morning_after(0, 10), beijing(2027, 1, 1, 10));
+        assert_eq!(m.morning_after(1, 10), beijing(2027, 2, 1, 10));
     }
 
     #[test]

@@ -1,90 +1,50 @@
-//! The maturing rule: when a week is due again, as a pure function of what
+//! The maturing rule: when a period is due again, as a pure function of what
 //! the ledger knows and the clock.
 //!
-//! WeChat publishes key k of week W on the Monday after week W+k ends (keys
-//! grow 0 → 4 over five weeks), so a week is fetched once when it ends and
-//! once per new key: about five calls over its life, not one per pass.
+//! A period's data comes in keys, each expected at a time its dataset
+//! declares (retention: key k of week W on the Monday after week W+k ends,
+//! keys 0 → 4 over five weeks), so a period is fetched once when it ends
+//! and once per new key: about five calls over a week's life, not one per
+//! pass.
 //!
-//! A week WeChat never completes is made final by deadline, but never by one
-//! pass: the ledger keeps when a pass first found it late (`late_since`), and
-//! only attempts spread over `final_grace` from then may give up on it. One
-//! pass acting on a wrong instant can then delay a week, never lose its keys.
+//! A period WeChat never completes is made final by deadline, but never by
+//! one pass: the ledger keeps when a pass first found it late (`late_since`),
+//! and only attempts spread over `final_grace` from then may give up on it.
+//! One pass acting on a wrong instant can then delay a period, never lose
+//! its keys.
 
 use crate::config::ScheduleConfig;
-use crate::domain::{KeySet, NaturalWeek, Period, BEIJING};
+use crate::dataset::{Target, Timing};
+use crate::domain::{KeySet, NaturalWeek, PeriodState, BEIJING};
 use crate::wechat::ErrorClass;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
-/// A week's state in the ledger (`retention_ledger.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeekState {
-    /// Never fetched successfully.
-    Missing,
-    /// Has some keys; later keys are still to come.
-    Maturing,
-    /// Final: key 4 is in, or its grace period is over.
-    Complete,
-    /// WeChat has not computed the week yet (61503, an empty answer).
-    NotReady,
-    /// The last attempt failed; due again after a backoff.
-    Failing,
-    /// Final: WeChat refuses to serve the week (61501 on an old week).
-    Unavailable,
-}
-
-impl WeekState {
-    pub const ALL: [WeekState; 6] = [
-        WeekState::Missing,
-        WeekState::Maturing,
-        WeekState::Complete,
-        WeekState::NotReady,
-        WeekState::Failing,
-        WeekState::Unavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WeekState::Missing => "missing",
-            WeekState::Maturing => "maturing",
-            WeekState::Complete => "complete",
-            WeekState::NotReady => "not_ready",
-            WeekState::Failing => "failing",
-            WeekState::Unavailable => "unavailable",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
-/// What the ledger says of a week before an attempt.
+/// What the ledger says of a period before an attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct Before {
-    pub state: WeekState,
+    pub state: PeriodState,
     /// Keys stored so far (an answer with fewer never takes them away).
     pub keys: KeySet,
     /// Consecutive attempts that did not bring what was expected.
     pub attempts: i32,
-    /// When a pass first found the week late: key 4 due and not in.
+    /// When a pass first found the period late: its last key due and not in.
     pub late_since: Option<DateTime<Utc>>,
 }
 
 impl Before {
-    /// A week the ledger has just planned.
+    /// A period the ledger has just planned.
     pub const FRESH: Before = Before {
-        state: WeekState::Missing,
+        state: PeriodState::Missing,
         keys: KeySet::EMPTY,
         attempts: 0,
         late_since: None,
     };
 }
 
-/// The ledger's next word on a week after an attempt.
+/// The ledger's next word on a period after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
-    pub state: WeekState,
+    pub state: PeriodState,
     /// `None`: final, never due again (until a manual backfill).
     pub next_due: Option<DateTime<Utc>>,
     pub attempts: i32,
@@ -92,7 +52,7 @@ pub struct Verdict {
     pub late_since: Option<DateTime<Utc>>,
 }
 
-/// Where a week stands against its deadline at an attempt.
+/// Where a period stands against its deadline at an attempt.
 #[derive(Debug, Clone, Copy)]
 struct Lateness {
     /// `late_since` after this attempt.
@@ -103,7 +63,7 @@ struct Lateness {
     finish_at: Option<DateTime<Utc>>,
 }
 
-/// 61501 on a week that ended this long ago means "not served", not "not yet".
+/// 61501 on a period that ended this long ago (days) means "not served", not "not yet".
 const DATE_RANGE_RECENT: i64 = 3;
 /// Tries before a period is given up on an answer that may be for good: 61501
 /// on an old period, or an errcode wxretain does not know.
@@ -114,10 +74,10 @@ const GIVE_UP_BACKOFF: Backoff = Backoff::new(Duration::hours(6), Duration::hour
 
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
-    /// Hour (Beijing) from which a key is expected on its Monday.
+    /// Hour (Beijing) from which a key is expected on its day.
     pub publish_hour: u32,
-    /// After key 4's expected time plus this, and attempts spread over as
-    /// long, a week is final with what it has.
+    /// After the last key's expected time plus this, and attempts spread
+    /// over as long, a period is final with what it has.
     pub final_grace: Duration,
 }
 
@@ -129,28 +89,43 @@ impl Rule {
         }
     }
 
-    /// When key `key` of `period` should be published.
-    pub fn key_expected_at(&self, period: Period, key: u8) -> DateTime<Utc> {
-        period.key_expected_at(key, self.publish_hour)
+    /// What the datasets read of the config.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            publish_hour: self.publish_hour,
+        }
+    }
+
+    /// When key `key` of `target` should be published.
+    pub fn key_expected_at(&self, target: Target, key: u8) -> DateTime<Utc> {
+        target
+            .spec()
+            .key_expected_at(target.period, key, self.timing())
+    }
+
+    /// When the last key of `target` should be published.
+    fn last_key_expected_at(&self, target: Target) -> DateTime<Utc> {
+        let last = target.spec().last_key(target.grain());
+        self.key_expected_at(target, last)
     }
 
     /// After this, a period without its last key stops being asked for it.
-    pub fn final_deadline(&self, period: Period) -> DateTime<Utc> {
-        self.key_expected_at(period, period.grain().max_key()) + self.final_grace
+    pub fn final_deadline(&self, target: Target) -> DateTime<Utc> {
+        self.last_key_expected_at(target) + self.final_grace
     }
 
     /// First time a never-fetched period is worth asking for.
-    pub fn first_due(&self, period: Period) -> DateTime<Utc> {
-        self.key_expected_at(period, 0)
+    pub fn first_due(&self, target: Target) -> DateTime<Utc> {
+        self.key_expected_at(target, 0)
     }
 
-    /// Whether the week may be made final by deadline at `as_of`: past its
-    /// deadline, and late (by the ledger's record) for at least
+    /// Whether the period may be made final by deadline at `as_of`: past
+    /// its deadline, and late (by the ledger's record) for at least
     /// `final_grace`. A `late_since` after `as_of` was written by a pass
     /// acting on a later instant than this one: it is not evidence, so it
     /// starts again.
-    fn lateness(&self, week: Period, before: Before, as_of: DateTime<Utc>) -> Lateness {
-        if as_of < self.key_expected_at(week, week.grain().max_key()) {
+    fn lateness(&self, target: Target, before: Before, as_of: DateTime<Utc>) -> Lateness {
+        if as_of < self.last_key_expected_at(target) {
             return Lateness {
                 since: None,
                 may_finish: false,
@@ -158,7 +133,7 @@ impl Rule {
             };
         }
         let since = before.late_since.filter(|s| *s <= as_of).unwrap_or(as_of);
-        let finish_at = self.final_deadline(week).max(since + self.final_grace);
+        let finish_at = self.final_deadline(target).max(since + self.final_grace);
         Lateness {
             since: Some(since),
             may_finish: as_of >= finish_at,
@@ -170,90 +145,90 @@ impl Rule {
     /// stored before (an answer that lost keys does not erase them).
     pub fn after_answer(
         &self,
-        week: Period,
+        target: Target,
         keys: KeySet,
         before: Before,
         as_of: DateTime<Utc>,
     ) -> Verdict {
-        let late = self.lateness(week, before, as_of);
-        let Some(next_key) = week
-            .grain()
-            .keys()
+        let late = self.lateness(target, before, as_of);
+        let Some(next_key) = target
+            .spec()
+            .keys(target.grain())
             .iter()
             .copied()
             .find(|k| !keys.contains(*k))
         else {
-            return final_verdict(WeekState::Complete);
+            return final_verdict(PeriodState::Complete);
         };
         if late.may_finish {
             return final_verdict(if keys.is_empty() {
-                WeekState::Unavailable
+                PeriodState::Unavailable
             } else {
-                WeekState::Complete
+                PeriodState::Complete
             });
         }
         if keys.is_empty() {
-            // An empty answer: WeChat has nothing for the week (yet).
-            return self.late_retry(WeekState::NotReady, before, as_of, late, HOURLY);
+            // An empty answer: WeChat has nothing for the period (yet).
+            return self.late_retry(PeriodState::NotReady, before, as_of, late, HOURLY);
         }
-        let expected = self.key_expected_at(week, next_key);
+        let expected = self.key_expected_at(target, next_key);
         if as_of < expected {
             return Verdict {
-                state: WeekState::Maturing,
+                state: PeriodState::Maturing,
                 next_due: Some(expected),
                 attempts: 0,
                 late_since: late.since,
             };
         }
         // The key is late: come back with a growing pause.
-        self.late_retry(WeekState::Maturing, before, as_of, late, HOURLY)
+        self.late_retry(PeriodState::Maturing, before, as_of, late, HOURLY)
     }
 
     /// After a failed attempt of class `class`.
     pub fn after_failure(
         &self,
-        week: Period,
+        target: Target,
         class: ErrorClass,
         before: Before,
         as_of: DateTime<Utc>,
     ) -> Verdict {
         let has_keys = !before.keys.is_empty();
-        let kept_or = |fallback: WeekState| {
+        let kept_or = |fallback: PeriodState| {
             if has_keys {
-                WeekState::Maturing
+                PeriodState::Maturing
             } else {
                 fallback
             }
         };
-        let late = self.lateness(week, before, as_of);
+        let late = self.lateness(target, before, as_of);
         match class {
-            // Not computed yet, or the week just ended: bounded by the
+            // Not computed yet, or the period just ended: bounded by the
             // deadline like a late key.
             ErrorClass::NotReady => {
                 if late.may_finish {
                     return final_verdict(if has_keys {
-                        WeekState::Complete
+                        PeriodState::Complete
                     } else {
-                        WeekState::Unavailable
+                        PeriodState::Unavailable
                     });
                 }
-                self.late_retry(kept_or(WeekState::NotReady), before, as_of, late, HOURLY)
+                self.late_retry(kept_or(PeriodState::NotReady), before, as_of, late, HOURLY)
             }
             ErrorClass::DateRange => {
-                let recent = as_of < week.ends_at() + Duration::days(DATE_RANGE_RECENT);
+                let recent = as_of < target.period.ends_at() + Duration::days(DATE_RANGE_RECENT);
                 if recent {
-                    self.late_retry(kept_or(WeekState::NotReady), before, as_of, late, HOURLY)
+                    self.late_retry(kept_or(PeriodState::NotReady), before, as_of, late, HOURLY)
                 } else if before.attempts + 1 >= GIVE_UP_TRIES {
                     Verdict {
                         attempts: before.attempts + 1,
                         ..final_verdict(if has_keys {
-                            WeekState::Complete
+                            PeriodState::Complete
                         } else {
-                            WeekState::Unavailable
+                            PeriodState::Unavailable
                         })
                     }
                 } else {
-                    self.late_retry(WeekState::Failing, before, as_of, late, GIVE_UP_BACKOFF)
+                    self.late_retry(PeriodState::Failing, before, as_of, late, GIVE_UP_BACKOFF)
                 }
             }
             // Not known to pass by itself: a few tries, then failing for
@@ -261,26 +236,26 @@ impl Rule {
             ErrorClass::Unknown => {
                 if before.attempts + 1 >= GIVE_UP_TRIES {
                     Verdict {
-                        state: WeekState::Failing,
+                        state: PeriodState::Failing,
                         next_due: None,
                         attempts: before.attempts + 1,
                         late_since: late.since,
                     }
                 } else {
-                    self.late_retry(WeekState::Failing, before, as_of, late, GIVE_UP_BACKOFF)
+                    self.late_retry(PeriodState::Failing, before, as_of, late, GIVE_UP_BACKOFF)
                 }
             }
-            // Failures that say nothing about the week: retried, until the
-            // week would have been given up anyway. What it has is kept
+            // Failures that say nothing about the period: retried, until
+            // it would have been given up anyway. What it has is kept
             // (`complete`); one that has nothing stays `failing`, not due
             // again by itself (a manual backfill asks again).
             ErrorClass::Transient | ErrorClass::Token => {
                 if late.may_finish {
                     return Verdict {
                         state: if has_keys {
-                            WeekState::Complete
+                            PeriodState::Complete
                         } else {
-                            WeekState::Failing
+                            PeriodState::Failing
                         },
                         next_due: None,
                         attempts: before.attempts + 1,
@@ -288,7 +263,7 @@ impl Rule {
                     };
                 }
                 self.late_retry(
-                    WeekState::Failing,
+                    PeriodState::Failing,
                     before,
                     as_of,
                     late,
@@ -296,7 +271,7 @@ impl Rule {
                 )
             }
             // Quotas, and a call held back by one, say nothing about the
-            // week: keep its state and attempts.
+            // period: keep its state and attempts.
             ErrorClass::MinuteQuota | ErrorClass::Paused => Verdict {
                 state: before.state,
                 next_due: Some(next_minute(as_of)),
@@ -310,11 +285,11 @@ impl Rule {
                 late_since: before.late_since,
             },
             // A broken setup is retried for as long as it lasts: once it is
-            // fixed, the weeks come in by themselves.
+            // fixed, the periods come in by themselves.
             ErrorClass::Config => Verdict {
                 late_since: before.late_since,
                 ..self.later(
-                    WeekState::Failing,
+                    PeriodState::Failing,
                     before.attempts,
                     as_of,
                     Backoff::new(Duration::hours(1), Duration::hours(6)),
@@ -323,7 +298,7 @@ impl Rule {
             // Our own request is wrong: asking again cannot help. A manual
             // backfill (after an upgrade) marks it due again.
             ErrorClass::Bug => Verdict {
-                state: WeekState::Failing,
+                state: PeriodState::Failing,
                 next_due: None,
                 attempts: before.attempts + 1,
                 late_since: before.late_since,
@@ -331,11 +306,11 @@ impl Rule {
         }
     }
 
-    /// Due again after a growing pause, but not after the week may be made
+    /// Due again after a growing pause, but not after the period may be made
     /// final: the last attempt lands when the deadline allows giving up.
     fn late_retry(
         &self,
-        state: WeekState,
+        state: PeriodState,
         before: Before,
         as_of: DateTime<Utc>,
         late: Lateness,
@@ -351,7 +326,7 @@ impl Rule {
 
     fn later(
         &self,
-        state: WeekState,
+        state: PeriodState,
         attempts: i32,
         as_of: DateTime<Utc>,
         pause: Backoff,
@@ -384,7 +359,7 @@ const HOURLY: Backoff = Backoff {
     cap: Duration::hours(12),
 };
 
-fn final_verdict(state: WeekState) -> Verdict {
+fn final_verdict(state: PeriodState) -> Verdict {
     Verdict {
         state,
         next_due: None,
@@ -421,10 +396,9 @@ mod tests {
         }
     }
 
-    fn week() -> Period {
-        NaturalWeek::parse_monday("20261102")
-            .expect("monday")
-            .into()
+    fn week() -> Target {
+        let week = NaturalWeek::parse_monday("20261102").expect("monday");
+        Target::new(crate::dataset::DatasetId::Retention, week.into())
     }
 
     fn beijing(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
@@ -451,7 +425,7 @@ mod tests {
     #[test]
     fn an_on_time_answer_waits_for_the_next_key() {
         let v = rule().after_answer(week(), keys(&[0]), FRESH, beijing(2026, 11, 9, 10));
-        assert_eq!(v.state, WeekState::Maturing);
+        assert_eq!(v.state, PeriodState::Maturing);
         assert_eq!(v.next_due, Some(beijing(2026, 11, 16, 10)));
     }
 
@@ -463,12 +437,12 @@ mod tests {
             FRESH,
             beijing(2026, 12, 7, 10),
         );
-        assert_eq!((v.state, v.next_due), (WeekState::Complete, None));
+        assert_eq!((v.state, v.next_due), (PeriodState::Complete, None));
     }
 
     fn maturing(attempts: i32, late_since: Option<DateTime<Utc>>) -> Before {
         Before {
-            state: WeekState::Maturing,
+            state: PeriodState::Maturing,
             keys: keys(&[0]),
             attempts,
             late_since,
@@ -504,7 +478,7 @@ mod tests {
             maturing(5, v.late_since),
             deadline,
         );
-        assert_eq!(v.state, WeekState::Maturing);
+        assert_eq!(v.state, PeriodState::Maturing);
         assert_eq!(v.next_due, Some(first + Duration::days(14)));
         let v = rule().after_answer(
             week(),
@@ -512,7 +486,7 @@ mod tests {
             maturing(6, v.late_since),
             first + Duration::days(14),
         );
-        assert_eq!((v.state, v.next_due), (WeekState::Complete, None));
+        assert_eq!((v.state, v.next_due), (PeriodState::Complete, None));
     }
 
     #[test]
@@ -521,17 +495,17 @@ mod tests {
         // 0..3: it starts the record and comes back a grace later.
         let far = rule().final_deadline(week()) + Duration::weeks(8);
         let v = rule().after_answer(week(), keys(&[0, 1, 2, 3]), maturing(0, None), far);
-        assert_eq!(v.state, WeekState::Maturing);
+        assert_eq!(v.state, PeriodState::Maturing);
         assert_eq!(v.late_since, Some(far));
         let v = rule().after_answer(week(), KeySet::EMPTY, FRESH, far);
-        assert_eq!(v.state, WeekState::NotReady);
+        assert_eq!(v.state, PeriodState::NotReady);
         let v = rule().after_failure(week(), ErrorClass::NotReady, FRESH, far);
         assert!(v.next_due.is_some(), "{v:?}");
         // A record written by a pass acting later than this one is no evidence.
         let now = rule().key_expected_at(week(), 4) + Duration::hours(1);
         let v = rule().after_answer(week(), keys(&[0, 1, 2, 3]), maturing(3, Some(far)), now);
         assert_eq!(v.late_since, Some(now));
-        assert_eq!(v.state, WeekState::Maturing);
+        assert_eq!(v.state, PeriodState::Maturing);
     }
 
     #[test]
@@ -540,7 +514,7 @@ mod tests {
         let at = beijing(2026, 11, 16, 12);
         let held = keys(&[0, 1]).union(KeySet::EMPTY);
         let v = rule().after_answer(week(), held, maturing(0, None), at);
-        assert_eq!(v.state, WeekState::Maturing);
+        assert_eq!(v.state, PeriodState::Maturing);
     }
 
     #[test]
@@ -553,11 +527,11 @@ mod tests {
             ..FRESH
         };
         let v = rule().after_failure(week(), ErrorClass::Transient, no_keys, done);
-        assert_eq!((v.state, v.next_due), (WeekState::Failing, None));
+        assert_eq!((v.state, v.next_due), (PeriodState::Failing, None));
         let v = rule().after_failure(week(), ErrorClass::Transient, maturing(9, late), done);
-        assert_eq!((v.state, v.next_due), (WeekState::Complete, None));
+        assert_eq!((v.state, v.next_due), (PeriodState::Complete, None));
         let v = rule().after_failure(week(), ErrorClass::NotReady, no_keys, done);
-        assert_eq!((v.state, v.next_due), (WeekState::Unavailable, None));
+        assert_eq!((v.state, v.next_due), (PeriodState::Unavailable, None));
         // ...but a day earlier they are still retried.
         let v = rule().after_failure(
             week(),
@@ -578,7 +552,7 @@ mod tests {
             before.attempts = v.attempts;
         }
         let v = rule().after_failure(week(), ErrorClass::DateRange, before, at);
-        assert_eq!((v.state, v.next_due), (WeekState::Unavailable, None));
+        assert_eq!((v.state, v.next_due), (PeriodState::Unavailable, None));
         // ...but a week that only just ended is simply not ready.
         let v = rule().after_failure(
             week(),
@@ -586,7 +560,7 @@ mod tests {
             before,
             beijing(2026, 11, 9, 1),
         );
-        assert_eq!(v.state, WeekState::NotReady);
+        assert_eq!(v.state, PeriodState::NotReady);
     }
 
     #[test]
@@ -623,7 +597,7 @@ mod tests {
             let (mut before, mut at, mut pauses) = (before, start, Vec::new());
             for _ in 0..GIVE_UP_TRIES - 1 {
                 let v = rule().after_failure(week(), ErrorClass::Unknown, before, at);
-                assert_eq!(v.state, WeekState::Failing);
+                assert_eq!(v.state, PeriodState::Failing);
                 let due = v.next_due.expect("tried again");
                 pauses.push((due - at).num_hours());
                 (before.attempts, at) = (v.attempts, due);
@@ -632,7 +606,7 @@ mod tests {
             let v = rule().after_failure(week(), ErrorClass::Unknown, before, at);
             assert_eq!(
                 (v.state, v.next_due),
-                (WeekState::Failing, None),
+                (PeriodState::Failing, None),
                 "{before:?}"
             );
             assert_eq!(v.attempts, GIVE_UP_TRIES);
@@ -642,6 +616,6 @@ mod tests {
     #[test]
     fn our_bugs_are_never_retried_by_themselves() {
         let v = rule().after_failure(week(), ErrorClass::Bug, FRESH, beijing(2026, 11, 9, 11));
-        assert_eq!((v.state, v.next_due), (WeekState::Failing, None));
+        assert_eq!((v.state, v.next_due), (PeriodState::Failing, None));
     }
 }
