@@ -1,6 +1,6 @@
 //! The deployment outside compose, as an operator sets it up by hand: the
-//! Postgres roles (deploy/postgres/initdb and the README's SQL for plain
-//! binaries), the systemd unit (deploy/systemd), and the README's first query.
+//! Postgres roles (deploy/postgres/initdb and docs/deployment.md's SQL for
+//! plain binaries), the systemd unit (deploy/systemd), and docs/tables.md's query.
 //! tests/deploy.rs covers compose, the Dockerfile and the dashboard.
 mod common;
 
@@ -175,25 +175,25 @@ fn systemd_unit_verifies_and_is_sandboxed() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
-/// The README shows the unit file as it is, and a config error, which
+/// docs/deployment.md shows the unit file as it is, and a config error, which
 /// RestartPreventExitStatus keeps from restarting in a loop, exits with that code.
 #[test]
 fn systemd_unit_is_the_readmes_and_does_not_restart_on_a_config_error() {
     let unit = read("deploy/systemd/wxretain.service");
-    let readme = read("README.md");
+    let readme = read("docs/deployment.md");
     let shown = readme
-        .split("\n### Under systemd\n")
+        .split("\n## Under systemd\n")
         .nth(1)
         .and_then(|s| s.split("```ini\n").nth(1))
         .and_then(|s| s.split("```").next())
-        .expect("README, Under systemd, shows the unit in an ini block");
+        .expect("docs/deployment.md, Under systemd, shows the unit in an ini block");
     assert_eq!(
         shown, unit,
-        "README shows another unit than deploy/systemd/wxretain.service"
+        "docs/deployment.md shows another unit than deploy/systemd/wxretain.service"
     );
     assert!(
-        readme.contains("(deploy/systemd/wxretain.service)"),
-        "README links the unit"
+        readme.contains("(../deploy/systemd/wxretain.service)"),
+        "docs/deployment.md links the unit"
     );
 
     let setting = |key: &str| -> Vec<String> {
@@ -242,25 +242,25 @@ fn systemd_unit_is_the_readmes_and_does_not_restart_on_a_config_error() {
     assert_eq!(setting("ProtectProc"), ["invisible"]);
 }
 
-// ---- the README's SQL --------------------------------------------------------------
+// ---- the docs' SQL --------------------------------------------------------------
 
-/// The first query of "The tables" keeps a week whose key 1 is not published
+/// The example query of docs/tables.md keeps a week whose key 1 is not published
 /// yet (the join's condition, not WHERE, asks for key 1).
 #[tokio::test]
 async fn readme_first_query_keeps_weeks_without_key_1() {
-    let readme = read("README.md");
+    let readme = read("docs/tables.md");
     let sql = readme
-        .split("\n## The tables\n")
+        .split("\n## An example query\n")
         .nth(1)
         .and_then(|s| s.split("```sql\n").nth(1))
         .and_then(|s| s.split("```").next())
-        .expect("The tables has an sql block");
+        .expect("docs/tables.md has an example query");
     let db = common::TestDb::new().await;
     let store = wxretain::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
-    // Two weeks of the README's appid: the older with key 1, the newer without.
+    // Two weeks of the query's appid: the older with key 1, the newer without.
     sqlx::query(
         "INSERT INTO weekly_retention (appid, week_start, week_end, metric, key, value) VALUES
            ('wx0123456789abcdef', '2026-11-09', '2026-11-15', 'visit_uv_new', 0, 200),
@@ -287,13 +287,13 @@ async fn readme_first_query_keeps_weeks_without_key_1() {
     );
 }
 
-/// The ```sql blocks of a README section, in order.
+/// The ```sql blocks of a docs/deployment.md section, in order.
 fn readme_sql_blocks(heading: &str) -> Vec<String> {
-    let readme = read("README.md");
+    let readme = read("docs/deployment.md");
     let section = readme
         .split(&format!("\n{heading}\n"))
         .nth(1)
-        .unwrap_or_else(|| panic!("README has {heading}"));
+        .unwrap_or_else(|| panic!("docs/deployment.md has {heading}"));
     let level = heading.split(' ').next().unwrap_or("#");
     let section = section
         .split(&format!("\n{level} "))
@@ -306,7 +306,7 @@ fn readme_sql_blocks(heading: &str) -> Vec<String> {
         .collect()
 }
 
-/// The README's role SQL for plain binaries runs as pasted (no psql
+/// docs/deployment.md's role SQL for plain binaries runs as pasted (no psql
 /// variables), in a transaction rolled back at the end: the owner's tables
 /// are readable by Grafana's role, which cannot write them. The roles are
 /// renamed with a tag, so that a server where `wxretain` or `grafana` exist
@@ -314,7 +314,7 @@ fn readme_sql_blocks(heading: &str) -> Vec<String> {
 #[tokio::test]
 async fn readme_role_sql_for_plain_binaries_runs_as_pasted() {
     use sqlx::Connection;
-    let blocks = readme_sql_blocks("### Plain binaries");
+    let blocks = readme_sql_blocks("## Plain binaries");
     assert_eq!(blocks.len(), 2, "{blocks:?}");
     assert!(
         !blocks.concat().contains(":'") && !blocks.concat().contains(":\""),

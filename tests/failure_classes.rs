@@ -1,4 +1,4 @@
-//! What the README's Failure handling table says of HTTP 429, errcodes
+//! What docs/failures.md's table says of HTTP 429, errcodes
 //! wxretain does not know, and answers that fail validation, each against
 //! the simulator: how often a period is asked within a pass, and when again.
 

@@ -165,10 +165,10 @@ async fn a_running_daemon_exports_metrics_promtool_accepts_with_help_for_every_f
     ] {
         assert!(body.contains(family), "{family} missing:\n{body}");
     }
-    // Gone in favour of wxretain_periods{grain="weekly"} (README, "Operator's view").
+    // Gone in favour of wxretain_periods{grain="weekly"} (docs/operations.md, "Metrics").
     assert!(!body.contains("wxretain_weeks"), "{body}");
 
-    // What one app costs, as the README says: 18 + 3 fixed series, plus
+    // What one app costs, as docs/operations.md says: 18 + 3 fixed series, plus
     // one fetch counter per (grain, outcome) seen, plus impossible answers.
     let per_app = series_of_app(&body, apps[0].as_str());
     let count = |family: &str| per_app.get(family).copied().unwrap_or(0);
@@ -189,7 +189,7 @@ async fn a_running_daemon_exports_metrics_promtool_accepts_with_help_for_every_f
             "wxretain_periods",
             "wxretain_token_refreshes_total",
         ],
-        "a family with an appid label the README does not count"
+        "a family with an appid label docs/operations.md does not count"
     );
     for grain in ["daily", "weekly", "monthly"] {
         let stored = format!(
@@ -242,18 +242,19 @@ async fn before_the_database_answers_metrics_show_the_process_itself() {
     assert!(status.success(), "exit status {status:?}");
 }
 
-/// The README's "Operator's view" names every metric and every shipped
+/// docs/operations.md's "Operator's view" names every metric and every shipped
 /// alert, and its excerpt of the rules is the shipped text.
 #[test]
 fn the_readme_lists_every_metric_and_alert_and_quotes_the_shipped_rule() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    let readme =
+        std::fs::read_to_string(format!("{root}/docs/operations.md")).expect("docs/operations.md");
     let rules = std::fs::read_to_string(format!("{root}/deploy/prometheus/alerts.yml"))
         .expect("deploy/prometheus/alerts.yml");
     for m in wxretain::metrics::METRICS {
         assert!(
             readme.contains(&format!("`{}`", m.name)) || readme.contains(&format!("`{}{{", m.name)),
-            "README does not list {}",
+            "docs/operations.md does not list {}",
             m.name
         );
     }
@@ -265,19 +266,19 @@ fn the_readme_lists_every_metric_and_alert_and_quotes_the_shipped_rule() {
     for alert in &alerts {
         assert!(
             readme.contains(&format!("| `{alert}` |")),
-            "README's alert table lacks {alert}"
+            "docs/operations.md's alert table lacks {alert}"
         );
     }
     let excerpt = readme
         .split("```yaml\n- alert: ")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .expect("the README quotes a rule of alerts.yml");
+        .expect("docs/operations.md quotes a rule of alerts.yml");
     let shipped: BTreeSet<&str> = rules.lines().map(str::trim).collect();
     for line in excerpt.lines().skip(1).map(str::trim) {
         assert!(
             shipped.contains(line),
-            "README's rule has a line alerts.yml lacks: {line}"
+            "docs/operations.md's rule has a line alerts.yml lacks: {line}"
         );
     }
 }
@@ -422,7 +423,7 @@ async fn a_prometheus_server_scrapes_the_daemon_and_evaluates_the_shipped_rules(
             for rule in &rules {
                 assert_eq!(rule["health"], "ok", "{rule}");
             }
-            assert_eq!(rules.len(), 8, "the README names eight rules: {groups}");
+            assert_eq!(rules.len(), 8, "the docs name eight rules: {groups}");
             break;
         }
         assert!(

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use wxretain::store::Store;
 
-/// The app the README's examples show.
+/// The app docs/reports.md's examples show.
 const APP: &str = "wxfa00000000000001";
 /// An app of extremes: values past 2^31 and months of 0 users.
 const BIG: &str = "wxfa00000000000002";
@@ -67,7 +67,7 @@ INSERT INTO weekly_retention (appid, week_start, week_end, metric, key, value) V
   ('wxfa00000000000001', '2026-10-19', '2026-10-25', 'visit_uv_new', 1, 2122),
   ('wxfa00000000000001', '2026-10-26', '2026-11-01', 'visit_uv_new', 0, 218);
 
--- The README's weekly report example (Reports).
+-- docs/reports.md's weekly report example.
 INSERT INTO weekly_retention (appid, week_start, week_end, metric, key, value)
 SELECT 'wx51a0000000000001', w::date, w::date + 6, 'visit_uv_new', i - 1, v
   FROM (VALUES
@@ -683,13 +683,13 @@ async fn report_refuses_an_unknown_retention_and_mismatched_counts_with_exit_cod
     }
 }
 
-/// The README's `report` examples (weekly, daily, monthly) are what the binary prints
+/// docs/reports.md's `report` examples (weekly, daily, monthly) are what the binary prints
 /// on this file's fixture: the documentation cannot drift from the code.
 #[tokio::test]
 async fn readme_report_examples_are_what_the_binary_prints() {
     let (db, _store) = filled().await;
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reports.md"))
+        .expect("docs/reports.md");
     let mut checked = 0;
     let mut lines = readme.lines().peekable();
     while let Some(line) = lines.next() {
@@ -705,11 +705,11 @@ async fn readme_report_examples_are_what_the_binary_prints() {
         args.extend(command.split_whitespace());
         let out = wxretain(&db, &args).await;
         assert_eq!(out.code, Some(0), "{command}: {}", out.stderr);
-        assert_eq!(out.stdout, expected, "README example `{command}`");
+        assert_eq!(out.stdout, expected, "docs/reports.md example `{command}`");
         checked += 1;
     }
     assert!(
         checked >= 3,
-        "the README shows a weekly, a daily and a monthly example"
+        "docs/reports.md shows a weekly, a daily and a monthly example"
     );
 }

@@ -59,8 +59,8 @@ pub fn api(grain: Grain) -> Api {
     }
 }
 
-/// The names a grain's dashboard view uses: a public interface (README,
-/// "Dashboard views"), which is why they are spelled out here rather than
+/// The names a grain's dashboard view uses: a public interface
+/// (docs/views.md), which is why they are spelled out here rather than
 /// derived from the grain's other names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CohortView {

@@ -5,7 +5,8 @@
 //! checked by the compiler against the migrated schema; the build reads that
 //! schema from the committed `.sqlx/` metadata (`SQLX_OFFLINE=true` in
 //! `.cargo/config.toml`), so the crate and its Docker image build without a
-//! database. README, "Development", says how to refresh it.
+//! database. docs/development.md, "Changing a query or a migration", says how
+//! to refresh it.
 
 mod apps;
 mod cohorts;
