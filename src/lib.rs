@@ -42,3 +42,6 @@ pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod wechat;
+
+#[cfg(test)]
+mod architecture;

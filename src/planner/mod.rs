@@ -1,17 +1,12 @@
-//! Which periods are due, and when: the kept range, the maturing rule, and
-//! planning the ledger.
+//! Which periods are due, and when, as pure functions of the config, what
+//! the ledger knows and the instant (planning the ledger itself is
+//! [`crate::runtime::Planner`]'s):
 //!
-//! - [`kept`]: the periods a pass keeps, as a pure function of the config
-//!   and the instant;
-//! - [`rule`]: when a period is due again after an answer or a failure, as a
-//!   pure function of what the ledger knows and the instant;
-//! - [`plan`]: adding the kept periods the ledger lacks, remembered per
-//!   process so most ticks cost nothing.
+//! - [`kept`]: the periods a pass keeps;
+//! - [`rule`]: when a period is due again after an answer or a failure.
 
 mod kept;
-mod plan;
 mod rule;
 
 pub use kept::{kept_periods, oldest_week};
-pub use plan::Planner;
 pub use rule::{backoff, Before, Rule, Verdict};

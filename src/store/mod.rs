@@ -12,6 +12,7 @@ mod apps;
 mod cohorts;
 mod error;
 mod force_refresh;
+mod lease;
 mod ledger;
 mod save;
 mod schema;

@@ -2,10 +2,14 @@
 //! client, the clock, the rule and the planner, and its name as a lease
 //! holder. Every command that fetches builds one; a pass borrows it.
 
+mod plan;
+
+pub use plan::Planner;
+
 use crate::clock::HostClock;
 use crate::config::{AppConfig, Config};
 use crate::domain::{AppId, Grain, Period};
-use crate::planner::{kept_periods, Planner, Rule};
+use crate::planner::{kept_periods, Rule};
 use crate::replica::ReplicaId;
 use crate::store::{Scope, Store, StoreError};
 use crate::wechat::WeChatClient;

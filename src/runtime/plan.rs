@@ -1,10 +1,10 @@
 //! Planning: adding the kept periods the ledger lacks, for every stream
 //! (dataset and grain) each app collects.
 
-use super::{kept_periods, Rule};
 use crate::config::Config;
 use crate::dataset::Stream;
 use crate::domain::{AppId, Period};
+use crate::planner::{kept_periods, Rule};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
