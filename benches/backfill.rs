@@ -231,7 +231,8 @@ fn main() -> anyhow::Result<()> {
 
 /// C: `--concurrency`, or wxretain's default when the config leaves it out.
 fn concurrency(args: &Args) -> u32 {
-    args.concurrency.unwrap_or(DEFAULT_MAX_IN_FLIGHT as u32)
+    args.concurrency
+        .unwrap_or(u32::try_from(DEFAULT_MAX_IN_FLIGHT).unwrap_or(64))
 }
 
 /// Beijing hour the simulator publishes keys at (`wxretain simulate`'s default).
@@ -555,7 +556,7 @@ async fn backfill(
             "SELECT count(*) FROM retention_ledger WHERE grain = $1 AND cardinality(keys) = $2",
         )
         .bind(grain.as_str())
-        .bind(wxretain::dataset::retention::keys(grain).len() as i32)
+        .bind(i32::try_from(wxretain::dataset::retention::keys(grain).len()).unwrap_or(0))
         .fetch_one(&pool)
         .await?;
         per_grain.push(GrainCount {

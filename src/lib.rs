@@ -22,6 +22,10 @@
 //! - [`commands`] and [`cli`]: the subcommands;
 //! - [`simulator`]: a WeChat stand-in for tests, the demo and the benchmarks.
 
+// The module maps link the private modules they describe: the crate's
+// documentation is for its contributors (`cargo doc --document-private-items`).
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -82,8 +82,12 @@ async fn a_week_wechat_no_longer_serves_is_given_up_after_its_tries_across_runs_
         assert_eq!(old_calls(), [run; 6], "run {run}: one request per old week");
         let rows = ledger(&db, &apps[0], old).await;
         assert!(
-            rows.iter()
-                .all(|r| *r == ("failing".to_string(), run as i32, run as i32)),
+            rows.iter().all(|r| *r
+                == (
+                    "failing".to_string(),
+                    i32::try_from(run).expect("a few runs"),
+                    i32::try_from(run).expect("a few runs")
+                )),
             "run {run}: the tries add up, they do not start again: {rows:?}"
         );
     }

@@ -184,7 +184,9 @@ async fn every_errcode_lands_in_the_ledger_with_its_class() {
         (-1, "failing", true, 3),
     ];
     let db = TestDb::new().await;
-    let apps: Vec<_> = (1..=cases.len() as u32).map(sim_appid).collect();
+    let apps: Vec<_> = (1..=u32::try_from(cases.len()).expect("a few cases"))
+        .map(sim_appid)
+        .collect();
     let sim = simulator(now(), |c| {
         c.faults = Faults {
             app_errors: apps

@@ -110,7 +110,8 @@ fn expected_cohort(appid: &AppId, week: NaturalWeek) -> Cohort {
     let n = |k| published(appid, week, Metric::VisitUvNew, k);
     let a = |k| published(appid, week, Metric::VisitUv, k);
     let both = |k| n(k).is_some() && a(k).is_some();
-    let published_weeks = both(0).then(|| (1..=4).take_while(|&k| both(k)).count() as i16);
+    let published_weeks = both(0)
+        .then(|| i16::try_from((1..=4).take_while(|&k| both(k)).count()).expect("at most 4"));
     Cohort {
         appid: appid.to_string(),
         week_start: week.monday(),
@@ -305,7 +306,7 @@ async fn the_12_week_curve_is_the_user_weighted_mean_of_the_newest_published_wee
                     cohort.to_string(),
                     i16::from(key),
                     users as f64 / base as f64,
-                    weeks.len() as i32,
+                    i32::try_from(weeks.len()).expect("a few weeks"),
                     weeks[weeks.len() - 1].0.monday(),
                     weeks[0].0.monday(),
                 ));

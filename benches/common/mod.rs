@@ -99,7 +99,12 @@ pub fn wait_with_usage(child: Child) -> anyhow::Result<(bool, Usage)> {
         "wait4 failed: {}",
         std::io::Error::last_os_error()
     );
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let tv = |t: libc::timeval| {
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_usec).unwrap_or(0) * 1000,
+        )
+    };
     Ok((
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         Usage {

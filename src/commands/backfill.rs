@@ -280,7 +280,7 @@ fn print_summary(
         last,
     } = range;
     let grain = first.grain();
-    let expected = (first.periods_until(last) + 1) as usize;
+    let expected = usize::try_from(first.periods_until(last) + 1).unwrap_or(0);
     let mut by_app: HashMap<&str, Vec<&PeriodRow>> = HashMap::new();
     for row in rows {
         by_app.entry(row.appid.as_str()).or_default().push(row);

@@ -16,7 +16,7 @@ taken exits 1 and says so."
 )]
 pub struct RunArgs {
     /// Address for /livez, /readyz and /metrics, or `off` for none
-    /// (default: [server] listen).
+    /// (default: `[server] listen`).
     #[arg(long, env = "WXRETAIN_LISTEN", value_name = "ADDR|off", value_parser = Listen::parse)]
     pub listen: Option<Listen>,
 }

@@ -166,8 +166,10 @@ impl WechatConfig {
     /// replacement token, possibly forced (two token calls), and a data call.
     pub fn worst_fetch_time(&self) -> Duration {
         let per_try = self.request_timeout + self.connect_timeout;
-        let tries = 2 * self.retry_attempts as u32 + 3;
-        per_try * tries + self.retry_min_delay * 16 * self.retry_attempts as u32
+        // retry_attempts is at most 20 (the checker's range).
+        let attempts = u32::try_from(self.retry_attempts).unwrap_or(u32::MAX / 4);
+        let tries = 2 * attempts + 3;
+        per_try * tries + self.retry_min_delay * 16 * attempts
     }
 
     /// The longest a token call may take, and so what `token_command` is given.

@@ -113,7 +113,7 @@ async fn pass(p: &Runtime, shutdown: &CancellationToken, why: &str, plan: bool) 
         Ok(r) => {
             metrics::gauge!("wxretain_last_successful_pass_timestamp_seconds")
                 .set(Utc::now().timestamp() as f64);
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             // A wake-up another replica beat to the work did nothing: not news.
             let news = plan || r.attempted + r.deferred > 0;
             // One numeric field per count, for log shippers to sum and alert on.

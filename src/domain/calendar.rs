@@ -125,7 +125,7 @@ impl Period {
             Grain::Daily => shift_days(self.start, n),
             Grain::Weekly => shift_days(self.start, 7 * n),
             Grain::Monthly => {
-                let months = Months::new(n.unsigned_abs().min(u64::from(u32::MAX)) as u32);
+                let months = Months::new(u32::try_from(n.unsigned_abs()).unwrap_or(u32::MAX));
                 let moved = if n >= 0 {
                     self.start.checked_add_months(months)
                 } else {

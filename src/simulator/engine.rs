@@ -134,6 +134,8 @@ impl Engine {
     /// `{"errcode","errmsg"}` with a fresh `rid:` tail, as WeChat sends.
     pub(crate) fn error(&self, code: i64) -> Value {
         let n = self.rids.fetch_add(1, Ordering::Relaxed);
+        // Only the low 32 bits of each mix are shown: cut on purpose.
+        #[allow(clippy::cast_possible_truncation)]
         let rid = format!(
             "{:08x}-{:08x}-{:08x}",
             n as u32,

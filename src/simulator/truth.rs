@@ -133,6 +133,8 @@ pub fn truth_value_of(appid: &AppId, period: Period, metric: Metric, key: u8) ->
             draw(seed, 2 + u64::from(k), (s.later_keep)(k))
         };
     }
+    // A float in 0..2^53: `as` saturates and cannot cut a value this small.
+    #[allow(clippy::cast_possible_truncation)]
     let value = (base * fraction).round().max(0.0) as i64;
     match metric {
         Metric::VisitUvNew => value,

@@ -165,7 +165,7 @@ impl Store {
     /// many runs they take. Periods that ended failed (`unavailable`, or
     /// `failing` and not due again) are left alone unless `how` asks, and
     /// then start their tries again. Running daemons see the periods due within
-    /// seconds (see [`crate::wake`]).
+    /// seconds (see [`crate::daemon`]).
     pub async fn requeue(
         &self,
         apps: &[AppId],

@@ -43,7 +43,7 @@ impl CallMeter {
 
 /// A raw successful answer: a JSON object without a non-zero errcode, as
 /// WeChat sent it except for credentials, which are scrubbed (see
-/// `send_and_read`). Whether it is *right* is for [`crate::validate`] to say.
+/// `send_and_read`). Whether it is *right* is for its dataset ([`crate::dataset`]) to say.
 #[derive(Debug, Clone)]
 pub struct RawAnswer {
     pub body: serde_json::Value,

@@ -106,7 +106,9 @@ fn expires_in(value: Option<&serde_json::Value>) -> Duration {
     let secs = match value {
         None | Some(Value::Null) => high,
         Some(Value::Number(n)) => n.as_u64().unwrap_or_else(|| match n.as_f64() {
-            // A float, or a negative integer; `as` saturates, NaN gives 0.
+            // A float, or a negative integer; `as` saturates, NaN gives 0,
+            // and the result is clamped below.
+            #[allow(clippy::cast_possible_truncation)]
             Some(f) if f > 0.0 => f as u64,
             _ => low,
         }),

@@ -169,8 +169,9 @@ pub async fn fetches_on(port: u16) -> u64 {
         .expect("/metrics body");
     body.lines()
         .filter(|l| l.starts_with("wxretain_fetches_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        // wxretain writes its per-app counters as integers.
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// How many of the periods of `grain` kept at `now` a pass can fetch: those
