@@ -31,9 +31,9 @@ pub struct Cli {
 pub enum Command {
     /// Create the database if missing and apply migrations.
     Migrate,
-    /// Fetch every natural week overlapping a date range.
+    /// Fetch every day, natural week and month overlapping a date range.
     Backfill(commands::backfill::BackfillArgs),
-    /// Run one scheduling pass (every app, every week due), then exit.
+    /// Run one scheduling pass (every app, every period due), then exit.
     Once(commands::once::OnceArgs),
     /// Run as a daemon: a pass at start-up and on every cron tick.
     Run(commands::run::RunArgs),

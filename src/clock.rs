@@ -2,7 +2,7 @@
 //! acting at all.
 //!
 //! The planner trusts the instant it is given: a host clock eight weeks ahead
-//! (an NTP step, a VM restored from a snapshot) would plan weeks that have not
+//! (an NTP step, a VM restored from a snapshot) would plan periods that have not
 //! happened and give up on keys WeChat has not published yet. The database's
 //! clock is the second opinion every replica shares: a pass whose host clock
 //! disagrees with it by more than `[schedule] max_clock_skew`, or that is asked
@@ -53,7 +53,7 @@ pub enum ClockError {
     /// `--as-of` names an instant the database's clock has not reached.
     #[error(
         "--as-of {as_of} is later than the database's clock ({database}): \
-         a pass cannot act on weeks and keys that have not happened yet"
+         a pass cannot act on periods and keys that have not happened yet"
     )]
     AsOfAhead {
         as_of: DateTime<Utc>,

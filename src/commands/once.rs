@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Exit status:
-  0  every week the pass attempted was stored, or is not yet published by WeChat
-     (or no week was due)
-  1  an attempted week failed (an app refused for its configuration included: no
+  0  every period the pass attempted was stored, or is not yet published by WeChat
+     (or no period was due)
+  1  an attempted period failed (an app refused for its configuration included: no
      permission, wrong secret, IP not whitelisted), had its answer rejected, was
      put off because its app was paused, or could not be written; or the
      database could not be reached
@@ -38,7 +38,7 @@ pub async fn run(config: Config, args: OnceArgs) -> anyhow::Result<ExitCode> {
     };
     let report = run_pass(&p, &opts, &CancellationToken::new(), None).await?;
     println!("{}", serde_json::to_string(&report)?);
-    // Cron jobs and scripts read only the exit code: a week left unstored
+    // Cron jobs and scripts read only the exit code: a period left unstored
     // for any reason but "not published yet" must not look like success.
     let unstored = report.failed + report.rejected + report.deferred + report.unsaved;
     Ok(if unstored == 0 {

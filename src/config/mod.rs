@@ -39,7 +39,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
 /// slot yields less as the process and Postgres become the bound.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 64;
 /// Every 30 minutes: planning costs one indexed query, and the ledger only
-/// lets a week be fetched when a new key is expected, so frequent ticks cost
+/// lets a period be fetched when a new key is expected, so frequent ticks cost
 /// no extra WeChat calls while each key lands within half an hour.
 pub const DEFAULT_CRON: &str = "0 7/30 * * * *";
 
@@ -180,7 +180,7 @@ impl WechatConfig {
 
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
-    /// The zone the cron expression is read in, and nothing else: weeks are
+    /// The zone the cron expression is read in, and nothing else: periods are
     /// always Beijing's, as WeChat's are.
     pub timezone: Tz,
     pub cron: String,
@@ -190,14 +190,14 @@ pub struct ScheduleConfig {
     pub publish_hour: u32,
     /// How long after its last key was due a period stops being asked for it.
     pub final_grace: chrono::Duration,
-    /// How long a claimed week stays reserved for the replica that took it;
+    /// How long a claimed period stays reserved for the replica that took it;
     /// longer than any fetch can take, so a live replica never loses one.
     pub lease: Duration,
     /// How far this host's clock may be from the database's before passes
     /// refuse to plan or claim (see [`crate::clock`]).
     pub max_clock_skew: Duration,
     /// How long `run` waits, once told to stop, for the pass in flight to
-    /// commit its weeks: bounded, so a stop request is always honoured.
+    /// commit its periods: bounded, so a stop request is always honoured.
     pub drain_timeout: Duration,
 }
 

@@ -93,7 +93,7 @@ impl Store {
         Ok(result.rows_affected())
     }
 
-    /// Renews every lease `owner` holds for another `lease`: a claimed week
+    /// Renews every lease `owner` holds for another `lease`: a claimed period
     /// may wait in the queue, the rate limiter and the token lock far longer
     /// than one fetch takes, and must not be handed to another replica
     /// meanwhile. The pass calls this well within each lease.

@@ -211,7 +211,7 @@ impl Store {
 
     /// Records a failed attempt: the error (errcode and text, already free
     /// of secrets), the verdict and the data requests it sent. False when
-    /// `owner` no longer holds the week (its lease ran out and another
+    /// `owner` no longer holds the period (its lease ran out and another
     /// replica took it): then nothing is written.
     pub async fn record_failure(
         &self,
@@ -225,7 +225,7 @@ impl Store {
 
     /// Records an answer that failed validation: nothing goes to the table,
     /// the body is kept for inspection, the ledger says why.
-    /// False, and nothing written, when `owner` no longer holds the week.
+    /// False, and nothing written, when `owner` no longer holds the period.
     pub async fn record_rejection(
         &self,
         owner: &ReplicaId,
@@ -275,7 +275,7 @@ pub struct Failure<'a> {
 }
 
 /// The ledger's side of an unsuccessful attempt; the lease is given back.
-/// Fenced: only while `owner` still holds the week.
+/// Fenced: only while `owner` still holds the period.
 async fn mark_failed<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     owner: &ReplicaId,
@@ -310,7 +310,7 @@ async fn mark_failed<'e>(
     Ok(result.rows_affected() == 1)
 }
 impl Store {
-    /// Puts a claimed week off without an attempt (its app is paused), if
+    /// Puts a claimed period off without an attempt (its app is paused), if
     /// `owner` still holds it.
     pub async fn defer(&self, owner: &ReplicaId, claim: &Claim, verdict: &Verdict) -> Result<bool> {
         let result = sqlx::query!(
@@ -329,7 +329,7 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// How many weeks in `scope` are due at `as_of` (for progress bars).
+    /// How many periods in `scope` are due at `as_of` (for progress bars).
     pub async fn count_due(&self, scope: &Scope, as_of: DateTime<Utc>) -> Result<i64> {
         let r = scope.columns();
         let count = sqlx::query_scalar!(

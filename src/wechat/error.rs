@@ -43,7 +43,7 @@ pub enum ApiErrorCode {
     SecretMissing,
     /// 61500: date format error.
     DateFormat,
-    /// 61501: date range error (the week has not ended, or is not served).
+    /// 61501: date range error (the period has not ended, or is not served).
     DateRange,
     /// 61503: data still being computed ("计算延迟,请稍后再试").
     NotReady,
@@ -63,9 +63,9 @@ pub enum ErrorClass {
     MinuteQuota,
     /// Daily quota: pause the app until the next Beijing day.
     DailyQuota,
-    /// WeChat has not computed the week yet: due later, not a failure.
+    /// WeChat has not computed the period yet: due later, not a failure.
     NotReady,
-    /// 61501: not ended yet (recent week) or not served (old week).
+    /// 61501: not ended yet (a recent period) or not served (an old one).
     DateRange,
     /// The app's setup is wrong: mark it broken, leave the other apps alone.
     Config,
@@ -159,14 +159,14 @@ impl ApiErrorCode {
 
     /// The class of this code when `endpoint` answered it.
     ///
-    /// A token call says nothing about a week, and there is no token yet to
+    /// A token call says nothing about a period, and there is no token yet to
     /// refuse: from the token endpoint, 40001 means the AppSecret is wrong
     /// (WeChat's table for `cgi-bin/token`), and a "refused token", a
     /// malformed request, "not ready" or a date range error can only be a
     /// setup problem too (a wrong base_url, a gateway rewriting requests).
     /// Treating them as [`ErrorClass::Config`] pauses the app, raises
     /// `wxretain_app_broken` and tries again in an hour; treated as a refused
-    /// token, each week would cost a token call, forever. An errcode we do
+    /// token, each period would cost a token call, forever. An errcode we do
     /// not know is a refusal of the app's credentials too, for the same
     /// reason. Busy and quota answers keep their class: they pass by themselves.
     pub fn class_at(self, endpoint: Endpoint) -> ErrorClass {

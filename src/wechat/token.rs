@@ -1,9 +1,9 @@
 //! Access tokens: fetched from WeChat with the app's secret, or taken from a
 //! command, an environment variable or a file, and cached per app.
 //!
-//! One refresh at a time per app (a per-app async mutex), so a hundred weeks
+//! One refresh at a time per app (a per-app async mutex), so a hundred periods
 //! in flight for one app cost one token call, not a hundred. A refresh that
-//! fails is shared the same way: the weeks that waited for it get its error
+//! fails is shared the same way: the periods that waited for it get its error
 //! at once instead of each running the token source again, one after another.
 
 use super::error::{ApiErrorCode, Endpoint, FetchError};
@@ -25,7 +25,7 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
 /// documents 7200 s: a larger figure comes from a broken gateway, and
 /// trusting it could keep a dead token for days (and once overflowed the
 /// `Instant` it was added to, a panic with weeks left leased). Below 60 s,
-/// a token would be fetched again for nearly every week; one that claims to
+/// a token would be fetched again for nearly every period; one that claims to
 /// be expired already was just handed out, so it is kept for 30 s (the 60 s
 /// floor less the margin below, at least half) and replaced if refused.
 const EXPIRES_IN_SECS: std::ops::RangeInclusive<u64> = 60..=7200;
@@ -34,7 +34,7 @@ const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
 /// Forced refreshes wxretain takes per app and Beijing day, over all its
 /// replicas. WeChat allows 20, shared with the app's own backend: half is
 /// left to the backend, whose users wait on a refused token while a late
-/// retention week waits for nobody.
+/// retention period waits for nobody.
 const FORCE_REFRESH_DAILY: u32 = 10;
 
 /// Where forced refreshes are counted. WeChat counts them per app whoever
