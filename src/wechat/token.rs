@@ -123,12 +123,22 @@ fn fresh_until(lifetime: Duration) -> Instant {
     now.checked_add(lifetime).unwrap_or(now)
 }
 
+/// One app's tokens.
+#[derive(Default)]
+struct AppTokens {
+    /// Held while the app's token is checked or refreshed.
+    slot: tokio::sync::Mutex<Slot>,
+    /// The token the slot last obtained, readable without waiting for a
+    /// refresh in progress: what a call that has waited its turn sends.
+    newest: Mutex<Option<SecretString>>,
+}
+
 /// Where tokens come from, per app; shared by every call of the client.
 pub struct TokenCache {
     http: reqwest::Client,
     config: WechatConfig,
     budget: Arc<dyn ForceRefreshBudget>,
-    slots: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<Slot>>>>,
+    apps: Mutex<HashMap<AppId, Arc<AppTokens>>>,
 }
 
 /// How a token was obtained, for metrics.
@@ -148,28 +158,41 @@ impl TokenCache {
             http,
             config,
             budget,
-            slots: Mutex::new(HashMap::new()),
+            apps: Mutex::new(HashMap::new()),
         }
     }
 
-    fn slot(&self, appid: &AppId) -> Arc<tokio::sync::Mutex<Slot>> {
+    fn app(&self, appid: &AppId) -> Arc<AppTokens> {
         // A poisoned map only means another thread panicked mid-insert; the map is still usable.
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(appid.clone()).or_default().clone()
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.entry(appid.clone()).or_default().clone()
+    }
+
+    /// The token to send now: the newest `app` has, or `taken` (got before
+    /// the call waited its turn) if none has been obtained. Never waits: a
+    /// call waits for a token before its turn at the rate limit, not after,
+    /// where a slow refresh would let the calls whose turns passed meanwhile
+    /// go out at once. A call may wait its turn long enough for its token to
+    /// be refused and replaced by another task's call: sending the newest
+    /// one then saves a refusal, and the one retry it would cost.
+    pub fn newest(&self, appid: &AppId, taken: SecretString) -> SecretString {
+        let app = self.app(appid);
+        let newest = app.newest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        newest.unwrap_or(taken)
     }
 
     /// A token for `app`: the cached one while fresh, else a new one.
     pub async fn get(&self, app: &AppConfig) -> Result<(SecretString, TokenOrigin), FetchError> {
         let arrived = Instant::now();
-        let slot = self.slot(&app.appid);
-        let mut slot = slot.lock().await;
+        let tokens = self.app(&app.appid);
+        let mut slot = tokens.slot.lock().await;
         if let Some(token) = slot.fresh() {
             return Ok((token, TokenOrigin::Cache));
         }
         if let Some(error) = slot.failed_since(arrived) {
             return Err(error);
         }
-        let fresh = self.obtain(app, false, &mut slot).await?;
+        let fresh = self.obtain(app, false, &tokens, &mut slot).await?;
         Ok((fresh, TokenOrigin::Fetched))
     }
 
@@ -187,8 +210,8 @@ impl TokenCache {
         refusal: ApiErrorCode,
     ) -> Result<Option<SecretString>, FetchError> {
         let arrived = Instant::now();
-        let slot = self.slot(&app.appid);
-        let mut slot = slot.lock().await;
+        let tokens = self.app(&app.appid);
+        let mut slot = tokens.slot.lock().await;
         if let Some(token) = slot.fresh() {
             if token.expose_secret() != failed.expose_secret() {
                 return Ok(Some(token));
@@ -199,7 +222,7 @@ impl TokenCache {
         }
         // Drop it only now that we know it is still the one that failed.
         slot.cached = None;
-        let fresh = self.obtain(app, false, &mut slot).await?;
+        let fresh = self.obtain(app, false, &tokens, &mut slot).await?;
         if fresh.expose_secret() != failed.expose_secret() {
             return Ok(Some(fresh));
         }
@@ -217,7 +240,7 @@ impl TokenCache {
         // stable_token hands back the same token while WeChat thinks it
         // valid: only a forced refresh gets another.
         if self.may_force(app).await {
-            return self.obtain(app, true, &mut slot).await.map(Some);
+            return self.obtain(app, true, &tokens, &mut slot).await.map(Some);
         }
         Ok(None)
     }
@@ -255,11 +278,13 @@ impl TokenCache {
         &self,
         app: &AppConfig,
         force: bool,
+        tokens: &AppTokens,
         slot: &mut Slot,
     ) -> Result<SecretString, FetchError> {
         match self.refresh(app, force, slot).await {
             Ok(token) => {
                 slot.failed = None;
+                *tokens.newest.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
                 Ok(token)
             }
             Err(error) => {
