@@ -217,3 +217,179 @@ async fn a_live_process_hidden_by_proc_keeps_its_leases() {
     );
     live.kill().await.expect("kill sleep");
 }
+
+// ---- token commands ----------------------------------------------------------
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    beijing(2026, 11, 24, 12)
+}
+
+/// A pipeline for one app (`sim_appid(1)`) with `credential` (TOML lines),
+/// weekly retention only, and `wechat` added to `[wechat]`.
+async fn one_app(
+    db: &TestDb,
+    sim: &wxretain::simulator::SimulatorHandle,
+    wechat: &str,
+    credential: &str,
+) -> wxretain::pass::Pipeline {
+    let app = wxretain::simulator::sim_appid(1);
+    let toml = format!(
+        "[wechat]\nretry_min_delay_ms = 5\nrate_per_second = 1000000\napp_rate_per_second = 1000000\n{wechat}\
+         [collect]\nretention = [\"weekly\"]\n\
+         [[apps]]\nappid = \"{app}\"\n{credential}\n"
+    );
+    let env: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("WXRETAIN_WECHAT_BASE_URL".to_string(), sim.base_url()),
+    ]
+    .into();
+    let config = wxretain::config::Config::parse(&toml, std::path::Path::new("test.toml"), &env)
+        .expect("valid config");
+    pipeline(config).await
+}
+
+/// A backfill of the app's last four weeks, failing the test if it takes
+/// longer than `within`; the pass's report and the weeks' ledger rows.
+async fn four_weeks(
+    p: &wxretain::pass::Pipeline,
+    within: std::time::Duration,
+) -> (wxretain::pass::PassReport, Vec<wxretain::store::PeriodRow>) {
+    let last = wxretain::domain::NaturalWeek::last_completed_at(now(), wxretain::domain::BEIJING);
+    let first = last.plus_weeks(-3);
+    let report = tokio::time::timeout(within, backfill(p, first, last, now(), false))
+        .await
+        .unwrap_or_else(|_| panic!("the pass took over {within:?}"));
+    let app = wxretain::simulator::sim_appid(1);
+    let rows = p.store.weeks(&[app], first, last).await.expect("ledger");
+    (report, rows)
+}
+
+/// The errors the weeks failed with (each once).
+fn errors_of(rows: &[wxretain::store::PeriodRow]) -> std::collections::BTreeSet<String> {
+    rows.iter().filter_map(|r| r.last_error.clone()).collect()
+}
+
+/// This process's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// `yes sometoken` prints forever: it is stopped once it has printed more
+/// than a token can be (64 KiB), with an error that shows none of it, and
+/// the memory of what it printed is not kept.
+#[tokio::test]
+async fn a_token_command_that_prints_without_end_is_stopped_at_64_kib() {
+    let db = TestDb::new().await;
+    let sim = simulator(now(), |_| {}).await;
+    // A token call (and so the command) may take 2 s: `yes` prints gigabytes in that.
+    let wechat = "connect_timeout_secs = 1\nrequest_timeout_secs = 1\n";
+    let p = one_app(
+        &db,
+        &sim,
+        wechat,
+        "token_command = [\"yes\", \"sometoken\"]",
+    )
+    .await;
+    let (report, rows) = four_weeks(&p, std::time::Duration::from_secs(30)).await;
+    assert_eq!(report.stored, 0, "{report:?}");
+    let errors = errors_of(&rows);
+    assert!(!errors.is_empty(), "{rows:?}");
+    for error in &errors {
+        assert!(
+            error.starts_with("token source:") && error.contains("64 KiB"),
+            "{error}"
+        );
+        assert!(!error.contains("sometoken"), "{error}");
+    }
+    let peak = peak_rss_kib();
+    assert!(peak < 512 * 1024, "the test process peaked at {peak} KiB");
+}
+
+/// A command that leaves a child behind (a `sleep` in the background) has
+/// done its work when it exits: its token is used at once, not after the
+/// child's end, and the child, in the command's process group, is killed.
+#[tokio::test]
+async fn a_token_command_that_leaves_a_child_behind_is_done_when_it_exits() {
+    let db = TestDb::new().await;
+    let sim = simulator(now(), |_| {}).await;
+    let token = token_of(&stable_token(&sim, &wxretain::simulator::sim_appid(1), false).await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child_pid = dir.path().join("child.pid");
+    let script = format!(
+        "sleep 300 & echo $! > '{}'; echo {token}",
+        child_pid.display()
+    );
+    let credential = format!("token_command = [\"sh\", \"-c\", {script:?}]");
+    let wechat = "connect_timeout_secs = 5\nrequest_timeout_secs = 5\n";
+    let p = one_app(&db, &sim, wechat, &credential).await;
+    let (report, rows) = four_weeks(&p, std::time::Duration::from_secs(30)).await;
+    assert_eq!(report.stored, 4, "{report:?} {:?}", errors_of(&rows));
+    let pid: i32 = std::fs::read_to_string(&child_pid)
+        .expect("the command wrote its child's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // Killed at once; gone (or a zombie until its new parent reaps it)
+    // within a few seconds, whatever the machine's load.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while runs(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command's child {pid} still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A command that hangs is stopped after the token call timeout with every
+/// process it started: nothing of it is left running.
+#[tokio::test]
+async fn a_hanging_token_command_is_stopped_with_its_children() {
+    let db = TestDb::new().await;
+    let sim = simulator(now(), |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child_pid = dir.path().join("child.pid");
+    let script = format!("sleep 300 & echo $! > '{}'; sleep 300", child_pid.display());
+    let credential = format!("token_command = [\"sh\", \"-c\", {script:?}]");
+    let wechat = "connect_timeout_secs = 1\nrequest_timeout_secs = 1\n";
+    let p = one_app(&db, &sim, wechat, &credential).await;
+    let (report, rows) = four_weeks(&p, std::time::Duration::from_secs(30)).await;
+    assert_eq!(report.stored, 0, "{report:?}");
+    assert!(
+        errors_of(&rows)
+            .iter()
+            .all(|e| e.contains("did not finish within 2s")),
+        "{:?}",
+        errors_of(&rows)
+    );
+    let pid: i32 = std::fs::read_to_string(&child_pid)
+        .expect("the command wrote its child's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while runs(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hung command's child {pid} still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether process `pid` runs: it exists and is not a zombie.
+fn runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // "pid (comm) S ...": the state follows the last ')'.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}

@@ -424,7 +424,19 @@ async fn read_token_file(path: &Path) -> Result<SecretString, FetchError> {
     Ok(SecretString::from(token.to_string()))
 }
 
+/// The most a token source may hold: a token is a few hundred bytes, and
+/// anything longer is a wrong file or a wrong program, not to be held in
+/// memory (`yes` prints gigabytes in seconds, `/dev/zero` never ends).
+pub const MAX_TOKEN_SOURCE_BYTES: usize = 64 * 1024;
+
 /// Runs `token_command` and takes the first line it prints as the token.
+///
+/// The command runs in a process group of its own, killed (SIGKILL) when it
+/// exits, overflows or runs out of time, and if the fetch is dropped: a
+/// child it leaves behind, holding the output pipe open, would otherwise
+/// make a finished command look hung, and outlive it. stdout is read up to
+/// [`MAX_TOKEN_SOURCE_BYTES`]; stderr, which may echo the token, is only
+/// counted.
 async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretString, FetchError> {
     let (program, args) = argv
         .split_first()
@@ -433,24 +445,62 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretS
     command
         .args(args)
         .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(timeout, command.output())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
+    let group = ProcessGroup::of(&child);
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(FetchError::TokenSource(format!(
+            "cannot read what {program} prints"
+        )));
+    };
+    let run = async {
+        tokio::join!(
+            async {
+                let status = child.wait().await;
+                // Its children go with it: they hold the pipes open.
+                group.kill();
+                status
+            },
+            async {
+                let read = read_capped(stdout).await;
+                if matches!(read, Ok(None)) {
+                    group.kill();
+                }
+                read
+            },
+            count_bytes(stderr),
+        )
+    };
+    let (status, stdout, stderr_bytes) = tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| {
             FetchError::TokenSource(format!(
                 "{program} did not finish within {timeout:?} ([wechat] connect_timeout_secs + request_timeout_secs)"
             ))
-        })?
-        .map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
-    if !output.status.success() {
+        })?;
+    let stdout = stdout
+        .map_err(|e| FetchError::TokenSource(format!("cannot read what {program} prints: {e}")))?
+        .ok_or_else(|| {
+            FetchError::TokenSource(format!(
+                "{program} printed more than {} KiB, more than any token: stopped",
+                MAX_TOKEN_SOURCE_BYTES / 1024
+            ))
+        })?;
+    let status =
+        status.map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
+    if !status.success() {
         // stderr may echo the token it failed to produce: show only its size.
         return Err(FetchError::TokenSource(format!(
-            "{program} exited with {} ({} bytes on stderr)",
-            output.status,
-            output.stderr.len()
+            "{program} exited with {status} ({stderr_bytes} bytes on stderr)"
         )));
     }
-    let stdout = String::from_utf8(output.stdout).map_err(|_| {
+    let stdout = String::from_utf8(stdout).map_err(|_| {
         FetchError::TokenSource(format!("{program} printed something that is not UTF-8"))
     })?;
     let token = stdout.lines().next().unwrap_or("").trim().to_string();
@@ -460,6 +510,72 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretS
         )));
     }
     Ok(SecretString::from(token))
+}
+
+/// Everything `reader` gives, or `None` past [`MAX_TOKEN_SOURCE_BYTES`].
+async fn read_capped(
+    reader: impl tokio::io::AsyncRead + Unpin,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let limit = MAX_TOKEN_SOURCE_BYTES as u64 + 1;
+    reader.take(limit).read_to_end(&mut bytes).await?;
+    Ok((bytes.len() <= MAX_TOKEN_SOURCE_BYTES).then_some(bytes))
+}
+
+/// How many bytes `reader` gives until its end, none of them kept.
+async fn count_bytes(mut reader: impl tokio::io::AsyncRead + Unpin) -> u64 {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 8192];
+    let mut total = 0u64;
+    while let Ok(n @ 1..) = reader.read(&mut buf).await {
+        total = total.saturating_add(n as u64);
+    }
+    total
+}
+
+/// A token command's process group, killed (SIGKILL) on [`Self::kill`] and
+/// when dropped, so that nothing it started outlives a fetch that gives up
+/// on it (a timeout, a pass that stops).
+struct ProcessGroup {
+    #[cfg(unix)]
+    leader: Option<rustix::process::Pid>,
+}
+
+impl ProcessGroup {
+    /// The group `child` leads (it was started with `process_group(0)`).
+    fn of(child: &tokio::process::Child) -> Self {
+        #[cfg(unix)]
+        {
+            let leader = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw);
+            Self { leader }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            Self {}
+        }
+    }
+
+    fn kill(&self) {
+        // ESRCH (the group is gone) is what is wanted. The group's id cannot
+        // name another group while one of its processes lives, and once all
+        // are gone a new process would have to be given that very pid in
+        // the moments since: pids are handed out in turn, millions apart.
+        #[cfg(unix)]
+        if let Some(leader) = self.leader {
+            let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[cfg(test)]
