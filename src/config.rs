@@ -214,8 +214,10 @@ pub enum Credential {
     /// AppSecret: tokens come from WeChat's token endpoint.
     Secret(SecretString),
     /// A program that prints a current access token (third-party platforms,
-    /// central token services).
-    Command(Vec<String>),
+    /// central token services): `argv`, run with `PATH`, `HOME`, the locale
+    /// and the variables `env` names (`token_command_env`), nothing else of
+    /// wxretain's environment.
+    Command { argv: Vec<String>, env: Vec<String> },
     /// An environment variable that holds a current access token: read by
     /// this process, so in `run` it never changes.
     Env(String),
@@ -245,7 +247,11 @@ impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Credential::Secret(_) => f.write_str("Secret([REDACTED])"),
-            Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
+            Credential::Command { argv, env } => f
+                .debug_struct("Command")
+                .field("argv", argv)
+                .field("env", env)
+                .finish(),
             Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
             Credential::File(path) => f.debug_tuple("File").field(path).finish(),
             Credential::Unresolved(from) => f.debug_tuple("Unresolved").field(from).finish(),
@@ -355,6 +361,7 @@ struct RawApp {
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
     token_command: Option<Vec<String>>,
+    token_command_env: Option<Vec<String>>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
     token_param: Option<TokenParam>,
@@ -540,6 +547,34 @@ impl Checker<'_> {
             warn_if_readable_by_others(file, holds);
         }
         Ok(text)
+    }
+
+    /// `token_command_env`: variable names, each set when the credentials
+    /// are read. A named variable that is not set is refused rather than
+    /// left out: the command would fail later, and less clearly.
+    fn token_command_env(
+        &self,
+        key: &str,
+        names: &[String],
+        env: &dyn Env,
+    ) -> Result<(), ConfigError> {
+        for name in names {
+            let mut chars = name.chars();
+            let well_formed = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !well_formed {
+                return Err(self.invalid(
+                    key,
+                    format!("{name:?} is not an environment variable name (letters, digits, _)"),
+                ));
+            }
+            if self.secrets == Secrets::Resolve && env.var(name).is_none() {
+                return Err(self.invalid(key, format!("environment variable {name} is not set")));
+            }
+        }
+        Ok(())
     }
 
     /// An integer key, `default` when absent, refused outside `lo..=hi`.
@@ -880,6 +915,12 @@ impl Checker<'_> {
                 "set exactly one of secret_env, secret_file, token_command, token_env, token_file",
             ));
         }
+        if raw.token_command_env.is_some() && raw.token_command.is_none() {
+            return Err(self.invalid(
+                key("token_command_env"),
+                "only goes with token_command: it names the environment variables the command sees",
+            ));
+        }
         let credential = if let Some(argv) = raw.token_command {
             if argv.first().is_none_or(|p| p.trim().is_empty()) {
                 return Err(self.invalid(
@@ -887,7 +928,9 @@ impl Checker<'_> {
                     "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
                 ));
             }
-            Credential::Command(argv)
+            let names = raw.token_command_env.unwrap_or_default();
+            self.token_command_env(&key("token_command_env"), &names, env)?;
+            Credential::Command { argv, env: names }
         } else if self.secrets == Secrets::Skip {
             let from = match (
                 raw.secret_env,
@@ -1036,6 +1079,52 @@ mod tests {
             Err(ConfigError::Invalid { key, problem, .. }) => (key, problem),
             other => panic!("{toml:?} should be refused as invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn token_command_env_names_set_variables_and_goes_with_token_command_only() {
+        let env: HashMap<String, String> = [("KEY".to_string(), "k".to_string())].into();
+        let app = |lines: &str| format!("[[apps]]\nappid = \"wx0123456789abcdef\"\n{lines}\n");
+        let load = |lines: &str, secrets| {
+            Config::parse_with(&app(lines), Path::new("t.toml"), &env, secrets)
+        };
+        let command = "token_command = [\"get-token\"]\n";
+        let config = load(
+            &format!("{command}token_command_env = [\"KEY\"]"),
+            Secrets::Resolve,
+        )
+        .expect("valid");
+        match &config.apps[0].credential {
+            Credential::Command { env, .. } => assert_eq!(env, &["KEY"]),
+            other => panic!("{other:?}"),
+        }
+        let refused = |lines: &str, secrets| match load(lines, secrets) {
+            Err(ConfigError::Invalid { key, problem, .. }) => format!("{key}: {problem}"),
+            other => panic!("{lines:?} should be refused, got {other:?}"),
+        };
+        assert_eq!(
+            refused(
+                &format!("{command}token_command_env = [\"UNSET\"]"),
+                Secrets::Resolve
+            ),
+            "apps[0].token_command_env: environment variable UNSET is not set"
+        );
+        assert!(refused(
+            &format!("{command}token_command_env = [\"A=B\"]"),
+            Secrets::Skip
+        )
+        .starts_with("apps[0].token_command_env: \"A=B\" is not an environment variable name"));
+        assert!(refused(
+            "secret_env = \"KEY\"\ntoken_command_env = [\"KEY\"]",
+            Secrets::Resolve
+        )
+        .starts_with("apps[0].token_command_env: only goes with token_command"));
+        // Commands that only read the database need not have the variables.
+        load(
+            &format!("{command}token_command_env = [\"UNSET\"]"),
+            Secrets::Skip,
+        )
+        .expect("not read");
     }
 
     #[test]

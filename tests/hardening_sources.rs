@@ -393,3 +393,61 @@ fn runs(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A `token_command` sees PATH, HOME, the locale and the variables its
+/// `token_command_env` names: not another app's AppSecret, not the
+/// database URL and its password, nothing else of wxretain's environment.
+#[tokio::test]
+async fn a_token_command_sees_only_the_environment_its_entry_names() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(0).await;
+    let apps = apps(2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = dir.path().join("environ");
+    // The shell's own environment as it was given (dash adds PWD to what
+    // it passes on, not to this).
+    let script = format!(
+        "tr '\\0' '\\n' < /proc/$$/environ > '{}'; echo not-a-token",
+        dump.display()
+    );
+    let toml = format!(
+        "[schedule]\nlookback_weeks = 1\n[collect]\nretention = [\"weekly\"]\n\
+         [[apps]]\nappid = \"{}\"\nsecret_env = \"OTHER_APP_SECRET\"\n\
+         [[apps]]\nappid = \"{}\"\ntoken_command = [\"sh\", \"-c\", {script:?}]\n\
+         token_command_env = [\"TOKEN_SERVICE_KEY\"]\n",
+        apps[0], apps[1]
+    );
+    let config = dir.path().join("wxretain.toml");
+    std::fs::write(&config, toml).expect("write config");
+    // trust authentication ignores the password: it is there to be kept out.
+    let url = db.url.replacen("postgres@", "postgres:db-password-x@", 1);
+    assert_ne!(url, db.url, "{}", db.url);
+    let env: std::collections::HashMap<String, String> = [
+        ("OTHER_APP_SECRET", "app-secret-x"),
+        ("TOKEN_SERVICE_KEY", "service-key-x"),
+        ("HOME", "/nonexistent"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("LC_MESSAGES", "C"),
+        ("UNRELATED", "unrelated-x"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    wxretain_with_config(&config, &env, &url, &sim, &["once"]).await;
+    let seen = std::fs::read_to_string(&dump).expect("the command ran");
+    let mut names: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["HOME", "LANG", "LC_ALL", "PATH", "TOKEN_SERVICE_KEY"],
+        "{seen}"
+    );
+    assert!(seen.contains("TOKEN_SERVICE_KEY=service-key-x"), "{seen}");
+    for kept_out in ["app-secret-x", "db-password-x", "unrelated-x"] {
+        assert!(!seen.contains(kept_out), "{seen}");
+    }
+}

@@ -302,10 +302,10 @@ impl TokenCache {
     ) -> Result<SecretString, FetchError> {
         let (token, lifetime) = match &app.credential {
             Credential::Secret(secret) => self.fetch_from_wechat(&app.appid, secret, force).await?,
-            Credential::Command(argv) => (
+            Credential::Command { argv, env } => (
                 // A command stands in for a token call: it gets the time one
                 // may take, which is what the lease budget counts.
-                run_token_command(argv, self.config.token_call_timeout()).await?,
+                run_token_command(argv, env, self.config.token_call_timeout()).await?,
                 self.config.token_command_ttl,
             ),
             Credential::Env(var) => {
@@ -396,7 +396,7 @@ impl TokenCache {
 fn outside_source(credential: &Credential) -> Option<String> {
     match credential {
         Credential::Secret(_) => None,
-        Credential::Command(argv) => Some(format!(
+        Credential::Command { argv, .. } => Some(format!(
             "token_command {}",
             argv.first().map_or("", String::as_str)
         )),
@@ -429,19 +429,41 @@ async fn read_token_file(path: &Path) -> Result<SecretString, FetchError> {
 /// memory (`yes` prints gigabytes in seconds, `/dev/zero` never ends).
 pub const MAX_TOKEN_SOURCE_BYTES: usize = 64 * 1024;
 
+/// What a `token_command` sees of wxretain's environment, when set, besides
+/// the variables its `token_command_env` names: where programs are, a home,
+/// and the locale.
+const COMMAND_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE"];
+
 /// Runs `token_command` and takes the first line it prints as the token.
 ///
-/// The command runs in a process group of its own, killed (SIGKILL) when it
-/// exits, overflows or runs out of time, and if the fetch is dropped: a
-/// child it leaves behind, holding the output pipe open, would otherwise
-/// make a finished command look hung, and outlive it. stdout is read up to
-/// [`MAX_TOKEN_SOURCE_BYTES`]; stderr, which may echo the token, is only
-/// counted.
-async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretString, FetchError> {
+/// The command gets a clean environment: [`COMMAND_ENV`] and `env`, the
+/// names in its `token_command_env`. It runs in a process group of its own,
+/// killed (SIGKILL) when it exits, overflows or runs out of time, and if the
+/// fetch is dropped: a child it leaves behind, holding the output pipe
+/// open, would otherwise make a finished command look hung, and outlive it.
+/// stdout is read up to [`MAX_TOKEN_SOURCE_BYTES`]; stderr, which may echo
+/// the token, is only counted.
+async fn run_token_command(
+    argv: &[String],
+    env: &[String],
+    timeout: Duration,
+) -> Result<SecretString, FetchError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| FetchError::TokenSource("token_command is empty".to_string()))?;
     let mut command = tokio::process::Command::new(program);
+    // Not wxretain's environment: it holds every app's AppSecret and the
+    // database URL, password included.
+    command.env_clear();
+    for name in COMMAND_ENV
+        .iter()
+        .copied()
+        .chain(env.iter().map(String::as_str))
+    {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     command
         .args(args)
         .kill_on_drop(true)
