@@ -529,17 +529,17 @@ impl Checker<'_> {
     }
 
     /// What a credential file (`secret_file`, `token_file`) holds, read at
-    /// start-up so that a wrong path or an empty file fails then; a file
-    /// others can read earns a warning, once per file.
+    /// start-up so that a wrong path, an empty file or one that is no regular
+    /// file of at most 64 KiB fails then (see [`crate::credential_file`]); a
+    /// file others can read earns a warning, once per file.
     fn credential_file(
         &self,
         key: String,
         file: &Path,
         holds: &str,
     ) -> Result<String, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            self.invalid(key.as_str(), format!("cannot read {}: {e}", file.display()))
-        })?;
+        let text = crate::credential_file::read(file)
+            .map_err(|unfit| self.invalid(key.as_str(), unfit.describe("", file)))?;
         if text.trim().is_empty() {
             return Err(self.invalid(key, format!("{} is empty", file.display())));
         }

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod credential_file;
 pub mod domain;
 pub mod metrics;
 pub mod pass;

@@ -451,3 +451,176 @@ async fn a_token_command_sees_only_the_environment_its_entry_names() {
         assert!(!seen.contains(kept_out), "{seen}");
     }
 }
+
+// ---- credential files ----------------------------------------------------------
+
+/// Makes a FIFO at `path`, in place of whatever was there.
+fn make_fifo(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .expect("mkfifo");
+}
+
+/// A `token_file` replaced by a FIFO after start-up (a sidecar gone wrong)
+/// is not opened, let alone waited on: the app's periods fail with an error
+/// that says what the file is, and the pass ends.
+#[tokio::test]
+async fn a_token_file_that_became_a_fifo_fails_its_periods_and_the_pass_ends() {
+    let db = TestDb::new().await;
+    let sim = simulator(now(), |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    let token = token_of(&stable_token(&sim, &wxretain::simulator::sim_appid(1), false).await);
+    std::fs::write(&file, format!("{token}\n")).expect("write the token file");
+    let credential = format!("token_file = {:?}", file.display().to_string());
+    let p = one_app(&db, &sim, "token_file_ttl_secs = 0\n", &credential).await;
+    make_fifo(&file);
+    let (report, rows) = four_weeks(&p, std::time::Duration::from_secs(30)).await;
+    assert_eq!(report.stored, 0, "{report:?}");
+    assert_eq!(
+        errors_of(&rows),
+        [format!(
+            "token source: token_file {} is a FIFO, not a regular file",
+            file.display()
+        )]
+        .into(),
+        "{rows:?}"
+    );
+}
+
+/// A credential file that is no regular file of at most 64 KiB is a config
+/// error naming its key (exit 2), found before anything is read from it:
+/// `/dev/zero` as a `secret_file` grew the process by gigabytes.
+#[tokio::test]
+async fn a_credential_file_that_is_no_small_regular_file_is_a_config_error() {
+    let db = TestDb::new().await;
+    let sim = simulator(now(), |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    make_fifo(&fifo);
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 64 * 1024 + 1]).expect("write");
+    let cases = [
+        (
+            "secret_file",
+            "/dev/zero".into(),
+            "is a character device, not a regular file",
+        ),
+        ("token_file", fifo, "is a FIFO, not a regular file"),
+        (
+            "secret_file",
+            dir.path().to_path_buf(),
+            "is a directory, not a regular file",
+        ),
+        ("token_file", big, "holds more than 64 KiB"),
+    ];
+    for (key, path, problem) in cases {
+        let toml = format!(
+            "[[apps]]\nappid = \"{}\"\n{key} = {:?}\n",
+            wxretain::simulator::sim_appid(1),
+            path.display().to_string()
+        );
+        let config = dir.path().join("wxretain.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let out =
+            wxretain_with_config(&config, &Default::default(), &db.url, &sim, &["once"]).await;
+        out.expect_code(2, key)
+            .expect_stderr_has(&format!("apps[0].{key}"), key)
+            .expect_stderr_has(problem, key);
+    }
+}
+
+/// A daemon whose `token_file` became a FIFO fails the app's periods and
+/// stops on SIGTERM within `drain_timeout_secs` and a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_token_file_became_a_fifo_stops_on_sigterm() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(0).await;
+    let app = wxretain::simulator::sim_appid(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    let token = token_of(&stable_token(&sim, &app, false).await);
+    std::fs::write(&file, format!("{token}\n")).expect("write the token file");
+    let config = dir.path().join("wxretain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[wechat]\ntoken_file_ttl_secs = 0\n\
+             [schedule]\nlookback_weeks = 1\ndrain_timeout_secs = 2\n\
+             [collect]\nretention = [\"weekly\"]\n\
+             [[apps]]\nappid = \"{app}\"\ntoken_file = {:?}\n",
+            file.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let port = free_port();
+    let mut daemon = run_command(&config, &Default::default(), &db.url, &sim.base_url(), port)
+        .spawn()
+        .expect("spawn run");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    // Started (its start-up pass has planned the week), the file goes bad.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_ledger")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        if planned > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never planned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    make_fifo(&file);
+    // Older weeks, due now: the daemon wakes for them and reads the file.
+    let last = wxretain::domain::NaturalWeek::last_completed_at(
+        chrono::Utc::now(),
+        wxretain::domain::BEIJING,
+    );
+    for back in 1..=3 {
+        sqlx::query(
+            "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
+             VALUES ($1, 'weekly', $2, now())",
+        )
+        .bind(app.as_str())
+        .bind(last.plus_weeks(-back).monday())
+        .execute(&pool)
+        .await
+        .expect("a due week");
+    }
+    let fifo_error = format!("token source: token_file {} is a FIFO", file.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let failed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM retention_ledger WHERE starts_with(last_error, $1)",
+        )
+        .bind(&fifo_error)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+        if failed > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no period failed with {fifo_error:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stopping = std::time::Instant::now();
+    terminate(&mut daemon, std::time::Duration::from_secs(30)).await;
+    let took = stopping.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(2 + 5),
+        "stopped {took:?} after SIGTERM"
+    );
+}

@@ -318,7 +318,10 @@ impl TokenCache {
                 // Re-read each time: cheap, and never stale.
                 (SecretString::from(token.trim().to_string()), Duration::ZERO)
             }
-            Credential::File(path) => (read_token_file(path).await?, self.config.token_file_ttl),
+            Credential::File(path) => (
+                read_token_file(path, self.config.token_call_timeout()).await?,
+                self.config.token_file_ttl,
+            ),
             // Loaded for a command that only reads the database: reaching
             // here is a bug, said as a broken source rather than a panic.
             Credential::Unresolved(from) => {
@@ -409,11 +412,30 @@ fn outside_source(credential: &Credential) -> Option<String> {
 }
 
 /// The token in `token_file`: its first line, trimmed (a trailing newline,
-/// or a second line some writers add, is not part of the token).
-async fn read_token_file(path: &Path) -> Result<SecretString, FetchError> {
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-        FetchError::TokenSource(format!("cannot read token_file {}: {e}", path.display()))
-    })?;
+/// or a second line some writers add, is not part of the token). Read as at
+/// start-up (a regular file of at most 64 KiB), within `timeout`: a file on
+/// a hung mount fails the app like a hung `token_command`.
+async fn read_token_file(path: &Path, timeout: Duration) -> Result<SecretString, FetchError> {
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || crate::credential_file::read(&owned));
+    let text = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(Ok(text))) => text,
+        Ok(Ok(Err(unfit))) => {
+            return Err(FetchError::TokenSource(unfit.describe("token_file ", path)))
+        }
+        Ok(Err(e)) => {
+            return Err(FetchError::TokenSource(format!(
+                "cannot read token_file {}: {e}",
+                path.display()
+            )))
+        }
+        Err(_) => {
+            return Err(FetchError::TokenSource(format!(
+                "token_file {} could not be read within {timeout:?} ([wechat] connect_timeout_secs + request_timeout_secs)",
+                path.display()
+            )))
+        }
+    };
     let token = text.lines().next().unwrap_or("").trim();
     if token.is_empty() {
         return Err(FetchError::TokenSource(format!(
@@ -424,10 +446,9 @@ async fn read_token_file(path: &Path) -> Result<SecretString, FetchError> {
     Ok(SecretString::from(token.to_string()))
 }
 
-/// The most a token source may hold: a token is a few hundred bytes, and
-/// anything longer is a wrong file or a wrong program, not to be held in
-/// memory (`yes` prints gigabytes in seconds, `/dev/zero` never ends).
-pub const MAX_TOKEN_SOURCE_BYTES: usize = 64 * 1024;
+/// The most a `token_command` may print, as for a credential file: `yes`
+/// prints gigabytes in seconds.
+const MAX_TOKEN_SOURCE_BYTES: usize = crate::credential_file::MAX_BYTES;
 
 /// What a `token_command` sees of wxretain's environment, when set, besides
 /// the variables its `token_command_env` names: where programs are, a home,
