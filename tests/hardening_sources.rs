@@ -166,7 +166,7 @@ async fn a_live_process_hidden_by_proc_keeps_its_leases() {
                   exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$@\"";
     let mut command = tokio::process::Command::new("unshare");
     command
-        .args(["--mount", "--fork", "sh", "-c", script, "sh"])
+        .args(["--mount", "--kill-child", "sh", "-c", script, "sh"])
         .arg(env!("CARGO_BIN_EXE_wxretain"))
         .arg("--config")
         .arg(&path)
@@ -622,5 +622,126 @@ async fn a_daemon_whose_token_file_became_a_fifo_stops_on_sigterm() {
     assert!(
         took < std::time::Duration::from_secs(2 + 5),
         "stopped {took:?} after SIGTERM"
+    );
+}
+
+// ---- shutdown ----------------------------------------------------------------
+
+/// The pid of a child of `parent`, once it has one.
+async fn child_of(parent: u32) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let children = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+                        ppid.parse::<u32>().ok()
+                    })
+                    == Some(parent)
+            })
+            .collect::<Vec<_>>();
+        if let [child] = children[..] {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{parent} has no single child: {children:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Whatever is still blocked when the daemon has drained (here a DNS lookup,
+/// which runs on a blocking thread: the name server never answers), the
+/// process exits a few seconds later. The lookup goes on for minutes: the
+/// runtime dropped at the end of `main` waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exits_after_its_drain_whatever_is_still_blocked() {
+    let name = "the_daemon_exits_after_its_drain_whatever_is_still_blocked";
+    if !root_or_skip(name) {
+        return;
+    }
+    let db = TestDb::new().await;
+    // A name server that hears every query and answers none; port 53 is
+    // root's, the address is this test's own.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.77:53")
+        .await
+        .expect("bind 127.0.0.77:53");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.77\noptions timeout:30 attempts:5\n",
+    )
+    .expect("write resolv.conf");
+    let app = wxretain::simulator::sim_appid(1);
+    let config = dir.path().join("wxretain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 1\nretry_attempts = 1\n\
+             [schedule]\nlookback_weeks = 1\ndrain_timeout_secs = 2\n\
+             [collect]\nretention = [\"weekly\"]\n\
+             [[apps]]\nappid = \"{app}\"\nsecret_env = \"APP_SECRET\"\n"
+        ),
+    )
+    .expect("write config");
+    // This daemon alone sees the silent name server: its own mount
+    // namespace, with the file over /etc/resolv.conf.
+    let script = "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"";
+    let mut unshare = tokio::process::Command::new("unshare")
+        .args(["--mount", "--kill-child", "sh", "-c", script])
+        .arg(&resolv)
+        .arg(env!("CARGO_BIN_EXE_wxretain"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--listen", "off"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("APP_SECRET", "s3cret")
+        .env("DATABASE_URL", &db.url)
+        .env("WXRETAIN_WECHAT_BASE_URL", "http://wechat.silent.test:8089")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn unshare");
+    let daemon = child_of(unshare.id().expect("unshare's pid")).await;
+    // The daemon's token call looks the name up, and waits.
+    let mut query = [0u8; 512];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        silent.recv_from(&mut query),
+    )
+    .await
+    .expect("the daemon never asked the name server")
+    .expect("a query");
+    let stopping = std::time::Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -TERM {daemon}");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), unshare.wait())
+        .await
+        .expect("the daemon did not exit within 60 s of SIGTERM")
+        .expect("wait");
+    let took = stopping.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = unshare.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = pipe.read_to_string(&mut stderr).await;
+    }
+    assert!(status.success(), "{status:?}\n{stderr}");
+    // The drain (2 s) and the runtime's grace for blocked threads (3 s).
+    assert!(
+        took < std::time::Duration::from_secs(2 + 3 + 3),
+        "exited {took:?} after SIGTERM\n{stderr}"
     );
 }
