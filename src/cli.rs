@@ -47,6 +47,11 @@ pub enum Command {
     Demo(commands::demo::DemoArgs),
 }
 
+/// How long blocking tasks left when a command has finished may hold up the
+/// exit (see [`main`]): `run`'s drain has already waited for the work that
+/// matters, and a supervisor's stop timeout counts both.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Exit codes: 0 done, 1 failed or incomplete (for `status`: an app needs
 /// attention), 2 bad config or arguments.
 pub fn main() -> ExitCode {
@@ -72,7 +77,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(dispatch(cli));
+    // Dropping the runtime would wait for every blocking task to end: a DNS
+    // lookup whose name server never answers, a read of a hung file system.
+    // The command is done; whatever still blocks is given a moment, then
+    // left to the process's exit.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(code) => code,
         Err(e) => {
             let usage = e.downcast_ref::<ConfigError>().is_some()

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod credential_file;
 pub mod daemon;
 pub mod dataset;
 pub mod domain;

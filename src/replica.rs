@@ -16,8 +16,8 @@ use std::path::Path;
 pub struct ReplicaId {
     text: String,
     pid: u32,
-    /// `None` where the kernel does not say (not Linux, `/proc` hidden): then
-    /// no other process is ever judged dead from here.
+    /// `None` where the kernel does not say (not Linux, `/proc` unreadable):
+    /// then no other process is ever judged dead from here.
     pid_space: Option<String>,
 }
 
@@ -74,9 +74,36 @@ impl ReplicaId {
         let Ok(pid) = pid.parse::<u32>() else {
             return false;
         };
-        their_space == space
-            && (pid == self.pid || !Path::new("/proc").join(pid.to_string()).exists())
+        their_space == space && (pid == self.pid || is_gone(pid))
     }
+}
+
+/// Whether no process `pid` exists in this pid space: `kill(pid, 0)`, which
+/// sends nothing, says ESRCH. Not `/proc/<pid>`: under `hidepid=2` (systemd's
+/// `ProtectProc=invisible`) another user's live process is missing there, and
+/// was judged dead. EPERM is a live process of another user; any other
+/// answer says nothing, and nothing unknown is judged dead.
+#[cfg(unix)]
+fn is_gone(pid: u32) -> bool {
+    // 0 and negative values address process groups, not a process.
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    gone(rustix::process::test_kill_process(pid))
+}
+
+#[cfg(not(unix))]
+fn is_gone(_pid: u32) -> bool {
+    false
+}
+
+/// What `kill(pid, 0)`'s result says: gone only when no such process exists.
+#[cfg(unix)]
+fn gone(result: rustix::io::Result<()>) -> bool {
+    result == Err(rustix::io::Errno::SRCH)
 }
 
 impl std::fmt::Display for ReplicaId {
@@ -140,6 +167,20 @@ mod tests {
         let live = std::process::id(); // ours, with another nonce: an earlier run
         assert!(me.is_dead_neighbour(&format!("other:{live}:abcdef01:{space}")));
         assert!(!me.is_dead_neighbour(&format!("other:1:abcdef01:{space}")));
+    }
+
+    /// A process of another user (EPERM) runs; only ESRCH is gone; an error
+    /// that says nothing of the process is not a death.
+    #[cfg(unix)]
+    #[test]
+    fn only_a_process_the_kernel_says_does_not_exist_is_gone() {
+        use rustix::io::Errno;
+        assert!(!gone(Ok(())));
+        assert!(!gone(Err(Errno::PERM)));
+        assert!(gone(Err(Errno::SRCH)));
+        assert!(!gone(Err(Errno::INVAL)));
+        assert!(!is_gone(0), "0 is our process group, not a process");
+        assert!(!is_gone(u32::MAX), "not a pid: never judged");
     }
 
     #[test]

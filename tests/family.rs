@@ -3,60 +3,14 @@
 
 mod common;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use wxretain::config::Config;
-use wxretain::domain::{AppId, Grain, Metric, Period};
-use wxretain::simulator::{publication_of, truth_value_of, Publication};
-use wxretain::store::{Scope, Store};
-
-/// `(appid, period start, metric, key, value)` rows of one grain's table.
-async fn rows_of(store: &Store, grain: Grain) -> Vec<Row> {
-    let sql = match grain {
-        Grain::Daily => "SELECT appid, day, metric, key, value FROM daily_retention ORDER BY 1, 2, 3, 4",
-        Grain::Weekly => {
-            "SELECT appid, week_start, metric, key, value FROM weekly_retention ORDER BY 1, 2, 3, 4"
-        }
-        Grain::Monthly => {
-            "SELECT appid, month_start, metric, key, value FROM monthly_retention ORDER BY 1, 2, 3, 4"
-        }
-    };
-    sqlx::query_as(sql)
-        .fetch_all(store.pool())
-        .await
-        .expect("read table")
-}
-
-/// What the grain's table must hold for `apps` × `first..=last` at `now`:
-/// published keys only, never a 0 for a key not out yet.
-fn truth_of(apps: &[AppId], first: Period, last: Period, now: DateTime<Utc>) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for appid in apps {
-        for period in Period::range(first, last) {
-            let Publication::Keys(max) = publication_of(period, now, 10) else {
-                continue;
-            };
-            for metric in Metric::ALL {
-                for &key in wxretain::dataset::retention::keys(period.grain())
-                    .iter()
-                    .filter(|k| **k <= max)
-                {
-                    rows.push((
-                        appid.to_string(),
-                        period.start(),
-                        metric.as_str().to_string(),
-                        i16::from(key),
-                        truth_value_of(appid, period, metric, key),
-                    ));
-                }
-            }
-        }
-    }
-    rows.sort();
-    rows
-}
+use wxretain::domain::{Grain, Period};
+use wxretain::simulator::{publication_of, Publication};
+use wxretain::store::Scope;
 
 fn date(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a date")

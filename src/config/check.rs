@@ -343,7 +343,7 @@ impl Checker<'_> {
             let Ok(dataset) = name.parse::<DatasetId>() else {
                 return Err(self.invalid(
                     key(name),
-                    "unknown key (an app has appid, name, one credential, token_param and the [collect] keys)",
+                    "unknown key (an app has appid, name, one credential, token_command_env, token_param and the [collect] keys)",
                 ));
             };
             collected.insert(dataset, self.grains(&key(name), dataset, value)?);

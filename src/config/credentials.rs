@@ -13,8 +13,10 @@ pub enum Credential {
     /// AppSecret: tokens come from WeChat's token endpoint.
     Secret(SecretString),
     /// A program that prints a current access token (third-party platforms,
-    /// central token services).
-    Command(Vec<String>),
+    /// central token services): `argv`, run with `PATH`, `HOME`, the locale
+    /// and the variables `env` names (`token_command_env`), nothing else of
+    /// wxretain's environment.
+    Command { argv: Vec<String>, env: Vec<String> },
     /// An environment variable that holds a current access token: read by
     /// this process, so in `run` it never changes.
     Env(String),
@@ -31,7 +33,11 @@ impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Credential::Secret(_) => f.write_str("Secret([REDACTED])"),
-            Credential::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
+            Credential::Command { argv, env } => f
+                .debug_struct("Command")
+                .field("argv", argv)
+                .field("env", env)
+                .finish(),
             Credential::Env(name) => f.debug_tuple("Env").field(name).finish(),
             Credential::File(path) => f.debug_tuple("File").field(path).finish(),
             Credential::Unresolved(from) => f.debug_tuple("Unresolved").field(from).finish(),
@@ -41,17 +47,17 @@ impl fmt::Debug for Credential {
 
 impl Checker<'_> {
     /// What a credential file (`secret_file`, `token_file`) holds, read at
-    /// start-up so that a wrong path or an empty file fails then; a file
-    /// others can read earns a warning, once per file.
+    /// start-up so that a wrong path, an empty file or one that is no regular
+    /// file of at most 64 KiB fails then (see [`crate::credential_file`]); a
+    /// file others can read earns a warning, once per file.
     pub(super) fn credential_file(
         &self,
         key: String,
         file: &Path,
         holds: &str,
     ) -> Result<String, super::ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            self.invalid(key.as_str(), format!("cannot read {}: {e}", file.display()))
-        })?;
+        let text = crate::credential_file::read(file)
+            .map_err(|unfit| self.invalid(key.as_str(), unfit.describe("", file)))?;
         if text.trim().is_empty() {
             return Err(self.invalid(key, format!("{} is empty", file.display())));
         }
@@ -59,6 +65,34 @@ impl Checker<'_> {
             redact::warn_if_readable_by_others(file, holds);
         }
         Ok(text)
+    }
+
+    /// `token_command_env`: variable names, each set when the credentials
+    /// are read. A named variable that is not set is refused rather than
+    /// left out: the command would fail later, and less clearly.
+    fn token_command_env(
+        &self,
+        key: &str,
+        names: &[String],
+        env: &dyn Env,
+    ) -> Result<(), super::ConfigError> {
+        for name in names {
+            let mut chars = name.chars();
+            let well_formed = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !well_formed {
+                return Err(self.invalid(
+                    key,
+                    format!("{name:?} is not an environment variable name (letters, digits, _)"),
+                ));
+            }
+            if self.secrets == Secrets::Resolve && env.var(name).is_none() {
+                return Err(self.invalid(key, format!("environment variable {name} is not set")));
+            }
+        }
+        Ok(())
     }
 
     /// The app's one credential (`apps[i]`), read now unless
@@ -87,6 +121,12 @@ impl Checker<'_> {
                 "set exactly one of secret_env, secret_file, token_command, token_env, token_file",
             ));
         }
+        if raw.token_command_env.is_some() && raw.token_command.is_none() {
+            return Err(self.invalid(
+                key("token_command_env"),
+                "only goes with token_command: it names the environment variables the command sees",
+            ));
+        }
         if let Some(argv) = raw.token_command.take() {
             if argv.first().is_none_or(|p| p.trim().is_empty()) {
                 return Err(self.invalid(
@@ -94,7 +134,9 @@ impl Checker<'_> {
                     "must name a program, e.g. [\"/usr/local/bin/get-token\", \"wx...\"]",
                 ));
             }
-            return Ok(Credential::Command(argv));
+            let names = raw.token_command_env.take().unwrap_or_default();
+            self.token_command_env(&key("token_command_env"), &names, env)?;
+            return Ok(Credential::Command { argv, env: names });
         }
         if self.secrets == Secrets::Skip {
             let from = match (

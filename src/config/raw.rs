@@ -92,6 +92,7 @@ pub struct RawApp {
     pub secret_env: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub token_command: Option<Vec<String>>,
+    pub token_command_env: Option<Vec<String>>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
     pub token_param: Option<TokenParam>,

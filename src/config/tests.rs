@@ -164,3 +164,48 @@ fn the_rate_over_all_apps_is_off_unless_set_and_checked_when_set() {
         assert!(problem.contains("not a rate"), "{bad}: {problem}");
     }
 }
+
+#[test]
+fn token_command_env_names_set_variables_and_goes_with_token_command_only() {
+    let env: HashMap<String, String> = [("KEY".to_string(), "k".to_string())].into();
+    let app = |lines: &str| format!("[[apps]]\nappid = \"wx0123456789abcdef\"\n{lines}\n");
+    let load =
+        |lines: &str, secrets| Config::parse_with(&app(lines), Path::new("t.toml"), &env, secrets);
+    let command = "token_command = [\"get-token\"]\n";
+    let config = load(
+        &format!("{command}token_command_env = [\"KEY\"]"),
+        Secrets::Resolve,
+    )
+    .expect("valid");
+    match &config.apps[0].credential {
+        Credential::Command { env, .. } => assert_eq!(env, &["KEY"]),
+        other => panic!("{other:?}"),
+    }
+    let refused = |lines: &str, secrets| match load(lines, secrets) {
+        Err(ConfigError::Invalid { key, problem, .. }) => format!("{key}: {problem}"),
+        other => panic!("{lines:?} should be refused, got {other:?}"),
+    };
+    assert_eq!(
+        refused(
+            &format!("{command}token_command_env = [\"UNSET\"]"),
+            Secrets::Resolve
+        ),
+        "apps[0].token_command_env: environment variable UNSET is not set"
+    );
+    assert!(refused(
+        &format!("{command}token_command_env = [\"A=B\"]"),
+        Secrets::Skip
+    )
+    .starts_with("apps[0].token_command_env: \"A=B\" is not an environment variable name"));
+    assert!(refused(
+        "secret_env = \"KEY\"\ntoken_command_env = [\"KEY\"]",
+        Secrets::Resolve
+    )
+    .starts_with("apps[0].token_command_env: only goes with token_command"));
+    // Commands that only read the database need not have the variables.
+    load(
+        &format!("{command}token_command_env = [\"UNSET\"]"),
+        Secrets::Skip,
+    )
+    .expect("not read");
+}

@@ -53,6 +53,15 @@ pub struct RawAnswer {
     pub latency: Duration,
 }
 
+/// Where a call waits for its turn at the app's rate limit.
+#[derive(Clone, Copy)]
+enum Turn {
+    /// Behind every call of the app already waiting.
+    Queued,
+    /// The next turn, or the one after: a retry (see [`Throttle::acquire_next`]).
+    Next,
+}
+
 /// WeChat's API as wxretain uses it. Cheap to share (`Arc`) across tasks.
 pub struct WeChatClient {
     http: reqwest::Client,
@@ -127,18 +136,25 @@ impl WeChatClient {
     /// [`Self::fetch`], adding to `meter` each data request that goes out
     /// and its time on the wire: the retry after a refused token is one
     /// more, a call held back by a pause is none.
+    ///
+    /// A token is obtained before the call waits its turn at the rate limit
+    /// (so a slow refresh holds back no turn), and the newest one is sent
+    /// when the turn comes: a call can wait long enough for the token it got
+    /// to be spent or refused meanwhile. A refusal is answered by replacing
+    /// the token that was sent, and the retry takes the app's next turn.
     pub async fn fetch_metered(
         &self,
         app: &AppConfig,
         target: Target,
         meter: &CallMeter,
     ) -> Result<RawAnswer, FetchError> {
-        let (token, origin) = self.tokens.get(app).await?;
-        match self.call(app, target, &token, meter).await {
+        let (taken, origin) = self.tokens.get(app).await?;
+        let (sent, result) = self.call(app, target, taken, Turn::Queued, meter).await;
+        match result {
             Err(e @ FetchError::Api { code, .. }) if e.class() == ErrorClass::Token => {
                 tracing::info!(appid = %app.appid, %target, fresh = origin == TokenOrigin::Fetched, error = %e, "token refused; replacing it and retrying once");
-                match self.tokens.replace(app, &token, code).await? {
-                    Some(token) => self.call(app, target, &token, meter).await,
+                match self.tokens.replace(app, &sent, code).await? {
+                    Some(token) => self.call(app, target, token, Turn::Next, meter).await.1,
                     None => {
                         tracing::info!(appid = %app.appid, %target, "no other token to be had now; the period is tried again later");
                         Err(e)
@@ -149,13 +165,35 @@ impl WeChatClient {
         }
     }
 
+    /// One data request, once `turn` comes, with the newest token (`taken`
+    /// if there is none newer); returns the token sent with the result.
     async fn call(
+        &self,
+        app: &AppConfig,
+        target: Target,
+        taken: SecretString,
+        turn: Turn,
+        meter: &CallMeter,
+    ) -> (SecretString, Result<RawAnswer, FetchError>) {
+        match turn {
+            Turn::Queued => self.throttle.acquire(&app.appid).await,
+            Turn::Next => self.throttle.acquire_next(&app.appid).await,
+        }
+        let token = self.tokens.newest(&app.appid, taken);
+        let result = self.send(app, target, &token, meter).await;
+        (token, result)
+    }
+
+    async fn send(
         &self,
         app: &AppConfig,
         target: Target,
         token: &SecretString,
         meter: &CallMeter,
     ) -> Result<RawAnswer, FetchError> {
+        if self.paused_apps().contains(&app.appid) {
+            return Err(FetchError::Paused);
+        }
         let api = target.spec().api(target.grain());
         let endpoint = Endpoint::Data(api);
         let url = format!("{}/{}", self.base_url, api.path);
@@ -167,10 +205,6 @@ impl WeChatClient {
         let mut secrets = vec![token.expose_secret()];
         if let Credential::Secret(secret) = &app.credential {
             secrets.push(secret.expose_secret());
-        }
-        self.throttle.acquire(&app.appid).await;
-        if self.paused_apps().contains(&app.appid) {
-            return Err(FetchError::Paused);
         }
         meter.sent.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();

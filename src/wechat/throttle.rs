@@ -19,7 +19,12 @@ use std::time::Duration;
 
 /// An app's limiter behind its own lock: holding the lock is the app's turn,
 /// kept through both waits (see `acquire`).
-type AppTurn = Arc<tokio::sync::Mutex<DefaultDirectRateLimiter>>;
+struct AppTurn {
+    /// Where calls queue for the turn, one at a time; a retry skips it (see
+    /// [`Throttle::acquire_next`]).
+    queue: tokio::sync::Mutex<()>,
+    turn: tokio::sync::Mutex<DefaultDirectRateLimiter>,
+}
 
 pub struct Throttle {
     global: Option<DefaultDirectRateLimiter>,
@@ -28,7 +33,7 @@ pub struct Throttle {
     /// CPU for its features (cpuid, a trap to the hypervisor in a VM) for
     /// each of thousands of apps.
     clock: DefaultClock,
-    apps: Mutex<HashMap<AppId, AppTurn>>,
+    apps: Mutex<HashMap<AppId, Arc<AppTurn>>>,
 }
 
 /// Calls spaced evenly at `rate` per second, with no burst: "at most R in any
@@ -63,18 +68,43 @@ impl Throttle {
     /// app's turn through both waits makes each app slot fall between two of
     /// its calls, so no second sees more than the app's rate plus one.
     pub async fn acquire(&self, appid: &AppId) {
-        let turn = {
-            let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-            apps.entry(appid.clone())
-                .or_insert_with(|| {
-                    Arc::new(tokio::sync::Mutex::new(RateLimiter::direct_with_clock(
+        let app = self.app(appid);
+        let queued = app.queue.lock().await;
+        let turn = app.turn.lock().await;
+        // The next in the queue waits for the turn from now on, so a retry
+        // (which waits for the turn only) gets one of the next two.
+        drop(queued);
+        self.wait(&turn).await;
+    }
+
+    /// [`Self::acquire`] for the retry of a call whose token WeChat refused:
+    /// one of the app's next two turns, not a place behind every call queued
+    /// since. Its new token is best used at once: a token can be spent or
+    /// refused again while dozens of the app's calls go out first, and the
+    /// retry is the call's last chance in the pass. The limits hold as for
+    /// any call.
+    pub async fn acquire_next(&self, appid: &AppId) {
+        let app = self.app(appid);
+        let turn = app.turn.lock().await;
+        self.wait(&turn).await;
+    }
+
+    fn app(&self, appid: &AppId) -> Arc<AppTurn> {
+        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        apps.entry(appid.clone())
+            .or_insert_with(|| {
+                Arc::new(AppTurn {
+                    queue: tokio::sync::Mutex::new(()),
+                    turn: tokio::sync::Mutex::new(RateLimiter::direct_with_clock(
                         self.app_quota,
                         self.clock.clone(),
-                    )))
+                    )),
                 })
-                .clone()
-        };
-        let app = turn.lock().await;
+            })
+            .clone()
+    }
+
+    async fn wait(&self, app: &DefaultDirectRateLimiter) {
         app.until_ready().await;
         if let Some(global) = &self.global {
             global.until_ready().await;

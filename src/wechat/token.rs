@@ -125,12 +125,22 @@ fn fresh_until(lifetime: Duration) -> Instant {
     now.checked_add(lifetime).unwrap_or(now)
 }
 
+/// One app's tokens.
+#[derive(Default)]
+struct AppTokens {
+    /// Held while the app's token is checked or refreshed.
+    slot: tokio::sync::Mutex<Slot>,
+    /// The token the slot last obtained, readable without waiting for a
+    /// refresh in progress: what a call that has waited its turn sends.
+    newest: Mutex<Option<SecretString>>,
+}
+
 /// Where tokens come from, per app; shared by every call of the client.
 pub struct TokenCache {
     http: reqwest::Client,
     config: WechatConfig,
     budget: Arc<dyn ForceRefreshBudget>,
-    slots: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<Slot>>>>,
+    apps: Mutex<HashMap<AppId, Arc<AppTokens>>>,
 }
 
 /// How a token was obtained, for metrics.
@@ -150,28 +160,41 @@ impl TokenCache {
             http,
             config,
             budget,
-            slots: Mutex::new(HashMap::new()),
+            apps: Mutex::new(HashMap::new()),
         }
     }
 
-    fn slot(&self, appid: &AppId) -> Arc<tokio::sync::Mutex<Slot>> {
+    fn app(&self, appid: &AppId) -> Arc<AppTokens> {
         // A poisoned map only means another thread panicked mid-insert; the map is still usable.
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(appid.clone()).or_default().clone()
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.entry(appid.clone()).or_default().clone()
+    }
+
+    /// The token to send now: the newest `app` has, or `taken` (got before
+    /// the call waited its turn) if none has been obtained. Never waits: a
+    /// call waits for a token before its turn at the rate limit, not after,
+    /// where a slow refresh would let the calls whose turns passed meanwhile
+    /// go out at once. A call may wait its turn long enough for its token to
+    /// be refused and replaced by another task's call: sending the newest
+    /// one then saves a refusal, and the one retry it would cost.
+    pub fn newest(&self, appid: &AppId, taken: SecretString) -> SecretString {
+        let app = self.app(appid);
+        let newest = app.newest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        newest.unwrap_or(taken)
     }
 
     /// A token for `app`: the cached one while fresh, else a new one.
     pub async fn get(&self, app: &AppConfig) -> Result<(SecretString, TokenOrigin), FetchError> {
         let arrived = Instant::now();
-        let slot = self.slot(&app.appid);
-        let mut slot = slot.lock().await;
+        let tokens = self.app(&app.appid);
+        let mut slot = tokens.slot.lock().await;
         if let Some(token) = slot.fresh() {
             return Ok((token, TokenOrigin::Cache));
         }
         if let Some(error) = slot.failed_since(arrived) {
             return Err(error);
         }
-        let fresh = self.obtain(app, false, &mut slot).await?;
+        let fresh = self.obtain(app, false, &tokens, &mut slot).await?;
         Ok((fresh, TokenOrigin::Fetched))
     }
 
@@ -189,8 +212,8 @@ impl TokenCache {
         refusal: ApiErrorCode,
     ) -> Result<Option<SecretString>, FetchError> {
         let arrived = Instant::now();
-        let slot = self.slot(&app.appid);
-        let mut slot = slot.lock().await;
+        let tokens = self.app(&app.appid);
+        let mut slot = tokens.slot.lock().await;
         if let Some(token) = slot.fresh() {
             if token.expose_secret() != failed.expose_secret() {
                 return Ok(Some(token));
@@ -201,7 +224,7 @@ impl TokenCache {
         }
         // Drop it only now that we know it is still the one that failed.
         slot.cached = None;
-        let fresh = self.obtain(app, false, &mut slot).await?;
+        let fresh = self.obtain(app, false, &tokens, &mut slot).await?;
         if fresh.expose_secret() != failed.expose_secret() {
             return Ok(Some(fresh));
         }
@@ -219,7 +242,7 @@ impl TokenCache {
         // stable_token hands back the same token while WeChat thinks it
         // valid: only a forced refresh gets another.
         if self.may_force(app).await {
-            return self.obtain(app, true, &mut slot).await.map(Some);
+            return self.obtain(app, true, &tokens, &mut slot).await.map(Some);
         }
         Ok(None)
     }
@@ -257,11 +280,13 @@ impl TokenCache {
         &self,
         app: &AppConfig,
         force: bool,
+        tokens: &AppTokens,
         slot: &mut Slot,
     ) -> Result<SecretString, FetchError> {
         match self.refresh(app, force, slot).await {
             Ok(token) => {
                 slot.failed = None;
+                *tokens.newest.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
                 Ok(token)
             }
             Err(error) => {
@@ -279,10 +304,10 @@ impl TokenCache {
     ) -> Result<SecretString, FetchError> {
         let (token, lifetime) = match &app.credential {
             Credential::Secret(secret) => self.fetch_from_wechat(&app.appid, secret, force).await?,
-            Credential::Command(argv) => (
+            Credential::Command { argv, env } => (
                 // A command stands in for a token call: it gets the time one
                 // may take, which is what the lease budget counts.
-                run_token_command(argv, self.config.token_call_timeout()).await?,
+                run_token_command(argv, env, self.config.token_call_timeout()).await?,
                 self.config.token_command_ttl,
             ),
             Credential::Env(var) => {
@@ -295,7 +320,10 @@ impl TokenCache {
                 // Re-read each time: cheap, and never stale.
                 (SecretString::from(token.trim().to_string()), Duration::ZERO)
             }
-            Credential::File(path) => (read_token_file(path).await?, self.config.token_file_ttl),
+            Credential::File(path) => (
+                read_token_file(path, self.config.token_call_timeout()).await?,
+                self.config.token_file_ttl,
+            ),
             // Loaded for a command that only reads the database: reaching
             // here is a bug, said as a broken source rather than a panic.
             Credential::Unresolved(from) => {
@@ -373,7 +401,7 @@ impl TokenCache {
 fn outside_source(credential: &Credential) -> Option<String> {
     match credential {
         Credential::Secret(_) => None,
-        Credential::Command(argv) => Some(format!(
+        Credential::Command { argv, .. } => Some(format!(
             "token_command {}",
             argv.first().map_or("", String::as_str)
         )),
@@ -386,11 +414,30 @@ fn outside_source(credential: &Credential) -> Option<String> {
 }
 
 /// The token in `token_file`: its first line, trimmed (a trailing newline,
-/// or a second line some writers add, is not part of the token).
-async fn read_token_file(path: &Path) -> Result<SecretString, FetchError> {
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-        FetchError::TokenSource(format!("cannot read token_file {}: {e}", path.display()))
-    })?;
+/// or a second line some writers add, is not part of the token). Read as at
+/// start-up (a regular file of at most 64 KiB), within `timeout`: a file on
+/// a hung mount fails the app like a hung `token_command`.
+async fn read_token_file(path: &Path, timeout: Duration) -> Result<SecretString, FetchError> {
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || crate::credential_file::read(&owned));
+    let text = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(Ok(text))) => text,
+        Ok(Ok(Err(unfit))) => {
+            return Err(FetchError::TokenSource(unfit.describe("token_file ", path)))
+        }
+        Ok(Err(e)) => {
+            return Err(FetchError::TokenSource(format!(
+                "cannot read token_file {}: {e}",
+                path.display()
+            )))
+        }
+        Err(_) => {
+            return Err(FetchError::TokenSource(format!(
+                "token_file {} could not be read within {timeout:?} ([wechat] connect_timeout_secs + request_timeout_secs)",
+                path.display()
+            )))
+        }
+    };
     let token = text.lines().next().unwrap_or("").trim();
     if token.is_empty() {
         return Err(FetchError::TokenSource(format!(
@@ -401,33 +448,104 @@ async fn read_token_file(path: &Path) -> Result<SecretString, FetchError> {
     Ok(SecretString::from(token.to_string()))
 }
 
+/// The most a `token_command` may print, as for a credential file: `yes`
+/// prints gigabytes in seconds.
+const MAX_TOKEN_SOURCE_BYTES: usize = crate::credential_file::MAX_BYTES;
+
+/// What a `token_command` sees of wxretain's environment, when set, besides
+/// the variables its `token_command_env` names: where programs are, a home,
+/// and the locale.
+const COMMAND_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE"];
+
 /// Runs `token_command` and takes the first line it prints as the token.
-async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretString, FetchError> {
+///
+/// The command gets a clean environment: [`COMMAND_ENV`] and `env`, the
+/// names in its `token_command_env`. It runs in a process group of its own,
+/// killed (SIGKILL) when it exits, overflows or runs out of time, and if the
+/// fetch is dropped: a child it leaves behind, holding the output pipe
+/// open, would otherwise make a finished command look hung, and outlive it.
+/// stdout is read up to [`MAX_TOKEN_SOURCE_BYTES`]; stderr, which may echo
+/// the token, is only counted.
+async fn run_token_command(
+    argv: &[String],
+    env: &[String],
+    timeout: Duration,
+) -> Result<SecretString, FetchError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| FetchError::TokenSource("token_command is empty".to_string()))?;
     let mut command = tokio::process::Command::new(program);
+    // Not wxretain's environment: it holds every app's AppSecret and the
+    // database URL, password included.
+    command.env_clear();
+    for name in COMMAND_ENV
+        .iter()
+        .copied()
+        .chain(env.iter().map(String::as_str))
+    {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     command
         .args(args)
         .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(timeout, command.output())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
+    let group = ProcessGroup::of(&child);
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(FetchError::TokenSource(format!(
+            "cannot read what {program} prints"
+        )));
+    };
+    let run = async {
+        tokio::join!(
+            async {
+                let status = child.wait().await;
+                // Its children go with it: they hold the pipes open.
+                group.kill();
+                status
+            },
+            async {
+                let read = read_capped(stdout).await;
+                if matches!(read, Ok(None)) {
+                    group.kill();
+                }
+                read
+            },
+            count_bytes(stderr),
+        )
+    };
+    let (status, stdout, stderr_bytes) = tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| {
             FetchError::TokenSource(format!(
                 "{program} did not finish within {timeout:?} ([wechat] connect_timeout_secs + request_timeout_secs)"
             ))
-        })?
-        .map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
-    if !output.status.success() {
+        })?;
+    let stdout = stdout
+        .map_err(|e| FetchError::TokenSource(format!("cannot read what {program} prints: {e}")))?
+        .ok_or_else(|| {
+            FetchError::TokenSource(format!(
+                "{program} printed more than {} KiB, more than any token: stopped",
+                MAX_TOKEN_SOURCE_BYTES / 1024
+            ))
+        })?;
+    let status =
+        status.map_err(|e| FetchError::TokenSource(format!("cannot run {program}: {e}")))?;
+    if !status.success() {
         // stderr may echo the token it failed to produce: show only its size.
         return Err(FetchError::TokenSource(format!(
-            "{program} exited with {} ({} bytes on stderr)",
-            output.status,
-            output.stderr.len()
+            "{program} exited with {status} ({stderr_bytes} bytes on stderr)"
         )));
     }
-    let stdout = String::from_utf8(output.stdout).map_err(|_| {
+    let stdout = String::from_utf8(stdout).map_err(|_| {
         FetchError::TokenSource(format!("{program} printed something that is not UTF-8"))
     })?;
     let token = stdout.lines().next().unwrap_or("").trim().to_string();
@@ -437,6 +555,72 @@ async fn run_token_command(argv: &[String], timeout: Duration) -> Result<SecretS
         )));
     }
     Ok(SecretString::from(token))
+}
+
+/// Everything `reader` gives, or `None` past [`MAX_TOKEN_SOURCE_BYTES`].
+async fn read_capped(
+    reader: impl tokio::io::AsyncRead + Unpin,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let limit = MAX_TOKEN_SOURCE_BYTES as u64 + 1;
+    reader.take(limit).read_to_end(&mut bytes).await?;
+    Ok((bytes.len() <= MAX_TOKEN_SOURCE_BYTES).then_some(bytes))
+}
+
+/// How many bytes `reader` gives until its end, none of them kept.
+async fn count_bytes(mut reader: impl tokio::io::AsyncRead + Unpin) -> u64 {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 8192];
+    let mut total = 0u64;
+    while let Ok(n @ 1..) = reader.read(&mut buf).await {
+        total = total.saturating_add(n as u64);
+    }
+    total
+}
+
+/// A token command's process group, killed (SIGKILL) on [`Self::kill`] and
+/// when dropped, so that nothing it started outlives a fetch that gives up
+/// on it (a timeout, a pass that stops).
+struct ProcessGroup {
+    #[cfg(unix)]
+    leader: Option<rustix::process::Pid>,
+}
+
+impl ProcessGroup {
+    /// The group `child` leads (it was started with `process_group(0)`).
+    fn of(child: &tokio::process::Child) -> Self {
+        #[cfg(unix)]
+        {
+            let leader = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw);
+            Self { leader }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            Self {}
+        }
+    }
+
+    fn kill(&self) {
+        // ESRCH (the group is gone) is what is wanted. The group's id cannot
+        // name another group while one of its processes lives, and once all
+        // are gone a new process would have to be given that very pid in
+        // the moments since: pids are handed out in turn, millions apart.
+        #[cfg(unix)]
+        if let Some(leader) = self.leader {
+            let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[cfg(test)]

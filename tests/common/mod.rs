@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 use wxretain::config::Config;
 use wxretain::dataset::{DatasetId, Target};
-use wxretain::domain::{AppId, Metric, NaturalWeek, Period, BEIJING, MAX_KEY};
+use wxretain::domain::{AppId, Grain, Metric, NaturalWeek, Period, BEIJING, MAX_KEY};
 use wxretain::pass::{run_pass, PassOptions, PassReport};
 use wxretain::runtime::Runtime;
 use wxretain::simulator::{
-    publication, sim_appid, truth_value, Publication, SimClock, SimConfig, Simulator,
-    SimulatorHandle,
+    publication, publication_of, sim_appid, truth_value, truth_value_of, Publication, SimClock,
+    SimConfig, Simulator, SimulatorHandle,
 };
 use wxretain::store::{PeriodRow, Range, Scope, Store};
 
@@ -374,6 +374,52 @@ pub fn truth(
                         metric.as_str().to_string(),
                         i16::from(key),
                         truth_value(appid, week, metric, key),
+                    ));
+                }
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// `(appid, period start, metric, key, value)` rows of one grain's table.
+pub async fn rows_of(store: &Store, grain: Grain) -> Vec<Row> {
+    let sql = match grain {
+        Grain::Daily => "SELECT appid, day, metric, key, value FROM daily_retention ORDER BY 1, 2, 3, 4",
+        Grain::Weekly => {
+            "SELECT appid, week_start, metric, key, value FROM weekly_retention ORDER BY 1, 2, 3, 4"
+        }
+        Grain::Monthly => {
+            "SELECT appid, month_start, metric, key, value FROM monthly_retention ORDER BY 1, 2, 3, 4"
+        }
+    };
+    sqlx::query_as(sql)
+        .fetch_all(store.pool())
+        .await
+        .expect("read table")
+}
+
+/// What the grain's table must hold for `apps` × `first..=last` at `now`:
+/// published keys only, never a 0 for a key not out yet.
+pub fn truth_of(apps: &[AppId], first: Period, last: Period, now: DateTime<Utc>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for appid in apps {
+        for period in Period::range(first, last) {
+            let Publication::Keys(max) = publication_of(period, now, 10) else {
+                continue;
+            };
+            for metric in Metric::ALL {
+                for &key in wxretain::dataset::retention::keys(period.grain())
+                    .iter()
+                    .filter(|k| **k <= max)
+                {
+                    rows.push((
+                        appid.to_string(),
+                        period.start(),
+                        metric.as_str().to_string(),
+                        i16::from(key),
+                        truth_value_of(appid, period, metric, key),
                     ));
                 }
             }
