@@ -66,7 +66,9 @@ pub const TOKEN_FILE_TTL_SECS: IntKey = IntKey::new("wechat", "token_file_ttl_se
 pub const SUSPECT_RECHECK_MS: IntKey = IntKey::new("wechat", "suspect_recheck_ms", 3000, 0, 60_000);
 // About twenty years of weeks: more than WeChat has.
 pub const LOOKBACK_WEEKS: IntKey = IntKey::new("schedule", "lookback_weeks", 26, 1, 1000);
-pub const FINAL_GRACE_DAYS: IntKey = IntKey::new("schedule", "final_grace_days", 14, 0, 365);
+// At least a day: 0 would let a pass give up on a period its first late
+// attempt found, losing keys published minutes later.
+pub const FINAL_GRACE_DAYS: IntKey = IntKey::new("schedule", "final_grace_days", 14, 1, 365);
 /// The least is one second longer than the longest a fetch can take, and
 /// the default is 300 s or that: both depend on the `[wechat]` timeouts.
 pub const LEASE_SECS: IntKey = IntKey {

@@ -209,3 +209,11 @@ fn token_command_env_names_set_variables_and_goes_with_token_command_only() {
     )
     .expect("not read");
 }
+
+#[test]
+fn a_grace_of_zero_days_is_refused_it_would_let_one_pass_give_up() {
+    let (key, problem) = refusal("[schedule]\nfinal_grace_days = 0\n");
+    assert_eq!(key, "schedule.final_grace_days");
+    assert!(problem.contains("allowed 1 to 365"), "{problem}");
+    assert!(parse("[schedule]\nfinal_grace_days = 1\n").is_ok());
+}

@@ -65,6 +65,9 @@ struct Lateness {
 
 /// 61501 on a period that ended this long ago (days) means "not served", not "not yet".
 const DATE_RANGE_RECENT: i64 = 3;
+/// The least time from a period's first late attempt to one that may give
+/// up on it, whatever `final_grace` says.
+const MIN_LATE_SPREAD: Duration = Duration::days(1);
 /// Tries before a period is given up on an answer that may be for good: 61501
 /// on an old period, or an errcode wxretain does not know.
 const GIVE_UP_TRIES: i32 = 3;
@@ -132,11 +135,17 @@ impl Rule {
                 finish_at: None,
             };
         }
-        let since = before.late_since.filter(|s| *s <= as_of).unwrap_or(as_of);
-        let finish_at = self.final_deadline(target).max(since + self.final_grace);
+        let recorded = before.late_since.filter(|s| *s <= as_of);
+        let since = recorded.unwrap_or(as_of);
+        // However short the grace, giving up needs attempts a day apart at
+        // least: a key published half an hour after a first late attempt
+        // must still be fetched.
+        let spread = self.final_grace.max(MIN_LATE_SPREAD);
+        let finish_at = self.final_deadline(target).max(since + spread);
         Lateness {
             since: Some(since),
-            may_finish: as_of >= finish_at,
+            // Never by one pass: an earlier attempt must have found it late.
+            may_finish: recorded.is_some_and(|s| s < as_of) && as_of >= finish_at,
             finish_at: Some(finish_at),
         }
     }

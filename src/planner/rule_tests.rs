@@ -232,3 +232,28 @@ fn our_bugs_are_never_retried_by_themselves() {
     let v = rule().after_failure(week(), ErrorClass::Bug, FRESH, beijing(2026, 11, 9, 11));
     assert_eq!((v.state, v.next_due), (PeriodState::Failing, None));
 }
+
+#[test]
+fn no_grace_gives_up_in_one_pass_nor_within_a_day_of_the_first_late_attempt() {
+    for grace_days in [0, 1] {
+        let rule = Rule {
+            publish_hour: 10,
+            final_grace: Duration::days(grace_days),
+        };
+        let first = rule.final_deadline(week()) + Duration::hours(3);
+        // The first late attempt only starts the record.
+        let v = rule.after_answer(week(), keys(&[0, 1, 2, 3]), maturing(0, None), first);
+        assert_eq!(v.state, PeriodState::Maturing, "grace {grace_days}");
+        assert_eq!(v.late_since, Some(first));
+        let due = v.next_due.expect("due again");
+        assert!(due > first, "grace {grace_days}: due again at once");
+        // Half an hour later (a key published meanwhile) it is still asked.
+        let soon = first + Duration::minutes(30);
+        let v = rule.after_answer(week(), keys(&[0, 1, 2, 3]), maturing(1, Some(first)), soon);
+        assert_eq!(v.state, PeriodState::Maturing, "grace {grace_days}");
+        // A day after the first late attempt it may be given up.
+        let later = first + Duration::days(1);
+        let v = rule.after_answer(week(), keys(&[0, 1, 2, 3]), maturing(2, Some(first)), later);
+        assert_eq!((v.state, v.next_due), (PeriodState::Complete, None), "grace {grace_days}");
+    }
+}
