@@ -137,7 +137,7 @@ impl<D: Dataset> DatasetSpec for D {
         body: &serde_json::Value,
         as_of: DateTime<Utc>,
     ) -> Result<AnyAnswer, Rejection> {
-        let answer = Dataset::read(self, period, body)?;
+        let answer = Dataset::read(self, period, body, as_of)?;
         Ok(AnyAnswer {
             dataset: Dataset::id(self),
             keys: self.keys_of(period, &answer, as_of),

@@ -203,10 +203,17 @@ pub trait Dataset: Send + Sync + 'static {
     /// When `key` of `period` is expected.
     fn key_expected_at(&self, period: Period, key: u8, timing: Timing) -> DateTime<Utc>;
 
-    /// Reads an answer for `period`, refusing anything that is not a valid
-    /// one. What is stored must be exactly what WeChat said: be strict on
-    /// what is used, lenient on unknown fields.
-    fn read(&self, period: Period, body: &serde_json::Value) -> Result<Self::Answer, Rejection>;
+    /// Reads an answer for `period`, asked at `as_of`, refusing anything that
+    /// is not a valid one. What is stored must be exactly what WeChat said:
+    /// be strict on what is used, lenient on unknown fields. Data that
+    /// cannot exist yet at `as_of` (retention's key k before period P+k has
+    /// ended) is left out, so it can neither be stored nor end the period.
+    fn read(
+        &self,
+        period: Period,
+        body: &serde_json::Value,
+        as_of: DateTime<Utc>,
+    ) -> Result<Self::Answer, Rejection>;
 
     /// The keys `answer` brings, asked at `as_of`. An empty set means the
     /// answer has nothing yet (WeChat has not computed the period).

@@ -254,6 +254,10 @@ fn no_grace_gives_up_in_one_pass_nor_within_a_day_of_the_first_late_attempt() {
         // A day after the first late attempt it may be given up.
         let later = first + Duration::days(1);
         let v = rule.after_answer(week(), keys(&[0, 1, 2, 3]), maturing(2, Some(first)), later);
-        assert_eq!((v.state, v.next_due), (PeriodState::Complete, None), "grace {grace_days}");
+        assert_eq!(
+            (v.state, v.next_due),
+            (PeriodState::Complete, None),
+            "grace {grace_days}"
+        );
     }
 }

@@ -61,6 +61,10 @@ pub struct SimArgs {
     /// Probability of an answer with empty series (no data for the period).
     #[arg(long, default_value_t = 0.0)]
     pub empty_answer_rate: f64,
+    /// Probability of an answer with every key of the grain, those not yet
+    /// published as 0 (a period reported ahead of its time).
+    #[arg(long, default_value_t = 0.0)]
+    pub premature_keys_rate: f64,
     /// Probability of an impossible answer (more new users than active ones), this once.
     #[arg(long, default_value_t = 0.0)]
     pub implausible_rate: f64,
@@ -191,6 +195,7 @@ impl SimArgs {
                 wrong_ref_date_rate: probability("wrong-ref-date-rate", self.wrong_ref_date_rate)?,
                 implausible_rate: probability("implausible-rate", self.implausible_rate)?,
                 empty_answer_rate: probability("empty-answer-rate", self.empty_answer_rate)?,
+                premature_keys_rate: probability("premature-keys-rate", self.premature_keys_rate)?,
                 huge_apps: Vec::new(),
                 implausible_apps: self
                     .implausible_apps

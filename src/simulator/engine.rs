@@ -3,7 +3,9 @@
 //! All mutable state sits behind one short-lived `std` mutex; the only await
 //! (the injected latency) happens with the lock released.
 
-use super::faults::{errmsg, make_huge, make_implausible, Faults, TOKEN_CALL_ERRORS};
+use super::faults::{
+    errmsg, make_huge, make_implausible, make_premature, Faults, TOKEN_CALL_ERRORS,
+};
 use super::publish::{publication_of, Publication};
 use super::quota::Quotas;
 use super::request::{parse_period, TokenRequest};
@@ -307,6 +309,10 @@ impl Engine {
         }
         if st.faults.huge_apps.contains(&appid) {
             make_huge(&mut answer);
+        }
+        let ppremature = st.faults.premature_keys_rate;
+        if st.draw(ppremature) {
+            make_premature(&mut answer, crate::dataset::retention::keys(period.grain()));
         }
         st.stats.ok_answers += 1;
         st.stats.bump_api(stream, |c| &mut c.ok);

@@ -29,6 +29,10 @@ pub struct Faults {
     /// Answers the asked period with empty series, as WeChat does for a
     /// period it has no data for (yet).
     pub empty_answer_rate: f64,
+    /// Answers every key of the grain, those not published yet as 0: a
+    /// period reported ahead of its time, which must neither be stored nor
+    /// end the period.
+    pub premature_keys_rate: f64,
     /// These apps' values are multiplied by 2^32: a platform of billions of
     /// users, where any 32-bit integer on the way would overflow.
     pub huge_apps: Vec<AppId>,
@@ -68,6 +72,23 @@ pub(crate) fn make_implausible(answer: &mut serde_json::Value) {
         .and_then(serde_json::Value::as_i64);
     if let (Some(active), Some(new)) = (active, answer.pointer_mut("/visit_uv_new/0/value")) {
         *new = serde_json::json!(active + 1);
+    }
+}
+
+/// Adds every key of `keys` missing from an answer's series, as 0.
+pub(crate) fn make_premature(answer: &mut serde_json::Value, keys: &[u8]) {
+    for series in ["visit_uv_new", "visit_uv"] {
+        if let Some(entries) = answer.get_mut(series).and_then(|s| s.as_array_mut()) {
+            let have: Vec<u64> = entries
+                .iter()
+                .filter_map(|e| e.get("key").and_then(serde_json::Value::as_u64))
+                .collect();
+            for &key in keys {
+                if !have.contains(&u64::from(key)) {
+                    entries.push(serde_json::json!({"key": key, "value": 0}));
+                }
+            }
+        }
     }
 }
 

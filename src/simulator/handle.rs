@@ -111,6 +111,11 @@ impl SimulatorHandle {
         self.engine.issued_tokens()
     }
 
+    /// The faults in force.
+    pub fn faults_now(&self) -> Faults {
+        self.engine.faults()
+    }
+
     /// Replaces the faults and reseeds the fault RNG with `faults.seed`.
     pub fn set_faults(&self, faults: Faults) {
         self.engine.set_faults(faults);

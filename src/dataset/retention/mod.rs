@@ -90,8 +90,31 @@ impl Dataset for Retention {
         period.morning_after(key, timing.publish_hour)
     }
 
-    fn read(&self, period: Period, body: &Value) -> Result<RetentionAnswer, Rejection> {
-        validate(period, body)
+    /// Key k of period P exists once period P+k has ended: a key answered
+    /// earlier (all of a day's keys, as zeros, the morning after it) is left
+    /// out, said in the log, and asked for again when it is due. Storing it
+    /// would show a 0 retention that is not one, and end the period for good.
+    fn read(
+        &self,
+        period: Period,
+        body: &Value,
+        as_of: DateTime<Utc>,
+    ) -> Result<RetentionAnswer, Rejection> {
+        let mut answer = validate(period, body)?;
+        let exists = |key: u8| period.plus(i64::from(key)).ends_at() <= as_of;
+        let early: std::collections::BTreeSet<u8> = answer
+            .values
+            .keys()
+            .map(|&(_, key)| key)
+            .filter(|&key| !exists(key))
+            .collect();
+        if !early.is_empty() {
+            let early: Vec<u8> = early.into_iter().collect();
+            tracing::warn!(keys = %crate::telemetry::list(&early),
+                "WeChat answered keys that cannot exist yet (their later period has not ended); left out until they are due");
+            answer.values.retain(|&(_, key), _| exists(key));
+        }
+        Ok(answer)
     }
 
     fn keys_of(&self, _period: Period, answer: &RetentionAnswer, _as_of: DateTime<Utc>) -> KeySet {

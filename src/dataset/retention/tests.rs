@@ -1,7 +1,7 @@
 //! Tests of reading retention answers and naming its views.
 
 use super::*;
-use crate::domain::Metric;
+use crate::domain::{Grain, Metric};
 use serde_json::json;
 
 fn week() -> Period {
@@ -173,4 +173,35 @@ fn each_grain_names_its_view_and_a_label_per_later_key() {
     assert_eq!(daily.start_column(), "day");
     assert_eq!(CohortView::of(Grain::Weekly).key_label(4), "w4");
     assert_eq!(later_keys(Grain::Monthly), &[1]);
+}
+
+#[test]
+fn keys_that_cannot_exist_yet_are_left_out_and_do_not_end_the_period() {
+    use crate::dataset::Dataset;
+    use chrono::TimeZone;
+    let day = Grain::Daily.containing(crate::domain::parse_date("20261130").expect("date"));
+    // Every daily key, as zeros, the morning after the day: only key 0 can be.
+    let series: Vec<_> = keys(Grain::Daily)
+        .iter()
+        .map(|&k| json!({"key": k, "value": if k == 0 { 50 } else { 0 }}))
+        .collect();
+    let body = json!({"ref_date": "20261130", "visit_uv_new": series, "visit_uv": series});
+    let morning = crate::domain::BEIJING
+        .with_ymd_and_hms(2026, 12, 1, 10, 0, 0)
+        .single()
+        .expect("instant")
+        .with_timezone(&chrono::Utc);
+    let answer = Retention.read(day, &body, morning).expect("valid");
+    assert_eq!(answer.keys(), [0]);
+    assert_eq!(
+        Retention
+            .keys_of(day, &answer, morning)
+            .iter()
+            .collect::<Vec<_>>(),
+        [0]
+    );
+    // A day later key 1 can exist, and is kept.
+    let later = morning + chrono::Duration::days(1);
+    let answer = Retention.read(day, &body, later).expect("valid");
+    assert_eq!(answer.keys(), [0, 1]);
 }
