@@ -50,6 +50,7 @@ async fn each_grain_backfills_to_the_truth_across_a_year_boundary_and_a_rerun_ch
     let scope = Scope {
         apps: apps.clone(),
         ranges: ranges.iter().map(|&(f, l)| retention_range(f, l)).collect(),
+        ..Default::default()
     };
     let pass = |scope: Scope| {
         let p = &p;

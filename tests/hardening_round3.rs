@@ -53,3 +53,170 @@ async fn keys_answered_before_they_can_exist_do_not_close_a_day() {
     .expect("key 1 stored");
     assert_eq!(value, truth_value_of(&apps[0], day, Metric::VisitUv, 1));
 }
+
+/// Calls the simulator answered for `grain`'s retention API so far.
+fn grain_calls(sim: &wxretain::simulator::SimulatorHandle, grain: Grain) -> u64 {
+    sim.stats().per_grain.get(&grain).map_or(0, |c| c.calls)
+}
+
+/// An app narrowed to weekly retention no longer has its days and months
+/// fetched, though they are in the ledger and due: the claim honours the
+/// config, not only the planner.
+#[tokio::test]
+async fn a_grain_no_longer_collected_is_no_longer_fetched() {
+    let db = TestDb::new().await;
+    let start = beijing(2026, 11, 18, 11);
+    let sim = simulator(start, |_| {}).await;
+    let apps = apps(1);
+    let all = pipeline(config(&db, &sim, &apps, "[schedule]\nlookback_weeks = 6\n")).await;
+    once(&all, start).await;
+    assert!(grain_calls(&sim, Grain::Daily) > 0 && grain_calls(&sim, Grain::Monthly) > 0);
+    let (daily, monthly) = (
+        grain_calls(&sim, Grain::Daily),
+        grain_calls(&sim, Grain::Monthly),
+    );
+
+    let extra = "[schedule]\nlookback_weeks = 6\n[collect]\nretention = [\"weekly\"]\n";
+    let weekly = pipeline(config(&db, &sim, &apps, extra)).await;
+    // Days later every stored day has a new key due, and a new month began.
+    for days in [1, 3, 14] {
+        let at = start + Duration::days(days);
+        sim.clock().set(at);
+        once(&weekly, at).await;
+    }
+    assert_eq!(
+        grain_calls(&sim, Grain::Daily),
+        daily,
+        "days fetched after narrowing"
+    );
+    assert_eq!(
+        grain_calls(&sim, Grain::Monthly),
+        monthly,
+        "months fetched after narrowing"
+    );
+    // Weeks go on.
+    assert!(
+        sim.stats()
+            .per_grain
+            .get(&Grain::Weekly)
+            .map_or(0, |c| c.calls)
+            > 0
+    );
+}
+
+/// A shorter lookback stops fetches of weeks older than it keeps, though
+/// they are maturing and due; weeks a backfill asks for are still fetched.
+#[tokio::test]
+async fn a_shorter_range_stops_older_weeks_but_not_a_backfill() {
+    let db = TestDb::new().await;
+    let start = beijing(2026, 11, 18, 11);
+    let sim = simulator(start, |_| {}).await;
+    let apps = apps(1);
+    let weekly = "[collect]\nretention = [\"weekly\"]\n";
+    let long = pipeline(config(
+        &db,
+        &sim,
+        &apps,
+        &format!("[schedule]\nlookback_weeks = 4\n{weekly}"),
+    ))
+    .await;
+    once(&long, start).await;
+    let short = pipeline(config(
+        &db,
+        &sim,
+        &apps,
+        &format!("[schedule]\nlookback_weeks = 1\n{weekly}"),
+    ))
+    .await;
+    let (old_first, _) = kept_weeks(&long, start);
+    let (kept_first, _) = kept_weeks(&short, start);
+    let calls = |week: wxretain::domain::NaturalWeek| sim.calls_for(&apps[0], week);
+    let before: Vec<u64> = (0..3).map(|i| calls(old_first.plus_weeks(i))).collect();
+
+    // A week later every stored week has a new key due.
+    let later = start + Duration::weeks(1);
+    sim.clock().set(later);
+    once(&short, later).await;
+    let after: Vec<u64> = (0..3).map(|i| calls(old_first.plus_weeks(i))).collect();
+    assert_eq!(
+        after, before,
+        "weeks before {kept_first} fetched after the range shrank"
+    );
+
+    // Asked for by a backfill, an old week is fetched.
+    backfill(&short, old_first, old_first, later, true).await;
+    assert_eq!(calls(old_first), before[0] + 1);
+}
+
+/// A replica of this host that died leaves leases that would keep its
+/// periods for the lease's length; the daemon, idle between ticks, takes
+/// them back at its next poll and fetches them within seconds.
+#[tokio::test]
+async fn an_idle_daemon_takes_back_a_dead_neighbours_periods_at_once() {
+    let Some(space) = wxretain::replica::ReplicaId::current()
+        .pid_space()
+        .map(str::to_string)
+    else {
+        eprintln!("SKIPPED: an_idle_daemon_takes_back_a_dead_neighbours_periods_at_once: this kernel does not say which pid space this is");
+        return;
+    };
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(0).await;
+    let apps = apps(1);
+    // No tick while the test runs, and leases far longer than the test.
+    let extra = format!(
+        "{FAST}[schedule]\ncron = \"0 0 0 1 1 *\"\nlookback_weeks = 2\nlease_secs = 3600\n[collect]\nretention = [\"weekly\"]\n"
+    );
+    let (_dir, path, env) = config_file(&apps, &extra);
+    let mut daemon = run_command(&path, &env, &db.url, &sim.base_url(), free_port())
+        .spawn()
+        .expect("spawn wxretain run");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let stored = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM retention_ledger WHERE cardinality(keys) > 0",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0)
+    };
+    // The start-up pass fetches what is kept and published.
+    let now = chrono::Utc::now();
+    let last = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING);
+    let kept = published_weeks(2, now);
+    let started = std::time::Instant::now();
+    while stored(pool.clone()).await < kept {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "start-up pass"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Older weeks a backfill asked for, leased by a process of this host
+    // that no longer runs (pids stop at 2^22), for an hour.
+    let store = wxretain::store::Store::from_pool(pool.clone());
+    let old = retention_range(last.plus_weeks(-7), last.plus_weeks(-4));
+    store
+        .enqueue(&apps, old, now, false)
+        .await
+        .expect("enqueue");
+    sqlx::query(
+        "UPDATE retention_ledger SET lease_owner = $1, lease_until = now() + interval '1 hour'
+          WHERE period_start BETWEEN $2 AND $3",
+    )
+    .bind(format!("ghost:99999999:deadbeef:{space}"))
+    .bind(old.first.start())
+    .bind(old.last.start())
+    .execute(&pool)
+    .await
+    .expect("leased by the dead");
+    let started = std::time::Instant::now();
+    while stored(pool.clone()).await < kept + 4 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the dead process's weeks wait for its lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    terminate(&mut daemon, std::time::Duration::from_secs(30)).await;
+}

@@ -51,6 +51,7 @@ async fn tokens_that_expire_while_calls_wait_do_not_leave_periods_missing() {
     let scope = Scope {
         apps: apps.clone(),
         ranges: ranges.iter().map(|&(f, l)| retention_range(f, l)).collect(),
+        ..Default::default()
     };
     let report = wxretain::pass::run_pass(
         &p,

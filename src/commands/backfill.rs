@@ -129,9 +129,18 @@ fn dates_of_range(args: &BackfillArgs) -> Result<(NaiveDate, NaiveDate), UsageEr
 pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let apps = config.select_apps(&args.apps).map_err(UsageError)?;
     let ranges = periods_of_range(&args, &wanted_streams(&args), Utc::now())?;
+    // The selected apps' periods of the range, of the streams each collects.
+    let excluded = apps
+        .iter()
+        .flat_map(|a| {
+            Stream::all()
+                .filter(|s| !a.streams.contains(s))
+                .map(|s| (a.appid.clone(), s))
+        })
+        .collect();
     let scope = Scope {
-        apps: apps.iter().map(|a| a.appid.clone()).collect(),
         ranges: ranges.ranges.clone(),
+        ..Scope::of(apps.iter().map(|a| a.appid.clone()).collect(), excluded)
     };
     let p = super::runtime(config).await?;
     let as_of = p.clock.now();

@@ -95,7 +95,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             range.dataset,
         );
     }
-    let scope = Scope { apps, ranges };
+    let scope = Scope {
+        ranges,
+        ..Scope::of(apps, Vec::new())
+    };
     let bar = crate::progress::bar(p.store.count_due(&scope, as_of).await?);
     let opts = PassOptions {
         as_of,

@@ -31,9 +31,10 @@ fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
 
 pub async fn run(config: Config, args: OnceArgs) -> anyhow::Result<ExitCode> {
     let p = super::runtime(config).await?;
+    let as_of = args.as_of.unwrap_or_else(|| p.clock.now());
     let opts = PassOptions {
-        as_of: args.as_of.unwrap_or_else(|| p.clock.now()),
-        scope: p.all_apps(),
+        as_of,
+        scope: p.kept_scope(as_of),
         plan: true,
     };
     let report = run_pass(&p, &opts, &CancellationToken::new(), None).await?;

@@ -103,9 +103,10 @@ async fn tick(
 /// few seconds, too often for a count over the whole ledger). False when
 /// the pass failed.
 async fn pass(p: &Runtime, shutdown: &CancellationToken, why: &str, plan: bool) -> bool {
+    let as_of = p.clock.now();
     let opts = PassOptions {
-        as_of: p.clock.now(),
-        scope: p.all_apps(),
+        as_of,
+        scope: p.kept_scope(as_of),
         plan,
     };
     let started = std::time::Instant::now();

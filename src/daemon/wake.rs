@@ -42,11 +42,21 @@ pub async fn wake_when_due(
     shutdown: CancellationToken,
     pass_done: Arc<Notify>,
 ) {
-    let apps = p.all_apps().apps;
     // The start-up pass has just begun: the gap holds the first wake-up back.
     let mut last_pass_end = Instant::now();
     loop {
-        let due_in = match p.store.next_due(&apps).await {
+        // A replica of this host that died holds its periods until its
+        // lease ends; nothing else would announce them sooner. Freed here,
+        // they are due at once (they were due when it took them).
+        match p.store.release_dead_local(&p.owner).await {
+            Ok(0) | Err(_) => {}
+            Ok(n) => tracing::info!(
+                periods = n,
+                "took back periods leased by a process of this host that died"
+            ),
+        }
+        let scope = p.kept_scope(p.clock.now());
+        let due_in = match p.store.next_due(&scope).await {
             Ok(Some(at)) => (at - p.clock.now()).to_std().unwrap_or(Duration::ZERO),
             Ok(None) => POLL,
             Err(e) => {
@@ -72,7 +82,7 @@ pub async fn wake_when_due(
             held = gate.lock() => held,
         };
         // A tick may have run while this waited for the gate: due still?
-        let still_due = match p.store.next_due(&apps).await {
+        let still_due = match p.store.next_due(&p.kept_scope(p.clock.now())).await {
             Ok(Some(at)) => at <= p.clock.now(),
             _ => false,
         };

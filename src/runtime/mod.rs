@@ -8,6 +8,7 @@ pub use plan::Planner;
 
 use crate::clock::HostClock;
 use crate::config::{AppConfig, Config};
+use crate::dataset::Stream;
 use crate::domain::{AppId, Grain, Period};
 use crate::planner::{kept_periods, Rule};
 use crate::replica::ReplicaId;
@@ -62,11 +63,38 @@ impl Runtime {
             .and_then(|&i| self.config.apps.get(i))
     }
 
-    /// The configured apps as a scope over every period of every stream.
+    /// The configured apps as a scope over every period of every stream
+    /// each collects.
     pub fn all_apps(&self) -> Scope {
+        let excluded = self
+            .config
+            .apps
+            .iter()
+            .flat_map(|a| {
+                Stream::all()
+                    .filter(|s| !a.streams.contains(s))
+                    .map(|s| (a.appid.clone(), s))
+            })
+            .collect();
+        Scope::of(
+            self.config.apps.iter().map(|a| a.appid.clone()).collect(),
+            excluded,
+        )
+    }
+
+    /// [`Self::all_apps`] within the periods the config keeps at `as_of`:
+    /// what the daemon and `once` fetch. A period older than its stream
+    /// keeps is fetched only if a backfill asked for it.
+    pub fn kept_scope(&self, as_of: DateTime<Utc>) -> Scope {
+        let floors = self
+            .config
+            .streams()
+            .into_iter()
+            .map(|s| (s, self.kept_periods(s.grain, as_of).0.start()))
+            .collect();
         Scope {
-            apps: self.config.apps.iter().map(|a| a.appid.clone()).collect(),
-            ranges: Vec::new(),
+            floors,
+            ..self.all_apps()
         }
     }
 

@@ -1,8 +1,8 @@
 //! Leases: which replica holds a period, renewing and giving them back, and
 //! freeing those of processes known to be gone.
 
-use super::{app_strings, Claim, Result, Scope, Store};
-use crate::domain::{AppId, Grain, KeySet, Period, PeriodState};
+use super::{Claim, Result, Scope, Store};
+use crate::domain::{Grain, KeySet, Period, PeriodState};
 use crate::planner::Before;
 use crate::replica::ReplicaId;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,16 +21,24 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<Claim>> {
         let r = scope.columns();
+        // Filters on the few rows the ordered index scan reads: the scope's
+        // apps, its ranges, not a stream an app no longer collects, not a
+        // period older than its stream keeps unless a backfill asked for it.
         let rows = sqlx::query_as!(
             ClaimRow,
             "WITH due AS (
                  SELECT appid, dataset, grain, period_start FROM retention_ledger l
                  WHERE next_due_at <= $2
-                   -- a filter on the few rows the ordered index scan reads
                    AND appid = ANY($1)
                    AND (cardinality($3::text[]) = 0 OR EXISTS (
                         SELECT 1 FROM unnest($9::text[], $3::text[], $4::date[], $5::date[]) AS r(d, g, f, t)
                          WHERE r.d = l.dataset AND r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))
+                   AND NOT EXISTS (
+                        SELECT 1 FROM unnest($10::text[], $11::text[], $12::text[]) AS x(a, d, g)
+                         WHERE x.a = l.appid AND x.d = l.dataset AND x.g = l.grain)
+                   AND (cardinality($13::text[]) = 0 OR l.requested OR l.period_start >= (
+                        SELECT f FROM unnest($13::text[], $14::text[], $15::date[]) AS k(d, g, f)
+                         WHERE k.d = l.dataset AND k.g = l.grain))
                    AND (lease_until IS NULL OR lease_until < now())
                  ORDER BY next_due_at, period_start, appid
                  LIMIT $6
@@ -41,7 +49,7 @@ impl Store {
               WHERE l.appid = due.appid AND l.dataset = due.dataset AND l.grain = due.grain
                 AND l.period_start = due.period_start
              RETURNING l.appid, l.dataset, l.grain, l.period_start, l.state, l.keys, l.attempts, l.late_since",
-            &app_strings(&scope.apps),
+            &r.apps,
             as_of,
             &r.grains as &[&str],
             &r.firsts,
@@ -50,6 +58,12 @@ impl Store {
             owner.as_str(),
             lease.as_secs_f64(),
             &r.datasets as &[&str],
+            &r.excluded_apps,
+            &r.excluded_datasets as &[&str],
+            &r.excluded_grains as &[&str],
+            &r.floor_datasets as &[&str],
+            &r.floor_grains as &[&str],
+            &r.floors,
         )
         .fetch_all(self.pool())
         .await?;
@@ -123,17 +137,32 @@ struct ClaimRow {
 }
 
 impl Store {
-    /// The earliest `next_due_at` among `apps`' periods that a claim could
-    /// take once it passes (leases held by live replicas are left out; one
-    /// that runs out is seen by the next read): when the daemon wakes.
-    pub async fn next_due(&self, apps: &[AppId]) -> Result<Option<DateTime<Utc>>> {
+    /// The earliest `next_due_at` among the periods of `scope` that a claim
+    /// could take once it passes (leases held by live replicas are left out;
+    /// one that runs out is seen by the next read): when the daemon wakes.
+    /// The same filters as the claim: a period the claim would leave (a
+    /// stream no longer collected) must not wake the daemon every few seconds.
+    pub async fn next_due(&self, scope: &Scope) -> Result<Option<DateTime<Utc>>> {
+        let r = scope.columns();
         // The claim's ordered index, read from its start: one row, usually.
         let due = sqlx::query_scalar!(
-            r#"SELECT next_due_at AS "next_due_at!" FROM retention_ledger
+            r#"SELECT next_due_at AS "next_due_at!" FROM retention_ledger l
               WHERE next_due_at IS NOT NULL AND appid = ANY($1)
                 AND (lease_until IS NULL OR lease_until < now())
+                AND NOT EXISTS (
+                     SELECT 1 FROM unnest($2::text[], $3::text[], $4::text[]) AS x(a, d, g)
+                      WHERE x.a = l.appid AND x.d = l.dataset AND x.g = l.grain)
+                AND (cardinality($5::text[]) = 0 OR l.requested OR l.period_start >= (
+                     SELECT f FROM unnest($5::text[], $6::text[], $7::date[]) AS k(d, g, f)
+                      WHERE k.d = l.dataset AND k.g = l.grain))
               ORDER BY next_due_at LIMIT 1"#,
-            &app_strings(apps),
+            &r.apps,
+            &r.excluded_apps,
+            &r.excluded_datasets as &[&str],
+            &r.excluded_grains as &[&str],
+            &r.floor_datasets as &[&str],
+            &r.floor_grains as &[&str],
+            &r.floors,
         )
         .fetch_optional(self.pool())
         .await?;

@@ -2,7 +2,7 @@
 //! due, who holds them.
 
 use super::{app_strings, Result, Store};
-use crate::dataset::{DatasetId, Target};
+use crate::dataset::{DatasetId, Stream, Target};
 use crate::domain::{AppId, Period};
 use crate::planner::{Before, Rule, Verdict};
 use crate::replica::ReplicaId;
@@ -16,6 +16,14 @@ pub struct Scope {
     /// Only these periods: `(dataset, first, last)`, `first` and `last` of
     /// one grain, inclusive. Empty: every period of every stream.
     pub ranges: Vec<Range>,
+    /// Streams these apps do not collect (any more): their periods stay in
+    /// the ledger and are not fetched.
+    pub excluded: Vec<(AppId, Stream)>,
+    /// The oldest period each stream keeps: older ones are fetched only if a
+    /// backfill asked for them (`requested`). Empty: no floor (a backfill's
+    /// own range). A stream without a floor while others have one is not
+    /// collected by any app of the scope.
+    pub floors: Vec<(Stream, NaiveDate)>,
 }
 
 /// Periods `first..=last` (of one grain) of one dataset.
@@ -36,19 +44,38 @@ impl Range {
     }
 }
 
-/// The ranges as the four arrays the queries bind. The names are static:
-/// the macros, which expect `String`s for `text[]`, are told so with
+/// The scope as the arrays the queries bind. The names are static: the
+/// macros, which expect `String`s for `text[]`, are told so with
 /// `as &[&str]`.
-pub(super) struct RangeColumns {
+pub(super) struct ScopeColumns {
+    pub(super) apps: Vec<String>,
     pub(super) datasets: Vec<&'static str>,
     pub(super) grains: Vec<&'static str>,
     pub(super) firsts: Vec<NaiveDate>,
     pub(super) lasts: Vec<NaiveDate>,
+    pub(super) excluded_apps: Vec<String>,
+    pub(super) excluded_datasets: Vec<&'static str>,
+    pub(super) excluded_grains: Vec<&'static str>,
+    pub(super) floor_datasets: Vec<&'static str>,
+    pub(super) floor_grains: Vec<&'static str>,
+    pub(super) floors: Vec<NaiveDate>,
 }
 
 impl Scope {
-    pub(super) fn columns(&self) -> RangeColumns {
-        RangeColumns {
+    /// `apps`, every period of every stream they collect (`excluded` names
+    /// the ones they do not).
+    pub fn of(apps: Vec<AppId>, excluded: Vec<(AppId, Stream)>) -> Self {
+        Self {
+            apps,
+            ranges: Vec::new(),
+            excluded,
+            floors: Vec::new(),
+        }
+    }
+
+    pub(super) fn columns(&self) -> ScopeColumns {
+        ScopeColumns {
+            apps: app_strings(&self.apps),
             datasets: self.ranges.iter().map(|r| r.dataset.as_str()).collect(),
             grains: self
                 .ranges
@@ -57,10 +84,27 @@ impl Scope {
                 .collect(),
             firsts: self.ranges.iter().map(|r| r.first.start()).collect(),
             lasts: self.ranges.iter().map(|r| r.last.start()).collect(),
+            excluded_apps: self.excluded.iter().map(|(a, _)| a.to_string()).collect(),
+            excluded_datasets: self
+                .excluded
+                .iter()
+                .map(|(_, s)| s.dataset.as_str())
+                .collect(),
+            excluded_grains: self
+                .excluded
+                .iter()
+                .map(|(_, s)| s.grain.as_str())
+                .collect(),
+            floor_datasets: self
+                .floors
+                .iter()
+                .map(|(s, _)| s.dataset.as_str())
+                .collect(),
+            floor_grains: self.floors.iter().map(|(s, _)| s.grain.as_str()).collect(),
+            floors: self.floors.iter().map(|&(_, f)| f).collect(),
         }
     }
 }
-
 /// Which periods of a range [`Store::requeue`] makes due again, beyond those
 /// never stored, not published yet or failing and due again later.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -180,12 +224,13 @@ impl Store {
         } = range;
         let (months, days) = first.grain().step();
         let result = sqlx::query!(
-            "INSERT INTO retention_ledger (appid, dataset, grain, period_start, next_due_at)
-             SELECT a, $10, $6, p::date, $4
+            "INSERT INTO retention_ledger (appid, dataset, grain, period_start, next_due_at, requested)
+             SELECT a, $10, $6, p::date, $4, true
              FROM unnest($1::text[]) AS a
              CROSS JOIN generate_series($2::date, $3::date, make_interval(months => $7, days => $8)) AS p
              ON CONFLICT (appid, dataset, grain, period_start) DO UPDATE
                 SET next_due_at = LEAST(retention_ledger.next_due_at, EXCLUDED.next_due_at),
+                    requested = true,
                     attempts = CASE WHEN $5 OR retention_ledger.next_due_at IS NULL THEN 0
                                     ELSE retention_ledger.attempts END,
                     updated_at = now()
@@ -332,18 +377,31 @@ impl Store {
     /// How many periods in `scope` are due at `as_of` (for progress bars).
     pub async fn count_due(&self, scope: &Scope, as_of: DateTime<Utc>) -> Result<i64> {
         let r = scope.columns();
+        // The scope's filters, as in the claim (see lease.rs).
         let count = sqlx::query_scalar!(
             r#"SELECT count(*) AS "count!" FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
               WHERE next_due_at <= $2
                 AND (cardinality($3::text[]) = 0 OR EXISTS (
                      SELECT 1 FROM unnest($6::text[], $3::text[], $4::date[], $5::date[]) AS r(d, g, f, t)
-                      WHERE r.d = l.dataset AND r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))"#,
-            &app_strings(&scope.apps),
+                      WHERE r.d = l.dataset AND r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))
+                AND NOT EXISTS (
+                     SELECT 1 FROM unnest($7::text[], $8::text[], $9::text[]) AS x(a, d, g)
+                      WHERE x.a = l.appid AND x.d = l.dataset AND x.g = l.grain)
+                AND (cardinality($10::text[]) = 0 OR l.requested OR l.period_start >= (
+                     SELECT f FROM unnest($10::text[], $11::text[], $12::date[]) AS k(d, g, f)
+                      WHERE k.d = l.dataset AND k.g = l.grain))"#,
+            &r.apps,
             as_of,
             &r.grains as &[&str],
             &r.firsts,
             &r.lasts,
             &r.datasets as &[&str],
+            &r.excluded_apps,
+            &r.excluded_datasets as &[&str],
+            &r.excluded_grains as &[&str],
+            &r.floor_datasets as &[&str],
+            &r.floor_grains as &[&str],
+            &r.floors,
         )
         .fetch_one(self.pool())
         .await?;

@@ -297,6 +297,7 @@ pub async fn pass_over(
     let scope = Scope {
         apps: p.all_apps().apps,
         ranges: vec![retention_range(first, last)],
+        ..Default::default()
     };
     let opts = PassOptions {
         as_of,
@@ -323,7 +324,7 @@ pub async fn once(p: &Runtime, as_of: DateTime<Utc>) -> PassReport {
         p,
         &PassOptions {
             as_of,
-            scope: p.all_apps(),
+            scope: p.kept_scope(as_of),
             plan: true,
         },
         &Default::default(),
