@@ -5,6 +5,7 @@ mod common;
 
 use chrono::Duration;
 use common::*;
+use sqlx::Connection;
 use wxretain::domain::{Grain, Metric};
 use wxretain::simulator::truth_value_of;
 
@@ -219,4 +220,100 @@ async fn an_idle_daemon_takes_back_a_dead_neighbours_periods_at_once() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     terminate(&mut daemon, std::time::Duration::from_secs(30)).await;
+}
+
+/// A newer release migrated the database under this process: its next pass
+/// writes nothing, and says why.
+#[tokio::test]
+async fn a_schema_migrated_by_a_newer_release_is_not_written_to() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 18, 11);
+    let sim = simulator(now, |_| {}).await;
+    let apps = apps(2);
+    let p = pipeline(config(&db, &sim, &apps, "[schedule]\nlookback_weeks = 2\n")).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99991231000000, 'from the future', true, '\\x00', 1)",
+    )
+    .execute(p.store.pool())
+    .await
+    .expect("a newer migration");
+    let opts = wxretain::pass::PassOptions {
+        as_of: now,
+        scope: p.kept_scope(now),
+        plan: true,
+    };
+    let refused = wxretain::pass::run_pass(&p, &opts, &Default::default(), None).await;
+    let error = format!("{:#}", refused.expect_err("a pass on a newer schema"));
+    assert!(error.contains("newer"), "{error}");
+    let written: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM weekly_retention) + (SELECT count(*) FROM retention_ledger)",
+    )
+    .fetch_one(p.store.pool())
+    .await
+    .expect("count");
+    assert_eq!(written, 0, "nothing planned, fetched or stored");
+    assert_eq!(sim.stats().total_data_calls, 0);
+}
+
+/// SIGTERM while the daemon waits at start-up for the migrations' lock
+/// (another session holds it) ends the process, without waiting for the lock.
+#[tokio::test]
+async fn a_stop_during_the_start_up_migration_wait_is_honoured() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(0).await;
+    let apps = apps(1);
+    let store = wxretain::store::Store::connect(&secrecy::SecretString::from(db.url.clone()), 2)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrated");
+    // Another session holds the migrations table: reading it waits.
+    let mut blocker = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    let (_dir, path, env) = config_file(&apps, "[schedule]\ndrain_timeout_secs = 2\n");
+    let mut daemon = run_command(&path, &env, &db.url, &sim.base_url(), free_port())
+        .spawn()
+        .expect("spawn wxretain run");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let status = terminate(&mut daemon, std::time::Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    drop(blocker);
+}
+
+/// A database that accepts connections and says nothing does not hold a
+/// one-shot command silent: it fails, naming the wait.
+#[tokio::test]
+async fn a_database_that_never_answers_ends_status_within_its_connect_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let env: std::collections::HashMap<String, String> = [(
+        "DATABASE_URL".to_string(),
+        format!("postgres://postgres@127.0.0.1:{port}/wxretain"),
+    )]
+    .into();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("wxretain.toml");
+    std::fs::write(&config, "").expect("config");
+    let started = std::time::Instant::now();
+    let mut command = wxretain_command(["--config", &config.display().to_string(), "status"], &env);
+    command.env("RUST_LOG", "warn");
+    let out = Output::of(command, std::time::Duration::from_secs(40), "status").await;
+    out.expect_code(1, "status")
+        .expect_stderr_has("did not answer within 10 s", "status");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }

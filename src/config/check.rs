@@ -156,15 +156,17 @@ impl Checker<'_> {
         }
     }
 
-    /// A rate in calls per second: positive, finite, and not beyond what a
-    /// rate limiter can space (a microsecond apart).
+    /// A rate in calls per second, within what a rate limiter can space:
+    /// at most a microsecond apart, at least one call every 1,000 s (a rate
+    /// like 1e-12 would space calls 30,000 years apart, past what the
+    /// limiter's clock holds).
     fn rate(&self, key: &str, v: f64) -> Result<f64, ConfigError> {
-        if v.is_finite() && v > 0.0 && v <= 1e6 {
+        if v.is_finite() && (0.001..=1e6).contains(&v) {
             Ok(v)
         } else {
             Err(self.invalid(
                 key,
-                format!("{v} is not a rate between 0 (excluded) and 1000000 calls per second"),
+                format!("{v} is not a rate between 0.001 and 1000000 calls per second"),
             ))
         }
     }

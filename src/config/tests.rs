@@ -158,7 +158,7 @@ fn the_rate_over_all_apps_is_off_unless_set_and_checked_when_set() {
     assert_eq!(parse("").expect("valid").wechat.rate_per_second, None);
     let set = parse("[wechat]\nrate_per_second = 40\n").expect("valid");
     assert_eq!(set.wechat.rate_per_second, Some(40.0));
-    for bad in ["0", "-1", "nan", "inf", "2000000"] {
+    for bad in ["0", "-1", "nan", "inf", "2000000", "1e-12", "0.0009"] {
         let (key, problem) = refusal(&format!("[wechat]\nrate_per_second = {bad}\n"));
         assert_eq!(key, "wechat.rate_per_second", "{bad}");
         assert!(problem.contains("not a rate"), "{bad}: {problem}");

@@ -165,7 +165,13 @@ async fn pass(p: &Runtime, shutdown: &CancellationToken, why: &str, plan: bool) 
 async fn wait_for_database(p: &Runtime, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let mut pause = Duration::from_secs(1);
     loop {
-        let schema = match p.store.migrate().await {
+        // Migrations wait for any other session holding their lock (another
+        // replica migrating, a stuck one): a stop request must not.
+        let migrated = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            migrated = p.store.migrate() => migrated,
+        };
+        let schema = match migrated {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };

@@ -73,6 +73,13 @@ pub async fn run_pass(
 ) -> anyhow::Result<PassReport> {
     let mut report = PassReport::default();
     rt.check_clock(opts.as_of).await?;
+    // A schema this release was not built for (a newer release migrated it
+    // under this process, a migration failed) is not written to: checked
+    // before every pass, not only at start-up.
+    rt.store.schema_state().await.map_err(|e| {
+        tracing::error!(error = %e, "not writing to a schema this release does not know");
+        anyhow::Error::new(e).context("checking the database's schema before the pass")
+    })?;
     if opts.plan {
         report.planned = rt.plan(&opts.scope.apps, opts.as_of).await?;
     }

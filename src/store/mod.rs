@@ -33,6 +33,9 @@ use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// How long a command waits for the database to answer a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -54,14 +57,22 @@ impl Store {
         // The pool retries a refused connection until acquire_timeout and then
         // says only "pool timed out": one direct connection first fails fast,
         // with the cause (refused, auth, no such database).
-        let probe = options
-            .connect()
+        // A server that accepts and then says nothing (a proxy to nowhere)
+        // would hold the command silent for minutes: bounded, and said.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the database {} did not answer within {} s",
+                    describe(url),
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })?
             .with_context(|| format!("cannot connect to the database {}", describe(url)))?;
         let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(CONNECT_TIMEOUT)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to the database {}", describe(url)))?;
@@ -90,11 +101,16 @@ impl Store {
     pub async fn create_database_if_missing(url: &SecretString) -> anyhow::Result<()> {
         let options = connect_options(url)?;
         let name = options.get_database().unwrap_or("postgres").to_string();
-        let mut admin = options
-            .clone()
-            .database("postgres")
-            .connect()
+        let admin_options = options.clone().database("postgres");
+        let mut admin = tokio::time::timeout(CONNECT_TIMEOUT, admin_options.connect())
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the server of {} did not answer within {} s",
+                    describe(url),
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })?
             .with_context(|| format!("cannot connect to the server of {}", describe(url)))?;
         let exists = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,

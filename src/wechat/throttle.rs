@@ -39,8 +39,11 @@ pub struct Throttle {
 /// Calls spaced evenly at `rate` per second, with no burst: "at most R in any
 /// second" is what a per-minute quota needs, and what the tests check.
 fn spaced(rate: f64) -> Quota {
-    // Config guarantees 0 < rate <= 1e6, so the period is at least a microsecond.
-    let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_micros(1));
+    // Config guarantees 0.001 <= rate <= 1e6: a period of a microsecond to
+    // 1,000 s. Clamped all the same: the limiter counts in nanoseconds.
+    let period = Duration::try_from_secs_f64(1.0 / rate)
+        .unwrap_or(Duration::from_secs(1000))
+        .clamp(Duration::from_micros(1), Duration::from_secs(1000));
     Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
         .allow_burst(NonZeroU32::MIN)
