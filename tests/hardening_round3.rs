@@ -317,3 +317,83 @@ async fn a_database_that_never_answers_ends_status_within_its_connect_timeout() 
         .expect_stderr_has("did not answer within 10 s", "status");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// Sends `signal` (STOP, CONT...) to `child`.
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// A process stopped longer than its lease (SIGSTOP, a frozen VM) finds its
+/// periods taken by another replica when it resumes: it sends no call for
+/// any of them.
+#[tokio::test]
+async fn a_process_stopped_past_its_lease_sends_nothing_when_it_resumes() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(300).await;
+    let apps = apps(2);
+    // The shortest lease these timeouts allow (16 s), few calls in flight,
+    // each app two calls a second: the backfill holds claims it has not sent.
+    let extra = "[wechat]\nconnect_timeout_secs = 1\nrequest_timeout_secs = 2\nretry_attempts = 1\n\
+                 retry_min_delay_ms = 0\nmax_in_flight = 4\napp_rate_per_second = 2\n\
+                 [schedule]\nlease_secs = 16\nlookback_weeks = 30\n[collect]\nretention = [\"weekly\"]\n";
+    let (_dir, path, env) = config_file(&apps, extra);
+    let now = chrono::Utc::now();
+    let last = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING);
+    let (from, to) = (last.plus_weeks(-29).monday(), last.plus_weeks(-1).sunday());
+    let args = [
+        "--config".to_string(),
+        path.display().to_string(),
+        "backfill".into(),
+        "--from".into(),
+        from.to_string(),
+        "--to".into(),
+        to.to_string(),
+    ];
+    let mut first = wxretain_command(&args, &env);
+    first
+        .env("DATABASE_URL", &db.url)
+        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().expect("spawn backfill");
+    let started = std::time::Instant::now();
+    while sim.stats().total_data_calls < 4 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the backfill calls"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    signal(&first, "STOP");
+    // Its leases run out; another replica takes every period and finishes.
+    tokio::time::sleep(std::time::Duration::from_secs(18)).await;
+    let mut second = wxretain_command(&args, &env);
+    second
+        .env("DATABASE_URL", &db.url)
+        .env("WXRETAIN_WECHAT_BASE_URL", sim.base_url())
+        .env("RUST_LOG", "warn");
+    Output::of(
+        second,
+        std::time::Duration::from_secs(120),
+        "second backfill",
+    )
+    .await
+    .expect_code(0, "the second backfill stores everything");
+    let calls = sim.stats().total_data_calls;
+    signal(&first, "CONT");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), first.wait())
+        .await
+        .expect("the resumed backfill ends")
+        .expect("wait");
+    assert_eq!(
+        sim.stats().total_data_calls,
+        calls,
+        "the resumed process sent calls for periods another replica had taken ({status:?})"
+    );
+}

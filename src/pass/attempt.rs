@@ -100,6 +100,10 @@ pub enum Settled {
     /// Not attempted, or held back at the moment of sending: the app is
     /// paused; due again at `until`.
     Deferred { claim: Claim, until: DateTime<Utc> },
+    /// Held back at the moment of sending: this process's leases may have
+    /// run out. Nothing is written; the period is another replica's now, or
+    /// due again when this pass gives its leases back.
+    Abandoned { claim: Claim },
 }
 
 /// What an attempt needs besides its claim.
@@ -135,6 +139,10 @@ impl<F: Fetch> Attempt<'_, F> {
         let requests = meter.requests();
         let raw = match fetched {
             Ok(raw) => raw,
+            // Not sent: the process's leases may have run out.
+            Err(FetchError::LeaseRunOut) => {
+                return Attempted::Settled(Settled::Abandoned { claim });
+            }
             Err(FetchError::Paused) => {
                 // Held back at the moment of sending: the app was paused meanwhile.
                 let until = self.pauses.until(&claim.appid).unwrap_or(self.as_of);

@@ -111,7 +111,7 @@ pub async fn run_pass(
     let lease = rt.config.schedule.lease;
     // Claimed periods wait (queue, rate limits, the token lock) before their
     // fetch starts: renew every lease held well before it can run out.
-    let _heartbeat = Heartbeat::start(rt, lease);
+    let heartbeat = Heartbeat::start(rt, lease);
     // Periods claimed and not yet finished: a claim that returns one of them
     // again (its lease had run out and we took it back) must not start it twice.
     let mut in_flight: HashSet<Held> = HashSet::new();
@@ -143,7 +143,10 @@ pub async fn run_pass(
     let mut flush_due = false;
     let mut claim_error = None;
     loop {
-        if !claiming && !exhausted && queue.len() < max_in_flight && !shutdown.is_cancelled() {
+        // Leases that may have run out (the process was stopped) end the
+        // pass as a stop does: what another replica took is not asked twice.
+        let stopping = shutdown.is_cancelled() || heartbeat.run_out();
+        if !claiming && !exhausted && queue.len() < max_in_flight && !stopping {
             claiming = true;
             let scope = &opts.scope;
             events.push(Box::pin(async move {
@@ -154,10 +157,7 @@ pub async fn run_pass(
                 )
             }));
         }
-        while fetching < max_in_flight
-            && answered.len() + fetching < max_waiting
-            && !shutdown.is_cancelled()
-        {
+        while fetching < max_in_flight && answered.len() + fetching < max_waiting && !stopping {
             let Some(claim) = queue.pop_front() else {
                 break;
             };

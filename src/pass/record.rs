@@ -31,6 +31,7 @@ impl Recorder<'_> {
 
     async fn write(&self, settled: Settled) -> (Claim, Outcome) {
         let (claim, written, outcome) = match settled {
+            Settled::Abandoned { claim } => return (claim, Outcome::LeaseLost),
             Settled::Deferred { claim, until } => {
                 let verdict = Verdict {
                     state: claim.before.state,

@@ -207,7 +207,13 @@ fn connect_options(url: &SecretString) -> anyhow::Result<PgConnectOptions> {
     // at 10,000 apps `status` and the per-pass gauges read the whole ledger
     // and take that long by design, so a warning on each would be noise in
     // every log. At INFO they show when asked for (RUST_LOG=sqlx=info).
-    Ok(options.log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1)))
+    // wxretain's transactions last milliseconds. One left open (the process
+    // was stopped, SIGSTOP or a frozen VM, mid-write) would hold its row
+    // locks and block every replica's planning and backfills: the server
+    // ends such a session after 30 s idle inside a transaction.
+    Ok(options
+        .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1))
+        .options([("idle_in_transaction_session_timeout", "30s")]))
 }
 
 /// sqlx logs every query parameter it does not read, value and all: the

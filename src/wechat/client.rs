@@ -41,6 +41,32 @@ impl CallMeter {
     }
 }
 
+/// Until when a pass's leases are known to hold, shared by the pass (which
+/// moves it as it renews them) and the client (which sends nothing past it).
+#[derive(Debug, Clone, Default)]
+pub struct LeaseHold(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl LeaseHold {
+    /// Leases hold until `until`; `None`: no pass holds any.
+    pub fn set(&self, until: Option<Instant>) {
+        *self.lock() = until;
+    }
+
+    pub fn until(&self) -> Option<Instant> {
+        *self.lock()
+    }
+
+    /// Whether a pass's leases may have run out.
+    pub fn run_out(&self) -> bool {
+        self.until().is_some_and(|until| Instant::now() >= until)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // A poisoned lock means a panic elsewhere; the instant is still usable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A raw successful answer: a JSON object without a non-zero errcode, as
 /// WeChat sent it except for credentials, which are scrubbed (see
 /// `send_and_read`). Whether it is *right* is for its dataset ([`crate::dataset`]) to say.
@@ -74,6 +100,11 @@ pub struct WeChatClient {
     /// sending, because a call may wait behind the rate limit long after
     /// the refusal came.
     paused: std::sync::Mutex<std::collections::HashSet<crate::domain::AppId>>,
+    /// Until when this process's leases are known to hold (the pass's
+    /// heartbeat moves it): past it, a call is not sent, because a process
+    /// stopped longer than its lease (SIGSTOP, a frozen VM) may find its
+    /// periods taken by another replica. `None`: no pass holds leases.
+    leases_hold_until: LeaseHold,
 }
 
 impl std::fmt::Debug for WeChatClient {
@@ -100,6 +131,7 @@ impl WeChatClient {
             tokens: TokenCache::new(http.clone(), config.clone(), budget),
             throttle: Throttle::new(config),
             paused: Default::default(),
+            leases_hold_until: Default::default(),
             http,
             base_url: config.base_url.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -109,6 +141,12 @@ impl WeChatClient {
     /// Sends no more calls for `appid` until [`Self::resume_all`].
     pub fn pause(&self, appid: &crate::domain::AppId) {
         self.paused_apps().insert(appid.clone());
+    }
+
+    /// Where a pass says until when its leases hold (see
+    /// `leases_hold_until`): calls are sent only before that.
+    pub fn lease_hold(&self) -> LeaseHold {
+        self.leases_hold_until.clone()
     }
 
     /// Forgets every pause (a new pass decides afresh).
@@ -193,6 +231,9 @@ impl WeChatClient {
     ) -> Result<RawAnswer, FetchError> {
         if self.paused_apps().contains(&app.appid) {
             return Err(FetchError::Paused);
+        }
+        if self.leases_hold_until.run_out() {
+            return Err(FetchError::LeaseRunOut);
         }
         let api = target.spec().api(target.grain());
         let endpoint = Endpoint::Data(api);

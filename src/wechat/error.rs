@@ -284,6 +284,11 @@ pub enum FetchError {
     /// (a quota, its setup), so the call would only be refused too.
     #[error("not sent: the app was paused while the call waited (quota or configuration)")]
     Paused,
+    /// Not sent: this process's leases were not renewed in time (it was
+    /// stopped, or the database did not answer), so another replica may
+    /// hold the period now.
+    #[error("not sent: this process's leases ran out before the call's turn")]
+    LeaseRunOut,
 }
 
 impl FetchError {
@@ -299,7 +304,7 @@ impl FetchError {
             | FetchError::Garbage { .. }
             | FetchError::TooLarge { .. } => ErrorClass::Transient,
             FetchError::TokenSource(_) | FetchError::RefusedTokenKept { .. } => ErrorClass::Config,
-            FetchError::Paused => ErrorClass::Paused,
+            FetchError::Paused | FetchError::LeaseRunOut => ErrorClass::Paused,
         }
     }
 

@@ -6,7 +6,7 @@ mod http;
 mod throttle;
 mod token;
 
-pub use client::{CallMeter, RawAnswer, WeChatClient};
+pub use client::{CallMeter, LeaseHold, RawAnswer, WeChatClient};
 pub use error::{ApiErrorCode, Endpoint, ErrorClass, FetchError};
 pub use http::{scrub, scrub_json};
 pub use token::ForceRefreshBudget;
