@@ -397,3 +397,159 @@ async fn a_process_stopped_past_its_lease_sends_nothing_when_it_resumes() {
         "the resumed process sent calls for periods another replica had taken ({status:?})"
     );
 }
+
+/// An answer holding NUL (which Postgres refuses), a newline and an ESC
+/// sequence is stored, and archived with what it held escaped; it costs no
+/// other app its periods.
+#[tokio::test]
+async fn an_answer_holding_nul_and_escapes_is_stored_and_costs_no_one_else() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 18, 11);
+    let apps = apps(3);
+    let hostile = apps[1].clone();
+    let sim = simulator(now, |c| c.faults.hostile_text_apps = vec![hostile.clone()]).await;
+    let extra = "[schedule]\nlookback_weeks = 4\n[collect]\nretention = [\"weekly\"]\n";
+    let p = pipeline(config(&db, &sim, &apps, extra)).await;
+    let (first, last) = kept_weeks(&p, now);
+    let report = backfill(&p, first, last, now, false).await;
+    assert_eq!(report.unsaved + report.failed, 0, "{report:?}");
+    assert_eq!(table(&p.store).await, truth(&apps, first, last, now, 10));
+    let (raw, note): (String, String) =
+        sqlx::query_as("SELECT raw, body->>'note' FROM retention_answers WHERE appid = $1 LIMIT 1")
+            .bind(hostile.as_str())
+            .fetch_one(p.store.pool())
+            .await
+            .expect("archived");
+    assert!(
+        raw.contains("a\\u0000b"),
+        "the raw text keeps the NUL, escaped: {raw}"
+    );
+    assert_eq!(note, "a\u{fffd}b\nFORGED LINE \u{1b}[31mred");
+}
+
+/// A write the database refuses for one app (a trigger raising "disk
+/// full") fails that app's periods, with the reason and a backoff; the
+/// other apps' periods of the same batch are stored, and a pass right after
+/// does not ask the refused ones again.
+#[tokio::test]
+async fn a_write_the_database_refuses_fails_only_its_period_and_backs_off() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 18, 11);
+    let sim = simulator(now, |_| {}).await;
+    let apps = apps(3);
+    let refused = apps[2].clone();
+    let extra = "[schedule]\nlookback_weeks = 4\n[collect]\nretention = [\"weekly\"]\n";
+    let p = pipeline(config(&db, &sim, &apps, extra)).await;
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON weekly_retention
+         FOR EACH ROW WHEN (NEW.appid = '{refused}') EXECUTE FUNCTION refuse();"
+    ))
+    .execute(p.store.pool())
+    .await
+    .expect("trigger");
+    let (first, last) = kept_weeks(&p, now);
+    backfill(&p, first, last, now, false).await;
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT appid FROM weekly_retention ORDER BY 1")
+            .fetch_all(p.store.pool())
+            .await
+            .expect("rows");
+    assert_eq!(stored, [apps[0].to_string(), apps[1].to_string()]);
+    let failing: Vec<(String, Option<String>, Option<String>, bool)> = sqlx::query_as(
+        "SELECT state, last_error, last_error_class, next_due_at > $2 FROM retention_ledger
+          WHERE appid = $1 AND cardinality(keys) = 0 AND last_attempt_at IS NOT NULL",
+    )
+    .bind(refused.as_str())
+    .bind(now)
+    .fetch_all(p.store.pool())
+    .await
+    .expect("ledger");
+    assert!(!failing.is_empty());
+    for (state, error, class, later) in &failing {
+        assert_eq!(state, "failing");
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("could not extend file")),
+            "{error:?}"
+        );
+        assert_eq!(class.as_deref(), Some("store"));
+        assert!(later, "backs off instead of staying due");
+    }
+    // Asked again at once, nothing is due: no spinning on the refused periods.
+    let calls = sim.stats().total_data_calls;
+    once(&p, now + Duration::seconds(10)).await;
+    assert_eq!(sim.stats().total_data_calls, calls);
+}
+
+/// An errmsg holding NUL, a newline and an ESC sequence reaches the ledger,
+/// `status` and the log as one printable line: no forged log line, no
+/// terminal escape, no NUL for Postgres to refuse.
+#[tokio::test]
+async fn an_errmsg_with_nul_newlines_and_escapes_is_one_printable_line() {
+    let db = TestDb::new().await;
+    let now = chrono::Utc::now();
+    let sim = simulator(now, |c| {
+        c.clock = wxretain::simulator::SimClock::real();
+        c.faults.app_errors = vec![(wxretain::simulator::sim_appid(1), 48001)];
+        c.faults.errmsg_suffix = Some("\u{0}\nFORGED ERROR wxretain: all good \u{1b}[2J".into());
+    })
+    .await;
+    let apps = apps(1);
+    let (_dir, path, env) = config_file(
+        &apps,
+        "[schedule]\nlookback_weeks = 1\n[collect]\nretention = [\"weekly\"]\n",
+    );
+    let out = wxretain_with_config(&path, &env, &db.url, &sim, &["once"]).await;
+    out.expect_code(1, "once with a broken app");
+    assert!(out.stderr.contains("48001"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "an ESC reached the log:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("FORGED")),
+        "a forged log line:\n{}",
+        out.stderr
+    );
+    let error: String = sqlx::query_scalar(
+        "SELECT last_error FROM retention_ledger WHERE last_error IS NOT NULL LIMIT 1",
+    )
+    .fetch_one(&sqlx::PgPool::connect(&db.url).await.expect("pool"))
+    .await
+    .expect("recorded");
+    assert!(
+        !error.contains('\0') && !error.contains('\n') && !error.contains('\u{1b}'),
+        "{error:?}"
+    );
+    let status = wxretain_with_config(&path, &env, &db.url, &sim, &["status"]).await;
+    assert!(
+        !status.stdout.contains('\u{1b}') && !status.stdout.contains("\nFORGED"),
+        "{}",
+        status.stdout
+    );
+}
+
+/// An app name that would forge lines in logs, `status` and `report` is a
+/// config error naming the key.
+#[tokio::test]
+async fn an_app_name_with_control_characters_is_refused() {
+    let db = TestDb::new().await;
+    let sim = simulator(beijing(2026, 11, 18, 11), |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wxretain.toml");
+    std::fs::write(
+        &path,
+        "[[apps]]\nappid = \"wx51a0000000000001\"\nname = \"ok\\nFORGED \\u001b[31m\"\nsecret_env = \"S\"\n",
+    )
+    .expect("config");
+    let env: std::collections::HashMap<String, String> =
+        [("S".to_string(), "s".to_string())].into();
+    wxretain_with_config(&path, &env, &db.url, &sim, &["status"])
+        .await
+        .expect_code(2, "a name with a newline")
+        .expect_stderr_has("apps[0].name", "names the key");
+}

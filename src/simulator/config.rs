@@ -197,6 +197,8 @@ impl SimArgs {
                 empty_answer_rate: probability("empty-answer-rate", self.empty_answer_rate)?,
                 premature_keys_rate: probability("premature-keys-rate", self.premature_keys_rate)?,
                 huge_apps: Vec::new(),
+                hostile_text_apps: Vec::new(),
+                errmsg_suffix: None,
                 implausible_apps: self
                     .implausible_apps
                     .iter()

@@ -135,6 +135,12 @@ impl Engine {
 
     /// `{"errcode","errmsg"}` with a fresh `rid:` tail, as WeChat sends.
     pub(crate) fn error(&self, code: i64) -> Value {
+        self.error_with(code, "")
+    }
+
+    /// [`Self::error`] with `suffix` after the rid (`Faults::errmsg_suffix`).
+    /// Takes no lock: callers hold the state's.
+    fn error_with(&self, code: i64, suffix: &str) -> Value {
         let n = self.rids.fetch_add(1, Ordering::Relaxed);
         // Only the low 32 bits of each mix are shown: cut on purpose.
         #[allow(clippy::cast_possible_truncation)]
@@ -144,7 +150,7 @@ impl Engine {
             (n.wrapping_mul(0x9E37_79B9) >> 7) as u32,
             (n.wrapping_mul(0x85EB_CA6B) >> 3) as u32
         );
-        json!({"errcode": code, "errmsg": format!("{} rid: {rid}", errmsg(code))})
+        json!({"errcode": code, "errmsg": format!("{} rid: {rid}{suffix}", errmsg(code))})
     }
 
     pub(crate) fn token_call(&self, kind: TokenKind, req: &TokenRequest) -> Value {
@@ -158,10 +164,10 @@ impl Engine {
             TokenKind::Classic => st.stats.token_calls.classic += 1,
         }
         if req.grant_type.as_deref() != Some("client_credential") {
-            return self.error(40002);
+            return self.error_with(40002, &st.faults.errmsg_suffix.clone().unwrap_or_default());
         }
         let Some(appid) = req.appid.as_deref().and_then(|a| a.parse::<AppId>().ok()) else {
-            return self.error(40013);
+            return self.error_with(40013, &st.faults.errmsg_suffix.clone().unwrap_or_default());
         };
         *st.stats
             .token_calls_by_app
@@ -169,17 +175,17 @@ impl Engine {
             .or_default() += 1;
         let app_error = st.faults.app_error(&appid);
         if let Some(code) = app_error.filter(|c| TOKEN_CALL_ERRORS.contains(c)) {
-            return self.error(code);
+            return self.error_with(code, &st.faults.errmsg_suffix.clone().unwrap_or_default());
         }
         if req.secret.as_deref().is_none_or(|s| s.trim().is_empty()) {
-            return self.error(40125);
+            return self.error_with(40125, &st.faults.errmsg_suffix.clone().unwrap_or_default());
         }
         if req
             .secret
             .as_deref()
             .is_some_and(|s| st.faults.wrong_secret(&appid, s))
         {
-            return self.error(40001);
+            return self.error_with(40001, &st.faults.errmsg_suffix.clone().unwrap_or_default());
         }
         let seed = st.faults.seed;
         let (token, expires_in) = match kind {
@@ -240,7 +246,8 @@ impl Engine {
         period: Result<Period, i64>,
         now: DateTime<Utc>,
     ) -> Answer {
-        let fail = |code| Answer::Json(self.error(code));
+        let suffix = st.faults.errmsg_suffix.clone().unwrap_or_default();
+        let fail = |code| Answer::Json(self.error_with(code, &suffix));
         let (p5xx, pgarbage) = (st.faults.http_5xx_rate, st.faults.garbage_rate);
         if st.draw(p5xx) {
             return Answer::GatewayError;
@@ -309,6 +316,11 @@ impl Engine {
         }
         if st.faults.huge_apps.contains(&appid) {
             make_huge(&mut answer);
+        }
+        if st.faults.hostile_text_apps.contains(&appid) {
+            if let Value::Object(fields) = &mut answer {
+                fields.insert("note".into(), json!("a\u{0}b\nFORGED LINE \u{1b}[31mred"));
+            }
         }
         let ppremature = st.faults.premature_keys_rate;
         if st.draw(ppremature) {

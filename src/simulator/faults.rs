@@ -33,6 +33,13 @@ pub struct Faults {
     /// period reported ahead of its time, which must neither be stored nor
     /// end the period.
     pub premature_keys_rate: f64,
+    /// These apps' answers carry a `note` field holding NUL, a newline and
+    /// an ESC sequence, as an answer WeChat (or a gateway) might pass on:
+    /// Postgres refuses NUL, terminals obey ESC.
+    pub hostile_text_apps: Vec<AppId>,
+    /// Appended to every errmsg: text a gateway or WeChat may put there
+    /// (NUL, newlines that forge log lines, ESC sequences).
+    pub errmsg_suffix: Option<String>,
     /// These apps' values are multiplied by 2^32: a platform of billions of
     /// users, where any 32-bit integer on the way would overflow.
     pub huge_apps: Vec<AppId>,
