@@ -553,3 +553,83 @@ async fn an_app_name_with_control_characters_is_refused() {
         .expect_code(2, "a name with a newline")
         .expect_stderr_has("apps[0].name", "names the key");
 }
+
+/// A backfill beside a running daemon that is fetching the same range waits
+/// for it instead of calling those periods failures: exit 0, all stored.
+#[tokio::test]
+async fn a_backfill_beside_a_busy_daemon_waits_for_it_and_exits_0() {
+    let db = TestDb::new().await;
+    let sim = real_time_simulator(200).await;
+    let apps = apps(3);
+    let extra = "[wechat]\napp_rate_per_second = 3\nmax_in_flight = 3\n\
+                 [schedule]\ncron = \"0 0 0 1 1 *\"\nlookback_weeks = 12\n[collect]\nretention = [\"weekly\"]\n";
+    let (_dir, path, env) = config_file(&apps, extra);
+    let mut daemon = run_command(&path, &env, &db.url, &sim.base_url(), free_port())
+        .spawn()
+        .expect("spawn wxretain run");
+    // The daemon's start-up pass is under way.
+    let started = std::time::Instant::now();
+    while sim.stats().total_data_calls < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the daemon calls"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let now = chrono::Utc::now();
+    let last = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING);
+    let (from, to) = (
+        last.plus_weeks(-11).monday().to_string(),
+        last.sunday().to_string(),
+    );
+    let out = wxretain_with_config(
+        &path,
+        &env,
+        &db.url,
+        &sim,
+        &["backfill", "--from", &from, "--to", &to],
+    )
+    .await;
+    out.expect_code(0, "backfill beside the daemon");
+    terminate(&mut daemon, std::time::Duration::from_secs(30)).await;
+}
+
+/// Asked for a grain no selected app collects, backfill says so (exit 2);
+/// with some apps that do, it names the others as skipped.
+#[tokio::test]
+async fn a_backfill_of_a_grain_not_collected_says_so() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 18, 11);
+    let sim = simulator(now, |_| {}).await;
+    let apps = apps(2);
+    let weekly = "[collect]\nretention = [\"weekly\"]\n";
+    let (_dir, path, env) = config_file(&apps, weekly);
+    let args = [
+        "backfill",
+        "--retention",
+        "daily",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-11-08",
+    ];
+    wxretain_with_config(&path, &env, &db.url, &sim, &args)
+        .await
+        .expect_code(2, "no app collects daily")
+        .expect_stderr_has(
+            "no selected app collects retention daily",
+            "names the stream",
+        );
+    let mixed = format!(
+        "[collect]\nretention = [\"weekly\"]\n[[apps]]\nappid = \"wx51a0000000000009\"\nsecret_env = \"S9\"\nretention = [\"daily\"]\n"
+    );
+    let (_dir, path, mut env) = config_file(&apps, &mixed);
+    env.insert("S9".into(), "s9".into());
+    let out = wxretain_with_config(&path, &env, &db.url, &sim, &args).await;
+    assert!(
+        out.stdout
+            .contains(&format!("{}: does not collect retention daily", apps[0])),
+        "{}",
+        out.stdout
+    );
+}

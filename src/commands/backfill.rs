@@ -129,6 +129,35 @@ fn dates_of_range(args: &BackfillArgs) -> Result<(NaiveDate, NaiveDate), UsageEr
 pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let apps = config.select_apps(&args.apps).map_err(UsageError)?;
     let ranges = periods_of_range(&args, &wanted_streams(&args), Utc::now())?;
+    // Asked for a stream an app does not collect: say so, and refuse a
+    // range no selected app collects at all (it would do nothing, silently).
+    let mut wanted_pairs = 0;
+    for &range in &ranges.ranges {
+        let stream = Stream::new(range.dataset, range.first.grain());
+        let (collect, skip): (Vec<_>, Vec<_>) =
+            apps.iter().partition(|a| a.streams.contains(&stream));
+        wanted_pairs += collect.len();
+        if !args.dataset.is_empty() || !args.retention.is_empty() {
+            for app in skip {
+                println!(
+                    "{}: does not collect {stream} (its config's [collect] or own {} key): skipped",
+                    app.appid, stream.dataset
+                );
+            }
+        }
+    }
+    if wanted_pairs == 0 && !ranges.ranges.is_empty() {
+        return Err(UsageError(format!(
+            "nothing to backfill: no selected app collects {} (see [collect] and the apps' own keys)",
+            ranges
+                .ranges
+                .iter()
+                .map(|r| Stream::new(r.dataset, r.first.grain()).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
     // The selected apps' periods of the range, of the streams each collects.
     let excluded = apps
         .iter()
@@ -186,8 +215,28 @@ pub async fn run(config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode>
         scope: scope.clone(),
         plan: false,
     };
-    let report = run_pass(&p, &opts, &shutdown, bar.as_deref()).await?;
+    let mut report = run_pass(&p, &opts, &shutdown, bar.as_deref()).await?;
     drop(bar);
+    // Periods of the range a running daemon was fetching when this run
+    // claimed: wait for it (as long as a lease), then take what it left due.
+    let waited = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let theirs = p.store.leased_by_others(&scope, &p.owner).await?;
+        if theirs == 0 || shutdown.is_cancelled() {
+            break;
+        }
+        if waited.elapsed() > p.config.schedule.lease {
+            println!("{theirs} periods are still in another replica's hands: left to it (see `wxretain status`)");
+            break;
+        }
+        if !said {
+            println!("{theirs} periods are being fetched by another replica (a running daemon): waiting for it");
+            said = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        report += run_pass(&p, &opts, &shutdown, None).await?;
+    }
     let mut complete = true;
     for &range in &ranges.ranges {
         let collecting = collecting(&apps, range);

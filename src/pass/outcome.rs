@@ -28,6 +28,22 @@ pub struct PassReport {
     pub lease_lost: u64,
 }
 
+impl std::ops::AddAssign for PassReport {
+    /// Another pass's counts added to these (a run of several passes).
+    fn add_assign(&mut self, other: PassReport) {
+        self.planned += other.planned;
+        self.attempted += other.attempted;
+        self.stored += other.stored;
+        self.rows_written += other.rows_written;
+        self.not_ready += other.not_ready;
+        self.failed += other.failed;
+        self.rejected += other.rejected;
+        self.deferred += other.deferred;
+        self.unsaved += other.unsaved;
+        self.lease_lost += other.lease_lost;
+    }
+}
+
 /// What happened to one claimed period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

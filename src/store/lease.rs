@@ -9,6 +9,34 @@ use chrono::{DateTime, NaiveDate, Utc};
 use std::time::Duration;
 
 impl Store {
+    /// How many periods of `scope` another holder leases now: what a
+    /// backfill beside running daemons waits for.
+    pub async fn leased_by_others(&self, scope: &Scope, me: &ReplicaId) -> Result<i64> {
+        let r = scope.columns();
+        let count = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM retention_ledger l JOIN unnest($1::text[]) AS a(appid) USING (appid)
+              WHERE l.lease_owner IS NOT NULL AND l.lease_owner <> $9 AND l.lease_until > now()
+                AND (cardinality($2::text[]) = 0 OR EXISTS (
+                     SELECT 1 FROM unnest($2::text[], $3::text[], $4::date[], $5::date[]) AS r(d, g, f, t)
+                      WHERE r.d = l.dataset AND r.g = l.grain AND l.period_start BETWEEN r.f AND r.t))
+                AND NOT EXISTS (
+                     SELECT 1 FROM unnest($6::text[], $7::text[], $8::text[]) AS x(a, d, g)
+                      WHERE x.a = l.appid AND x.d = l.dataset AND x.g = l.grain)"#,
+            &r.apps,
+            &r.datasets as &[&str],
+            &r.grains as &[&str],
+            &r.firsts,
+            &r.lasts,
+            &r.excluded_apps,
+            &r.excluded_datasets as &[&str],
+            &r.excluded_grains as &[&str],
+            me.as_str(),
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(count)
+    }
+
     /// Leases up to `limit` due periods for `owner`. `FOR UPDATE SKIP LOCKED`
     /// keeps replicas off each other's rows; the lease (wall clock, not
     /// `as_of`) hands a dead replica's periods to the others once it runs out.
