@@ -2,7 +2,7 @@
 //! due, so an enqueued backfill and a quota pause that ends are fetched at
 //! once, not at the next tick. The tick here is once a year.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::*;

@@ -5,7 +5,7 @@
 //! `WXRETAIN_SKIP_PROMTOOL=1` to run these tests on a machine without them;
 //! everything else is still checked.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};

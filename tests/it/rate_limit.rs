@@ -1,7 +1,7 @@
 //! `[wechat] rate_per_second` and `app_rate_per_second` hold at WeChat's end:
 //! counted from the simulator's arrival times, not from our own bookkeeping.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! that share a hostname and a PID, clocks ahead of the truth, a database
 //! migrated by a newer release, answers that cannot be true.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::*;

@@ -1,7 +1,7 @@
 //! The dashboard views over real data: the simulator's, fetched over HTTP into
 //! a fresh database, checked against the simulator's ground truth.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use common::*;

@@ -2,8 +2,8 @@
 //! WeChat credentials, apply pending migrations themselves, and `status`
 //! says through its exit code whether an app needs attention.
 
-mod common;
-mod operator;
+use crate::common;
+use crate::operator;
 
 use common::*;
 use operator::*;

@@ -1,7 +1,7 @@
 //! Several `wxretain run` processes on one database: they share the work,
 //! never fetch a week twice at once, and finish the weeks of one that dies.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use common::*;

@@ -2,7 +2,7 @@
 //! `retention_cohorts_monthly`) and `wxretain report --retention`, over rows
 //! inserted by plain SQL: the views must not depend on how the rows got there.
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDate;
 use common::{wxretain_command, Output, TestDb};

@@ -1,7 +1,7 @@
 //! Faults from WeChat, the network and Postgres: nothing lost, nothing wrong
 //! written, no secret in the log.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::Arc;

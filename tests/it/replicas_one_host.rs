@@ -3,7 +3,7 @@
 //! `--listen off`), a copy whose address is taken says how to fix it, and
 //! the copies share the work without asking WeChat twice.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::*;

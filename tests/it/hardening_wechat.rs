@@ -1,7 +1,7 @@
 //! Hardening of the WeChat side: what an echoing gateway, a wrong secret, a
 //! failing token source, an odd `expires_in` and `force_refresh` can do.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::HashMap;

@@ -8,7 +8,7 @@
 //! Blocks that are not run here are listed in [`NOT_RUN_HERE`] with the test
 //! that covers them instead (or why none can).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeSet, HashMap};

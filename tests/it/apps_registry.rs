@@ -3,7 +3,7 @@
 //! `retention_fetch_health_all` show them), and back as they were when
 //! configured again. The health views show each app's configured name.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::*;

@@ -2,7 +2,7 @@
 //! Postgres roles (deploy/postgres/initdb and the README's SQL for plain
 //! binaries), the systemd unit (deploy/systemd), and the README's first query.
 //! tests/deploy.rs covers compose, the Dockerfile and the dashboard.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

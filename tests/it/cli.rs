@@ -1,7 +1,7 @@
 //! The real `wxretain` binary, run as an operator would: a config file, env
 //! vars, exit codes, stdout/stderr, and what lands in Postgres.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
 use common::*;

@@ -1,7 +1,7 @@
 //! The retention family through the real pipeline: daily and monthly beside
 //! weekly, against the simulator and a real Postgres.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::*;

@@ -3,8 +3,8 @@
 //! carry no colour codes when stderr is not a terminal; `latency_ms` is a
 //! call's own time, not its wait in the queue.
 
-mod common;
-mod operator;
+use crate::common;
+use crate::operator;
 
 use common::*;
 use operator::*;

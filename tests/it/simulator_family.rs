@@ -1,7 +1,7 @@
 //! The simulator's three retention APIs over HTTP: the same tokens, faults,
 //! quotas and clock for a day, a week and a month.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use reqwest::Client;

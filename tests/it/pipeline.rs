@@ -1,6 +1,6 @@
 //! The core pipeline end to end: real Postgres, the simulator over HTTP.
 
-mod common;
+use crate::common;
 
 use common::*;
 use wxretain::domain::NaturalWeek;

@@ -1,6 +1,6 @@
 //! The simulator over real HTTP, the way a collector meets it.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::Client;

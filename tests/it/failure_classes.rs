@@ -2,7 +2,7 @@
 //! wxretain does not know, and answers that fail validation, each against
 //! the simulator: how often a period is asked within a pass, and when again.
 
-mod common;
+use crate::common;
 
 use common::*;
 use wxretain::domain::{AppId, NaturalWeek, BEIJING};

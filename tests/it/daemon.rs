@@ -2,7 +2,7 @@
 //! `--as-of`, the maturing rule's call budget, catch-up after an outage, and
 //! the real `wxretain run` process (signals, /readyz, /metrics).
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use common::*;

@@ -1,7 +1,7 @@
 //! `wxretain run` as a real process: it serves /livez, /readyz and /metrics,
 //! and SIGTERM in the middle of a pass loses nothing.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};

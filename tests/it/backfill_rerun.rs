@@ -3,7 +3,7 @@
 //! longer serves ends `unavailable` and is not asked again; the exit code
 //! says what this run failed or left pending. `--retry-failed` asks again.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::*;

@@ -2,7 +2,7 @@
 //! sidecar) is read again when its TTL passes or WeChat refuses it, and a
 //! file (or variable) that keeps holding a refused token makes its app broken.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::HashMap;

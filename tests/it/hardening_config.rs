@@ -4,7 +4,7 @@
 //! `once`'s exit code, concurrent `migrate`, the week calendar under another
 //! cron time zone, and how `run` stops.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 //! command is run by deploy/check-image-build.sh in CI), and the dashboard by
 //! running its SQL against a database filled the way the demo fills it.
 //! tests/deploy_host.rs covers the Postgres roles and the systemd unit.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

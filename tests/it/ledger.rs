@@ -1,7 +1,7 @@
 //! Planning: every replica's tick plans, so it must be idempotent, fill
 //! every gap, and (for speed) skip apps whose weeks are already unbroken.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, NaiveDate};
 use common::*;
