@@ -302,7 +302,7 @@ async fn config_errors_exit_2_and_name_the_key_before_any_network_or_database_ca
             .set_env("DATABASE_URL", CLOSED_DB)
             .set_env("WXRETAIN_WECHAT_BASE_URL", CLOSED_HTTP);
         // (`migrate` and `report` read no config while DATABASE_URL is set;
-        // `status` reads no secrets: tests/operator_status.rs.)
+        // `status` reads no secrets: tests/it/operator_status.rs.)
         for command in ["status", "once", "run"] {
             if what == "missing secret variable" && command == "status" {
                 continue;

@@ -6,7 +6,7 @@
 //! engine; .ci/run installs it), the Dockerfile by reading it (its build
 //! command is run by deploy/check-image-build.sh in CI), and the dashboard by
 //! running its SQL against a database filled the way the demo fills it.
-//! tests/deploy_host.rs covers the Postgres roles and the systemd unit.
+//! tests/it/deploy_host.rs covers the Postgres roles and the systemd unit.
 use crate::common;
 
 use std::collections::BTreeSet;

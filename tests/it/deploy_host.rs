@@ -1,7 +1,7 @@
 //! The deployment outside compose, as an operator sets it up by hand: the
 //! Postgres roles (deploy/postgres/initdb and the README's SQL for plain
 //! binaries), the systemd unit (deploy/systemd), and the README's first query.
-//! tests/deploy.rs covers compose, the Dockerfile and the dashboard.
+//! tests/it/deploy.rs covers compose, the Dockerfile and the dashboard.
 use crate::common;
 
 use std::path::{Path, PathBuf};

@@ -537,25 +537,25 @@ fn the_readme_links_only_files_and_headings_that_exist() {
 const NOT_RUN_HERE: &[(&str, &str)] = &[
     (
         "Plain binaries",
-        "the role SQL creates roles and a database on the server: tests/deploy_host.rs, \
+        "the role SQL creates roles and a database on the server: tests/it/deploy_host.rs, \
          readme_role_sql_for_plain_binaries_runs_as_pasted (in a rolled-back transaction)",
     ),
     (
         "Reports",
         "the report examples are run on a fixture holding their numbers: \
-         tests/views_family.rs, readme_report_examples_are_what_the_binary_prints",
+         tests/it/views_family.rs, readme_report_examples_are_what_the_binary_prints",
     ),
     (
         "Under systemd",
-        "the unit file: tests/deploy.rs checks the deployment files; systemd is not run in tests",
+        "the unit file: tests/it/deploy_host.rs checks it (systemd-analyze) and that it is this one; systemd is not run in tests",
     ),
     (
         "Try it with Docker Compose: `docker compose --profile demo up`",
-        "needs a Docker engine: tests/deploy.rs checks the compose files with docker-compose config",
+        "needs a Docker engine: tests/it/deploy.rs checks the compose files with docker-compose config",
     ),
     (
         "Real Mini Programs with Docker Compose",
-        "needs a Docker engine: tests/deploy.rs, real_deployment_is_valid_once_env_and_config_are_written",
+        "needs a Docker engine: tests/it/deploy.rs, real_deployment_is_valid_once_env_and_config_are_written",
     ),
     (
         "Development",

@@ -1,5 +1,5 @@
 //! The binary as an operator's tools see it: its exit code and its stderr
-//! line by line. Shared by tests/operator_logs.rs and tests/operator_status.rs.
+//! line by line. Shared by tests/it/operator_logs.rs and tests/it/operator_status.rs.
 #![allow(dead_code)] // each test crate uses a different part of it
 
 use crate::common::{wxretain_command, Output};
