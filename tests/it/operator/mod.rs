@@ -1,6 +1,5 @@
 //! The binary as an operator's tools see it: its exit code and its stderr
 //! line by line. Shared by tests/it/operator_logs.rs and tests/it/operator_status.rs.
-#![allow(dead_code)] // each test crate uses a different part of it
 
 use crate::common::{wxretain_command, Output};
 use std::collections::HashMap;
