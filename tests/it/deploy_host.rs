@@ -49,7 +49,7 @@ async fn postgres_init_scripts_make_an_owner_role_for_wxretain_and_a_reader_for_
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let (owner, reader) = (format!("wxretain_owner_{tag}"), format!("grafana_{tag}"));
     let _roles = Roles(vec![owner.clone(), reader.clone()]);
-    let db = common::TestDb::new().await;
+    let db = common::TestDb::empty().await;
     let server = reqwest::Url::parse(&db.url).expect("URL");
 
     let mut scripts: Vec<PathBuf> = std::fs::read_dir(repo().join("deploy/postgres/initdb"))
@@ -329,7 +329,7 @@ async fn readme_role_sql_for_plain_binaries_runs_as_pasted() {
 
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let (owner, reader) = (format!("wxretain_{tag}"), format!("grafana_{tag}"));
-    let db = common::TestDb::new().await;
+    let db = common::TestDb::empty().await;
     let quoted = format!("\"{}\"", db.name);
     // Database first (its name is also the owner's), then the roles.
     let tagged = |sql: &str| {

@@ -212,7 +212,7 @@ async fn status_counts_not_ready_apart_and_flags_only_failures_older_than_a_day(
 
 #[tokio::test]
 async fn status_and_report_apply_pending_migrations_and_report_names_the_app() {
-    let db = TestDb::new().await; // created, never migrated
+    let db = TestDb::empty().await; // created, never migrated
     let apps = apps(1);
     let sim = simulator(chrono::Utc::now(), |_| {}).await;
     let (cli, secrets) = config(&db, &sim, &apps);

@@ -1,6 +1,5 @@
 //! Shared test harness: a fresh Postgres database per test, an in-process
 //! simulator, and configs pointing one at the other.
-#![allow(dead_code)] // each test crate uses a different part of it
 
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashMap;
@@ -29,7 +28,34 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database with every migration applied: a copy of the template
+    /// (see [`template_name`]), which is far quicker than migrating each one.
     pub async fn new() -> Self {
+        let db = Self::not_created();
+        TEMPLATE_READY
+            .get_or_init(|| ensure_template(OtherTemplates::Drop))
+            .await;
+        // A run of another checkout with other migrations, on the same
+        // server, drops this template when it makes its own: make ours
+        // again (leaving theirs) and copy that.
+        if let Err(e) = db.create_from_template().await {
+            let missing =
+                matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000"));
+            assert!(
+                missing,
+                "test database copied from {}: {e}",
+                template_name()
+            );
+            ensure_template(OtherTemplates::Keep).await;
+            db.create_from_template()
+                .await
+                .unwrap_or_else(|e| panic!("test database copied from {}: {e}", template_name()));
+        }
+        db
+    }
+
+    /// A database with no schema at all, for tests of what migrates one.
+    pub async fn empty() -> Self {
         let db = Self::not_created();
         Store::create_database_if_missing(&secrecy::SecretString::from(db.url.clone()))
             .await
@@ -41,13 +67,145 @@ impl TestDb {
     /// database; dropped at the end like any other if something created it.
     pub fn not_created() -> Self {
         let name = format!("wxretain_test_{}", uuid::Uuid::new_v4().simple());
-        let mut url = reqwest::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Self {
-            name,
-            url: url.to_string(),
+        let url = database_url(&name);
+        Self { name, url }
+    }
+
+    async fn create_from_template(&self) -> Result<(), sqlx::Error> {
+        let mut admin = admin_connection().await;
+        let created = sqlx::query(&format!(
+            "CREATE DATABASE \"{}\" TEMPLATE \"{}\"",
+            self.name,
+            template_name()
+        ))
+        .execute(&mut admin)
+        .await;
+        let _ = sqlx::Connection::close(admin).await;
+        created.map(|_| ())
+    }
+}
+
+/// The URL of database `name` on the test server.
+fn database_url(name: &str) -> String {
+    let mut url = reqwest::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A connection to the server's `postgres` database, where test databases
+/// are created and dropped and the template's advisory lock is taken.
+async fn admin_connection() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&database_url("postgres"))
+        .await
+        .expect("connect to the test server (is Postgres running on 127.0.0.1:5432?)")
+}
+
+/// The migrated database [`TestDb::new`] copies, named by a hash of the
+/// migrations this build applies (each one's version and description, from
+/// its file name, and its checksum, of its content): a new or changed
+/// migration makes a new template, and a template is never stale.
+pub fn template_name() -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for m in wxretain::store::MIGRATOR.iter() {
+        hasher.update(m.version.to_be_bytes());
+        hasher.update(m.description.as_bytes());
+        hasher.update([0]);
+        hasher.update(&m.checksum);
+    }
+    let hash: String = hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{TEMPLATE_PREFIX}{hash}")
+}
+
+/// Every template's name starts so (`.ci/run` leaves them when it drops the
+/// databases interrupted runs left behind).
+pub const TEMPLATE_PREFIX: &str = "wxretain_test_template_";
+
+/// Made (or found) once per test process.
+static TEMPLATE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// What [`ensure_template`] does with the templates of other migrations
+/// when it makes ours.
+#[derive(Clone, Copy, PartialEq)]
+enum OtherTemplates {
+    /// Drops them: left by older checkouts, they would pile up.
+    Drop,
+    /// Keeps them: ours vanished mid-run, so a run with other migrations is
+    /// live on this server and still copies its own.
+    Keep,
+}
+
+/// Makes the template if it is missing: one process at a time, under an
+/// advisory lock on the server's `postgres` database, so that test
+/// processes starting together make it once. It is built under a temporary
+/// name and renamed when migrated, so a run killed half-way leaves no
+/// half-migrated template (only a `wxretain_test_<uuid>` leftover, which
+/// `.ci/run` drops); nothing stays connected to it, which `CREATE DATABASE
+/// ... TEMPLATE` requires, and it accepts no connections from then on.
+async fn ensure_template(others: OtherTemplates) {
+    // Any fixed key: only this function takes it.
+    const LOCK: i64 = 0x7778_7265_7461_696e; // "wxretain"
+    let template = template_name();
+    let mut admin = admin_connection().await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK)
+        .execute(&mut admin)
+        .await
+        .expect("template lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .expect("look for the template");
+    if !exists {
+        let building = TestDb::empty().await;
+        let store = Store::connect(&secrecy::SecretString::from(building.url.clone()), 1)
+            .await
+            .expect("connect to the template being built");
+        store.migrate().await.expect("migrate the template");
+        store.pool().close().await;
+        for statement in [
+            format!(
+                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
+                building.name
+            ),
+            format!(
+                "ALTER DATABASE \"{}\" RENAME TO \"{template}\"",
+                building.name
+            ),
+        ] {
+            sqlx::query(&statement)
+                .execute(&mut admin)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        // Renamed: its Drop finds nothing left to drop.
+        if others == OtherTemplates::Drop {
+            let others: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND datname <> $2",
+            )
+            .bind(TEMPLATE_PREFIX)
+            .bind(&template)
+            .fetch_all(&mut admin)
+            .await
+            .expect("list the other templates");
+            for other in others {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{other}\""))
+                    .execute(&mut admin)
+                    .await;
+            }
         }
     }
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK)
+        .execute(&mut admin)
+        .await;
+    let _ = sqlx::Connection::close(admin).await;
 }
 
 impl Drop for TestDb {
