@@ -127,6 +127,9 @@ async fn a_claim_that_waits_longer_than_its_lease_is_not_fetched_twice() {
 /// live leases for a dead process's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_that_share_a_hostname_and_a_pid_do_not_free_each_others_leases() {
+    if !require_root("unshare --pid makes each replica PID 1") || !require_tool("unshare") {
+        return;
+    }
     let db = TestDb::new().await;
     let sim = real_time_simulator(300).await;
     let apps = apps(4);

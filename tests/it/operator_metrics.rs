@@ -1,8 +1,8 @@
 //! `/metrics` as an operator's tools read it: the real `wxretain run`
 //! process, scraped, checked by `promtool check metrics` (Prometheus' own
 //! linter), and scraped by a real Prometheus server with the shipped alert
-//! rules loaded (CI installs both, Debian's `prometheus`). Set
-//! `WXRETAIN_SKIP_PROMTOOL=1` to run these tests on a machine without them;
+//! rules loaded (CI installs both, Debian's `prometheus`). On a machine
+//! without them, those checks are skipped (`common::require_tool`) and
 //! everything else is still checked.
 
 use crate::common;
@@ -43,8 +43,12 @@ async fn scrape_until(base: &str, within: Duration, ready: impl Fn(&str) -> bool
 }
 
 /// `promtool check metrics` on `body`: fails the test on any problem it
-/// reports, or when promtool is missing (unless WXRETAIN_SKIP_PROMTOOL=1).
+/// reports; skipped when promtool is missing outside CI (the rest of the
+/// test still runs).
 fn promtool_check(body: &str) {
+    if !require_tool("promtool") {
+        return;
+    }
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -53,16 +57,6 @@ fn promtool_check(body: &str) {
         .spawn();
     let mut child = match child {
         Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var("WXRETAIN_SKIP_PROMTOOL").as_deref() == Ok("1") {
-                eprintln!("promtool is not installed; WXRETAIN_SKIP_PROMTOOL=1: not checking /metrics with it");
-                return;
-            }
-            panic!(
-                "promtool is not installed: `apt-get install prometheus` (as .ci/run does), \
-                 or set WXRETAIN_SKIP_PROMTOOL=1 to skip this check"
-            );
-        }
         Err(e) => panic!("cannot run promtool: {e}"),
     };
     child
@@ -317,6 +311,9 @@ async fn prometheus_scalar(base: &str, query: &str) -> Option<f64> {
 /// all there, and every alert rule evaluates without error.
 #[tokio::test]
 async fn a_prometheus_server_scrapes_the_daemon_and_evaluates_the_shipped_rules() {
+    if !require_tool("prometheus") {
+        return;
+    }
     let db = TestDb::new().await;
     let sim = simulator(chrono::Utc::now(), |c| c.clock = SimClock::real()).await;
     let apps = apps(3);
@@ -359,16 +356,6 @@ async fn a_prometheus_server_scrapes_the_daemon_and_evaluates_the_shipped_rules(
         .spawn();
     let _server = match server {
         Ok(child) => KillOnDrop(child),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var("WXRETAIN_SKIP_PROMTOOL").as_deref() == Ok("1") {
-                eprintln!("prometheus is not installed; WXRETAIN_SKIP_PROMTOOL=1: skipped");
-                return;
-            }
-            panic!(
-                "prometheus is not installed: `apt-get install prometheus` (as .ci/run does), \
-                 or set WXRETAIN_SKIP_PROMTOOL=1 to skip this test"
-            );
-        }
         Err(e) => panic!("cannot run prometheus: {e}"),
     };
     let base = format!("http://127.0.0.1:{web}");

@@ -240,6 +240,55 @@ pub fn clean_up_on_server(statements: Vec<String>) {
     .join();
 }
 
+// ---- tools a contributor may not have ----------------------------------------
+
+/// Whether `tool` is on `PATH`. Tests that run a tool a contributor may not
+/// have call this first and return (pass) when it says false: outside CI the
+/// test prints `SKIPPED: <test>: <why>` on stderr; in CI (`CI=true`), which
+/// installs every tool (`.ci/run`), a missing tool fails the test instead.
+pub fn require_tool(tool: &str) -> bool {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(dir.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    on_path || skip(&format!("{tool} is not installed ({})", install_hint(tool)))
+}
+
+/// Whether this process runs as root, for tests that need it (`unshare`'s
+/// PID namespaces); otherwise as [`require_tool`]: skipped, or failed in CI.
+pub fn require_root(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    root || skip(&format!("needs root: {why}"))
+}
+
+/// Says why the running test is skipped and returns false, or fails it in CI.
+fn skip(why: &str) -> bool {
+    // libtest runs each test on a thread named after it.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{test}: {why}; CI must have it (.ci/run installs it)");
+    }
+    eprintln!("SKIPPED: {test}: {why}");
+    false
+}
+
+/// How to get `tool` on Debian, as `.ci/run` does.
+fn install_hint(tool: &str) -> String {
+    let package = match tool {
+        "promtool" | "prometheus" => "prometheus",
+        "systemd-analyze" => "systemd",
+        "psql" | "pg_dump" => "postgresql-client",
+        "unshare" => "util-linux",
+        other => other,
+    };
+    format!("apt-get install {package}")
+}
+
 /// An instant written as Beijing wall time.
 pub fn beijing(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
     BEIJING
