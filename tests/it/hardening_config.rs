@@ -190,11 +190,13 @@ async fn a_cron_zone_far_from_beijing_still_plans_the_week_that_just_ended_in_be
 
 // ---- secrets in the database URL -------------------------------------------------
 
-/// Runs `wxretain --config CONFIG run --listen 127.0.0.1:0` for `secs`, then
-/// SIGTERMs it and returns what it printed.
-async fn run_for(config: &Path, env: &HashMap<String, String>, secs: u64) -> Output {
+/// Runs `wxretain --config CONFIG run --listen 127.0.0.1:PORT` until it has
+/// said why it cannot reach the database (the error, where a password could
+/// show) or has exited, then SIGTERMs it and returns all it printed.
+async fn run_until_it_names_the_database(config: &Path, env: &HashMap<String, String>) -> Output {
+    use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxretain"));
-    let child = cmd
+    let mut child = cmd
         .arg("--config")
         .arg(config)
         .args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
@@ -207,19 +209,42 @@ async fn run_for(config: &Path, env: &HashMap<String, String>, secs: u64) -> Out
         .kill_on_drop(true)
         .spawn()
         .expect("spawn wxretain run");
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let pid = child.id().expect("pid").to_string();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
-        .await
-        .expect("run exits after SIGTERM")
-        .expect("wait");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut stderr = String::new();
+    let said = tokio::time::timeout(RUN_LIMIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("cannot reach the database") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        said.is_ok(),
+        "run never said why it cannot reach the database:\n{stderr}"
+    );
+    let pid = child.id().map(|pid| pid.to_string());
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+    }
+    let out = tokio::time::timeout(RUN_LIMIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+        child.wait_with_output().await
+    })
+    .await
+    .expect("run exits after SIGTERM")
+    .expect("wait");
     Output {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr,
     }
 }
 
@@ -261,7 +286,7 @@ async fn a_password_in_the_database_urls_query_is_never_printed() {
                 out.stderr
             );
         }
-        let out = run_for(&path, &env, 2).await;
+        let out = run_until_it_names_the_database(&path, &env).await;
         assert!(
             !out.stderr.contains(SECRET) && !out.stdout.contains(SECRET),
             "{url} run: the password was printed:\n{}",

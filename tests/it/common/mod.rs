@@ -413,7 +413,7 @@ pub fn fetchable_periods_all_grains(p: &Pipeline, now: DateTime<Utc>) -> i64 {
 
 /// Tests run without the default rate limits (which would make a 500-week
 /// backfill take seconds) unless they set their own.
-fn unthrottled(extra: &str) -> String {
+pub fn unthrottled(extra: &str) -> String {
     const NO_LIMITS: &str = "rate_per_second = 1000000\napp_rate_per_second = 1000000\n";
     if extra.contains("rate_per_second") {
         extra.to_string()
