@@ -107,6 +107,25 @@ async fn a_claim_that_waits_longer_than_its_lease_is_not_fetched_twice() {
         .expect("spawn first");
     // 30 weeks at 2 a second: the first replica needs ~15 s; its later
     // claims have waited past their 11 s lease when the second one starts.
+    // (The lease is real time on the database's clock, and 11 s is the
+    // shortest the config takes with 1 s timeouts; the wait counts from the
+    // first claim, so a slow start-up cannot cut it short.)
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM retention_ledger WHERE lease_owner LIKE 'replica-a:%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first never claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_secs(13)).await;
     let second = once_command(&path, &env, &db, &sim)
         .env("HOSTNAME", "replica-b")
@@ -373,11 +392,21 @@ async fn an_impossible_answer_not_repeated_is_never_stored() {
     let p = pipeline(config(&db, &sim, &apps, &extra)).await;
     let week = wxretain::domain::NaturalWeek::last_completed_at(now, wxretain::domain::BEIJING)
         .plus_weeks(-2);
-    // WeChat's glitch is over by the time the week is asked again.
+    // WeChat's glitch is over by the time the week is asked again: it ends
+    // once the first (impossible) answer is out, not at a set time, which a
+    // slow first call could outlast.
     let healed = {
-        let sim = sim.clone();
+        let (sim, appid) = (sim.clone(), apps[0].clone());
         async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let answered = |sim: &SimulatorHandle| {
+                sim.stats()
+                    .per_week
+                    .get(&(appid.clone(), week))
+                    .is_some_and(|c| c.ok > 0)
+            };
+            while !answered(&sim) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             sim.set_faults(Faults::default());
         }
     };
