@@ -259,7 +259,8 @@ fn the_quick_starts_test_command_is_the_one_ci_runs() {
 
 // ---- Using it with real Mini Programs ---------------------------------------
 
-/// Polls `/metrics` until the daemon's first pass has ended; what it served then.
+/// Polls `/metrics` until the daemon's first pass has ended and the gauges
+/// it counts afterwards from the ledger are set; what it served then.
 async fn wait_for_a_pass(child: &mut tokio::process::Child, port: u16, log: &Path) -> String {
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -278,7 +279,9 @@ async fn wait_for_a_pass(child: &mut tokio::process::Child, port: u16, log: &Pat
             Ok(answer) => answer.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        if metrics.contains("wxretain_last_successful_pass_timestamp_seconds") {
+        if metrics.contains("wxretain_last_successful_pass_timestamp_seconds")
+            && metrics.contains("wxretain_periods{")
+        {
             return metrics;
         }
         assert!(

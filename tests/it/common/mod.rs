@@ -721,24 +721,79 @@ impl std::io::Write for Capture {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
+thread_local! {
+    /// Where this thread's log goes while a test captures it.
+    static CAPTURING: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The writer of the tests' one log subscriber: the capture of the thread
+/// that logs, if it has one.
+struct ThisThreadsCapture;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThisThreadsCapture {
+    type Writer = Box<dyn std::io::Write>;
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        match CAPTURING.with(|c| c.borrow().clone()) {
+            Some(capture) => Box::new(capture),
+            None => Box::new(std::io::sink()),
+        }
+    }
+}
+
+/// Lets an event through only on a thread that captures. Asked at every
+/// event: a verdict cached per call site would be one thread's, wrong for
+/// the others (with one `set_default` subscriber per capturing thread, call
+/// sites first hit elsewhere were sometimes left disabled for all).
+struct OnACapturingThread;
+
+impl<S> tracing_subscriber::layer::Filter<S> for OnACapturingThread {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        CAPTURING.with(|c| c.borrow().is_some())
+    }
+
+    fn callsite_enabled(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+}
+
+/// Stops a capture when dropped.
+pub struct CaptureGuard(Option<Capture>);
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CAPTURING.with(|c| *c.borrow_mut() = previous);
     }
 }
 
 impl Capture {
     /// Captures this thread's DEBUG log (dependencies at WARN) until the
     /// guard is dropped: for tests that read back what was logged.
-    pub fn debug_log() -> (Self, tracing::subscriber::DefaultGuard) {
+    pub fn debug_log() -> (Self, CaptureGuard) {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            use tracing_subscriber::filter::FilterExt;
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::Layer;
+            let levels = tracing_subscriber::EnvFilter::new(
+                "debug,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn",
+            );
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(ThisThreadsCapture)
+                .with_filter(OnACapturingThread.and(levels));
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("the tests' log subscriber is the only one");
+        });
         let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .with_env_filter("debug,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn")
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (capture, guard)
+        let previous = CAPTURING.with(|c| c.borrow_mut().replace(capture.clone()));
+        (capture, CaptureGuard(previous))
     }
 
     /// Everything logged so far.
