@@ -80,6 +80,16 @@ impl TestDb {
         ))
         .execute(&mut admin)
         .await;
+        // Commits need not wait for the disk: a test database outlives no
+        // server crash, and the hour-by-hour tests commit thousands of times.
+        if created.is_ok() {
+            sqlx::query(&format!(
+                "ALTER DATABASE \"{}\" SET synchronous_commit = off",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await?;
+        }
         let _ = sqlx::Connection::close(admin).await;
         created.map(|_| ())
     }
