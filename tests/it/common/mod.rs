@@ -103,12 +103,25 @@ fn database_url(name: &str) -> String {
 }
 
 /// A connection to the server's `postgres` database, where test databases
-/// are created and dropped and the template's advisory lock is taken.
+/// are created and dropped and the template's advisory lock is taken. A
+/// server out of connections (other test runs share it) is waited for.
 async fn admin_connection() -> sqlx::PgConnection {
     use sqlx::Connection;
-    sqlx::PgConnection::connect(&database_url("postgres"))
-        .await
-        .expect("connect to the test server (is Postgres running on 127.0.0.1:5432?)")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match sqlx::PgConnection::connect(&database_url("postgres")).await {
+            Ok(conn) => return conn,
+            // 53300: too many connections.
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("53300") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                panic!("connect to the test server (is Postgres running on 127.0.0.1:5432?): {e}")
+            }
+        }
+    }
 }
 
 /// The migrated database [`TestDb::new`] copies, named by a hash of the
