@@ -125,11 +125,7 @@ async fn three_replicas_share_a_backfill_and_fetch_every_week_exactly_once() {
     let sim = real_time_simulator(20).await;
     let apps = apps(100);
     let weeks = 8;
-    // Four connections a replica, not the default ten: three replicas and
-    // the test's own pools took half of Postgres's default 100, and two
-    // runs of the suite at once ran the server out.
-    let extra =
-        format!("{FAST}[schedule]\nlookback_weeks = {weeks}\n[database]\nmax_connections = 4\n");
+    let extra = format!("{FAST}[schedule]\nlookback_weeks = {weeks}\n");
     let (_dir, path, env) = config_file(&apps, &extra);
     // Every grain: the days from the oldest week's Monday, the weeks, the months.
     let p = pipeline(config(&db, &sim, &apps, &extra)).await;

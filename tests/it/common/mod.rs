@@ -375,7 +375,7 @@ pub async fn real_time_simulator(latency_ms: u64) -> SimulatorHandle {
 /// The TOML of a config for `apps`, each with secret `secret-<appid>` in `SECRET_<n>`.
 pub fn config_toml(apps: &[AppId], extra: &str) -> (String, HashMap<String, String>) {
     let mut env = HashMap::new();
-    let mut toml = format!("{}\n", unthrottled(extra));
+    let mut toml = format!("{}\n", few_connections(&unthrottled(extra)));
     for (i, appid) in apps.iter().enumerate() {
         let var = format!("SECRET_{i}");
         env.insert(var.clone(), format!("secret-{appid}"));
@@ -444,6 +444,21 @@ pub fn unthrottled(extra: &str) -> String {
         extra.replacen("[wechat]\n", &format!("[wechat]\n{NO_LIMITS}"), 1)
     } else {
         format!("[wechat]\n{NO_LIMITS}{extra}")
+    }
+}
+
+/// The binaries tests run take 4 connections to Postgres, not the default
+/// 10, unless they set their own: tests run 8 at a time, some with three
+/// daemons, and two suites at once (or other checkouts' tests on the same
+/// server) ran Postgres out of its default 100.
+fn few_connections(toml: &str) -> String {
+    const FEW: &str = "max_connections = 4\n";
+    if toml.contains("max_connections") {
+        toml.to_string()
+    } else if toml.contains("[database]\n") {
+        toml.replacen("[database]\n", &format!("[database]\n{FEW}"), 1)
+    } else {
+        format!("{toml}\n[database]\n{FEW}")
     }
 }
 
