@@ -32,6 +32,7 @@ impl TestDb {
     /// (see [`template_name`]), which is far quicker than migrating each one.
     pub async fn new() -> Self {
         let db = Self::not_created();
+        wait_for_connections_to_spare().await;
         TEMPLATE_READY
             .get_or_init(|| ensure_template(OtherTemplates::Drop))
             .await;
@@ -57,6 +58,7 @@ impl TestDb {
     /// A database with no schema at all, for tests of what migrates one.
     pub async fn empty() -> Self {
         let db = Self::not_created();
+        wait_for_connections_to_spare().await;
         Store::create_database_if_missing(&secrecy::SecretString::from(db.url.clone()))
             .await
             .expect("test database created (is Postgres running on 127.0.0.1:5432?)");
@@ -93,6 +95,29 @@ impl TestDb {
         let _ = sqlx::Connection::close(admin).await;
         created.map(|_| ())
     }
+}
+
+/// Waits (two minutes at most) until fewer than 60 % of the server's
+/// connections are in use before a test starts. Test runs share the server
+/// (two suites at once, other checkouts' tests), and a test whose daemons
+/// find it full fails for no fault of the code.
+async fn wait_for_connections_to_spare() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut admin = admin_connection().await;
+    loop {
+        let (used, max): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+                    current_setting('max_connections')::bigint",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap_or((0, 100));
+        if used * 10 < max * 6 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let _ = sqlx::Connection::close(admin).await;
 }
 
 /// The URL of database `name` on the test server.
@@ -472,8 +497,10 @@ pub fn config(db: &TestDb, sim: &SimulatorHandle, apps: &[AppId], extra: &str) -
     Config::parse(&toml, Path::new("test.toml"), &env).expect("test config is valid")
 }
 
+/// A pipeline on `config`'s database, migrated, with a pool of 4
+/// connections (what the binaries tests run get too: see `few_connections`).
 pub async fn pipeline(config: Config) -> Pipeline {
-    let store = Store::connect(&config.database.url, 8)
+    let store = Store::connect(&config.database.url, 4)
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
