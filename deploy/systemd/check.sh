@@ -6,7 +6,7 @@
 #     stay at or below THRESHOLD tenths ("1.2 OK" today; 15 = 1.5).
 # verify insists that ExecStart's program exists, and /usr/local/bin/wxretain
 # is not installed where CI runs: a copy of the unit runs /bin/true instead.
-# CI (.ci/run) and tests/deploy.rs run it. Usage: deploy/systemd/check.sh [THRESHOLD]
+# CI (.ci/run) and tests/it/deploy_host.rs run it. Usage: deploy/systemd/check.sh [THRESHOLD]
 set -euo pipefail
 threshold="${1:-15}"
 unit="$(cd "$(dirname "$0")" && pwd)/wxretain.service"

@@ -12,7 +12,7 @@
 //! written out here once more, and a fourth grain would have to add its
 //! copies by hand; one statement built from [`CohortView`] keeps this one
 //! engine over data. The names are constants of the code, never user input,
-//! and the report tests (`tests/views_family.rs`, `tests/cli.rs`) run every
+//! and the report tests (`tests/it/views_family.rs`, `tests/it/cli.rs`) run every
 //! statement on every grain.
 
 use super::{Result, Store};

@@ -3,7 +3,7 @@
 # superuser (POSTGRES_USER): wxretain's own login role, which owns the database
 # POSTGRES_DB and so everything its migrations create there, and nothing else:
 # no superuser, no CREATEDB, no CREATEROLE. (WXRETAIN_DB_USER renames the role
-# for tests/deploy.rs, which runs this on a shared server; leave it unset.)
+# for tests/it/deploy_host.rs, which runs this on a shared server; leave it unset.)
 set -eu
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
      -v owner="${WXRETAIN_DB_USER:-wxretain}" -v db="$POSTGRES_DB" \

@@ -3,7 +3,7 @@
 # 05-wxretain-owner.sh): the role Grafana logs in with may read every table and
 # view wxretain creates (now or in later migrations, as the owner role) and
 # change nothing. (GRAFANA_DB_USER and WXRETAIN_DB_USER rename the roles for
-# tests/deploy.rs, which runs this on a shared server; leave them unset.)
+# tests/it/deploy_host.rs, which runs this on a shared server; leave them unset.)
 set -eu
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
      -v reader="${GRAFANA_DB_USER:-grafana}" -v owner="${WXRETAIN_DB_USER:-wxretain}" \
