@@ -5,6 +5,7 @@ mod error;
 mod http;
 mod throttle;
 mod token;
+mod token_source;
 
 pub use client::{CallMeter, LeaseHold, RawAnswer, WeChatClient};
 pub use error::{ApiErrorCode, Endpoint, ErrorClass, FetchError};
