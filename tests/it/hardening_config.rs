@@ -385,7 +385,7 @@ async fn once_exits_1_when_an_attempted_week_failed_and_0_when_all_is_stored_or_
     for needle in [
         "Exit status:",
         "not yet published",
-        "  1  an attempted week failed",
+        "  1  an attempted period failed",
     ] {
         assert!(help.stdout.contains(needle), "{needle}:\n{}", help.stdout);
     }

@@ -147,8 +147,8 @@ async fn a_live_process_hidden_by_proc_keeps_its_leases() {
     for (appid, owner) in &holders {
         for week in &weeks {
             sqlx::query(
-                "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at, lease_owner, lease_until)
-                 VALUES ($1, 'weekly', $2, now() - interval '1 minute', $3, now() + interval '1 hour')",
+                "INSERT INTO retention_ledger (appid, dataset, grain, period_start, next_due_at, lease_owner, lease_until)
+                 VALUES ($1, 'retention', 'weekly', $2, now() - interval '1 minute', $3, now() + interval '1 hour')",
             )
             .bind(appid.as_str())
             .bind(week.start())
@@ -582,15 +582,16 @@ async fn a_daemon_whose_token_file_became_a_fifo_stops_on_sigterm() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     make_fifo(&file);
-    // Older weeks, due now: the daemon wakes for them and reads the file.
+    // Older weeks a backfill asked for, due now: the daemon wakes for them
+    // and reads the file.
     let last = wxretain::domain::NaturalWeek::last_completed_at(
         chrono::Utc::now(),
         wxretain::domain::BEIJING,
     );
     for back in 1..=3 {
         sqlx::query(
-            "INSERT INTO retention_ledger (appid, grain, period_start, next_due_at)
-             VALUES ($1, 'weekly', $2, now())",
+            "INSERT INTO retention_ledger (appid, dataset, grain, period_start, next_due_at, requested)
+             VALUES ($1, 'retention', 'weekly', $2, now(), true)",
         )
         .bind(app.as_str())
         .bind(last.plus_weeks(-back).monday())
