@@ -4,9 +4,10 @@
 
 use crate::commands::UsageError;
 use crate::config::redact_url_password;
+use crate::dataset::DatasetId;
 use crate::domain::{AppId, Grain, Metric};
 use crate::report::{render, Format, Triangle};
-use crate::store::{CohortPeriod, Store};
+use crate::store::{CohortPeriod, Gap, Store};
 use secrecy::{ExposeSecret, SecretString};
 use std::process::ExitCode;
 
@@ -153,5 +154,23 @@ pub async fn load(
         .into());
     };
     let first = last.plus(1 - i64::from(periods)).max(oldest);
-    Ok(store.cohort_periods(appid, metric, first, last).await?)
+    let mut rows = store.cohort_periods(appid, metric, first, last).await?;
+    // A period with no data at all says why, when the ledger says more than
+    // "not published yet": never planned, not fetched, refused, failed.
+    let ledger = store
+        .periods(
+            std::slice::from_ref(appid),
+            DatasetId::Retention,
+            first,
+            last,
+        )
+        .await?;
+    let by_start: std::collections::HashMap<_, _> =
+        ledger.iter().map(|r| (r.period_start, r)).collect();
+    for row in &mut rows {
+        if row.users.is_none() && row.retained.iter().all(Option::is_none) {
+            row.gap = Gap::of(by_start.get(&row.period.start()).copied());
+        }
+    }
+    Ok(rows)
 }

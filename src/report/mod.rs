@@ -9,7 +9,7 @@
 
 use crate::dataset::retention::{column_prefix, later_keys, CohortView};
 use crate::domain::{Grain, Metric};
-use crate::store::CohortPeriod;
+use crate::store::{CohortPeriod, Gap};
 use anstyle::{Ansi256Color, AnsiColor, Style};
 use serde::ser::{SerializeMap, Serializer};
 
@@ -131,6 +131,14 @@ pub fn table(t: &Triangle) -> String {
     }
     out.push('\n');
     for row in t.periods {
+        if let Some(gap) = row.gap {
+            out.push_str(&format!(
+                "{:<10} {dim}{}{dim:#}\n",
+                row.period.start(),
+                gap_text(gap)
+            ));
+            continue;
+        }
         let users = match row.users {
             Some(n) => format!("{n:>8}"),
             None => format!("{dim}{MATURING:>8}{dim:#}"),
@@ -146,6 +154,19 @@ pub fn table(t: &Triangle) -> String {
         "{dim}{MATURING} = not published by WeChat yet (the {unit} is still maturing); - = no users to measure against{dim:#}\n"
     ));
     out
+}
+
+/// What a row without data says instead of its cells.
+fn gap_text(gap: Gap) -> &'static str {
+    match gap {
+        Gap::NotPlanned => {
+            "not fetched: not in the ledger (outside the range kept, or not collected)"
+        }
+        Gap::NotFetched => "not fetched yet",
+        Gap::Rejected => "not stored: WeChat's answer was refused (see `wxretain status`)",
+        Gap::Failed => "not stored: the last attempt failed (see `wxretain status`)",
+        Gap::Unavailable => "not stored: WeChat does not serve it",
+    }
 }
 
 /// `count  rate%`, shaded by rate; unpublished keys are dimmed marks.
@@ -261,6 +282,9 @@ impl serde::Serialize for JsonRow<'_> {
             map.serialize_entry(column, &value)?;
         }
         map.serialize_entry("users", &row.users)?;
+        if row.gap.is_some() {
+            map.serialize_entry("gap", &row.gap)?;
+        }
         for (label, count) in self.labels.iter().zip(&row.retained) {
             map.serialize_entry(label, count)?;
         }

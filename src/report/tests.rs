@@ -20,6 +20,7 @@ fn row(grain: Grain, start: &str, users: Option<i64>, retained: &[Option<i64>]) 
         })
         .collect();
     CohortPeriod {
+        gap: None,
         period: Period::starting(grain, date(start)).expect("a period start"),
         users,
         retained,

@@ -32,7 +32,43 @@ pub struct CohortPeriod {
     pub retained: Vec<Option<i64>>,
     /// `retained[i] / users` as a fraction, from the view; `None` while the
     /// key is unpublished or `users` is 0.
+    /// Why the period has no data at all, when it has none and the ledger
+    /// says more than "not published yet" (see [`Gap`]).
+    pub gap: Option<Gap>,
     pub rates: Vec<Option<f64>>,
+}
+
+/// Why a period has no data, as the ledger tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gap {
+    /// Not in the ledger: outside the range kept, or not collected then.
+    NotPlanned,
+    /// Planned, never fetched yet.
+    NotFetched,
+    /// WeChat's answer was refused (`rejected_answers` has it).
+    Rejected,
+    /// The last attempt failed.
+    Failed,
+    /// WeChat does not serve it (61501 on an old period).
+    Unavailable,
+}
+
+impl Gap {
+    /// What the ledger's entry (`None`: there is none) says of a period
+    /// with no data; `None` when that is "not published yet".
+    pub fn of(entry: Option<&super::PeriodRow>) -> Option<Gap> {
+        let Some(row) = entry else {
+            return Some(Gap::NotPlanned);
+        };
+        match row.state.as_str() {
+            "missing" => Some(Gap::NotFetched),
+            "unavailable" => Some(Gap::Unavailable),
+            "failing" if row.last_error_class.as_deref() == Some("rejected") => Some(Gap::Rejected),
+            "failing" => Some(Gap::Failed),
+            _ => None,
+        }
+    }
 }
 
 impl Store {
@@ -115,6 +151,7 @@ impl Store {
                 users: r.users,
                 retained: r.retained,
                 rates: r.rates,
+                gap: None,
             })
             .collect())
     }

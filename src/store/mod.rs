@@ -19,7 +19,7 @@ mod schema;
 mod status;
 
 pub use apps::KnownApp;
-pub use cohorts::CohortPeriod;
+pub use cohorts::{CohortPeriod, Gap};
 pub use error::{Result, StoreError};
 pub use ledger::{Claim, Failure, Range, Requeue, Scope};
 pub use save::{Answered, SaveStats};

@@ -68,6 +68,7 @@ pub struct PeriodRow {
     pub calls: i32,
     pub last_errcode: Option<i64>,
     pub last_error: Option<String>,
+    pub last_error_class: Option<String>,
     pub next_due_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
 }
@@ -262,7 +263,7 @@ impl Store {
         let rows = sqlx::query_as!(
             PeriodRow,
             "SELECT appid, dataset, grain, period_start, state, keys, attempts, calls, last_errcode, last_error,
-                    next_due_at, last_attempt_at
+                    last_error_class, next_due_at, last_attempt_at
                FROM retention_ledger
               WHERE appid = ANY($1) AND dataset = $5 AND grain = $4 AND period_start BETWEEN $2 AND $3
               ORDER BY appid, period_start",

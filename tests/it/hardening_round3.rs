@@ -631,3 +631,39 @@ async fn a_backfill_of_a_grain_not_collected_says_so() {
         out.stdout
     );
 }
+
+/// `report` says what each gap is: a week whose answer was refused is not
+/// "not published by WeChat yet".
+#[tokio::test]
+async fn report_names_a_refused_week_as_refused_not_as_unpublished() {
+    let db = TestDb::new().await;
+    let now = beijing(2026, 11, 18, 11);
+    let sim = simulator(now, |_| {}).await;
+    let apps = apps(1);
+    let extra = "[schedule]\nlookback_weeks = 8\n[collect]\nretention = [\"weekly\"]\n";
+    let p = pipeline(config(&db, &sim, &apps, extra)).await;
+    let (first, last) = kept_weeks(&p, now);
+    // Weeks stored on both sides of four whose answers are refused.
+    backfill(&p, first, first.plus_weeks(1), now, false).await;
+    backfill(&p, first.plus_weeks(6), last, now, false).await;
+    let mut faults = sim.faults_now();
+    faults.wrong_ref_date_rate = 1.0;
+    sim.set_faults(faults);
+    backfill(&p, first.plus_weeks(2), first.plus_weeks(5), now, false).await;
+    let (_dir, path, env) = config_file(&apps, extra);
+    let out = wxretain_with_config(
+        &path,
+        &env,
+        &db.url,
+        &sim,
+        &["report", "--app", apps[0].as_str(), "--weeks", "8"],
+    )
+    .await;
+    out.expect_code(0, "report");
+    let refused: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("WeChat's answer was refused"))
+        .collect();
+    assert_eq!(refused.len(), 4, "{}", out.stdout);
+}
